@@ -409,6 +409,12 @@ impl Welch {
         &self.cfg
     }
 
+    /// Input-sample index at which the next frame will start.
+    #[must_use]
+    pub fn next_frame_first_sample(&self) -> u64 {
+        self.frame_first_sample
+    }
+
     /// Segments that make one frame.
     #[must_use]
     pub fn segments_per_frame(&self) -> usize {

@@ -202,6 +202,20 @@ pub enum Technology {
     Unknown,
 }
 
+impl Technology {
+    /// Lowercase wire name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gsm => "gsm",
+            Self::Umts => "umts",
+            Self::Lte => "lte",
+            Self::Nr => "nr",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
 /// Identity of a cell, as far as known.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CellId {

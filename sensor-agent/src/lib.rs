@@ -1,1 +1,51 @@
-//! placeholder
+//! The Centinela sensor agent: the sensing pipeline from IQ to observations and wire events.
+//!
+//! [`analysis`] turns a spectrum into carriers with their band and margin and a jammer verdict
+//! per band; [`tracker`] turns successive observations into gap and jammer events with
+//! hysteresis; [`replay`] runs the pipeline over a SigMF recording; [`scan`] sweeps a band plan
+//! with any [`hardware::IqSource`]; [`cli`] is the command line. `main.rs` only parses and calls.
+
+pub mod analysis;
+pub mod cli;
+pub mod config;
+pub mod psd_csv;
+pub mod replay;
+pub mod scan;
+pub mod tracker;
+
+/// Errors of the agent library. Bad input is exit code 2, runtime failures 1.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// A source could not be opened, tuned or read.
+    #[error(transparent)]
+    Hardware(#[from] hardware::HwError),
+    /// A DSP stage or band plan rejected its configuration.
+    #[error(transparent)]
+    Dsp(#[from] dsp::DspError),
+    /// A command-line or config value is wrong.
+    #[error("{0}")]
+    Input(String),
+    /// Writing output failed.
+    #[error("writing output: {0}")]
+    Output(#[source] std::io::Error),
+}
+
+impl AgentError {
+    /// The process exit code for this error: 2 for bad input, 1 for runtime failures.
+    #[must_use]
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Self::Hardware(
+                hardware::HwError::Metadata { .. }
+                | hardware::HwError::Data { .. }
+                | hardware::HwError::Io { .. }
+                | hardware::HwError::Scene(_)
+                | hardware::HwError::Tuning { .. },
+            )
+            | Self::Dsp(_)
+            | Self::Input(_) => 2,
+            _ => 1,
+        }
+    }
+}

@@ -1,0 +1,797 @@
+//! The `sensor-agent` command line.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use dsp::bandplan::{self, Band, TuningLimits};
+use dsp::calib::Calibration;
+use hardware::profile::{self, DeviceProfile};
+use hardware::sigmf::{Datatype, SigmfWriter};
+use hardware::sim::{SIM_MAX_RATE_HZ, Scene, SimSource};
+use hardware::{IqSource, ReadOutcome, Tuning};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::AgentError;
+use crate::config::{Identity, PipelineConfig};
+use crate::replay::{ReplayOptions, replay, write_json_line, write_text_line};
+use crate::scan::{SweepOptions, plan, sweep};
+use crate::tracker::{Event, GapTracker, JammerTracker};
+
+/// Centinela sensor agent: checks that prison cell-phone jammers work, band by band.
+#[derive(Debug, Parser)]
+#[command(name = "sensor-agent", version, about)]
+pub struct Cli {
+    /// Log filter for stderr (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(long, global = true, default_value = "info", env = "CENTINELA_LOG")]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the production pipeline on a SigMF recording and print observations and events.
+    Replay(ReplayArgs),
+    /// A recording's spectrum as rtl_power-compatible CSV.
+    Psd(PsdArgs),
+    /// The band plan and what a radio can and cannot cover.
+    Bands(BandsArgs),
+    /// Sweep the band plan with a source (the simulated facility, or a radio) and print results.
+    Scan(ScanArgs),
+    /// Record IQ from a source to a SigMF recording (one capture per hop).
+    Record(RecordArgs),
+    /// Print the built-in demo facility scene as TOML (a starting point for your own).
+    Scene,
+}
+
+/// Who the observations are attributed to.
+#[derive(Debug, Args, Clone)]
+pub struct IdentityArgs {
+    /// Facility id.
+    #[arg(long, default_value = "local", env = "CENTINELA_FACILITY")]
+    pub facility: String,
+    /// Sensor id.
+    #[arg(long, default_value = "sensor-1", env = "CENTINELA_SENSOR")]
+    pub sensor: String,
+    /// Zone the sensor covers.
+    #[arg(long, default_value = "unassigned")]
+    pub zone: String,
+}
+
+impl IdentityArgs {
+    fn identity(&self) -> Identity {
+        Identity {
+            facility_id: self.facility.clone(),
+            sensor_id: self.sensor.clone(),
+            zone: self.zone.clone(),
+        }
+    }
+}
+
+/// Spectrum settings.
+#[derive(Debug, Args, Clone)]
+pub struct PipelineArgs {
+    /// FFT size (power of two, 256–65536).
+    #[arg(long, default_value_t = 1024)]
+    pub fft: usize,
+    /// Segment overlap (0 ≤ x < 1).
+    #[arg(long, default_value_t = 0.5)]
+    pub overlap: f64,
+    /// Milliseconds averaged into one observation.
+    #[arg(long, default_value_t = 20.0)]
+    pub average_ms: f64,
+    /// Country whose band plan to use (CO, MX, GT, EC, UY, DO); all known bands if omitted.
+    #[arg(long)]
+    pub country: Option<String>,
+    /// Explicit bands, comma separated (B28,n78,GSM850); overrides --country.
+    #[arg(long, value_delimiter = ',')]
+    pub bands: Vec<String>,
+}
+
+impl PipelineArgs {
+    fn pipeline(&self) -> Result<PipelineConfig, AgentError> {
+        if !(self.average_ms.is_finite() && self.average_ms > 0.0) {
+            return Err(AgentError::Input(format!(
+                "--average-ms {} must be a positive number",
+                self.average_ms
+            )));
+        }
+        Ok(PipelineConfig {
+            fft_size: self.fft,
+            overlap: self.overlap,
+            average_s: self.average_ms / 1e3,
+            ..PipelineConfig::default()
+        })
+    }
+
+    fn band_list(&self) -> Result<Vec<&'static Band>, AgentError> {
+        select_bands(self.country.as_deref(), &self.bands)
+    }
+}
+
+fn select_bands(country: Option<&str>, bands: &[String]) -> Result<Vec<&'static Band>, AgentError> {
+    if !bands.is_empty() {
+        return bands
+            .iter()
+            .map(|b| bandplan::band(b.trim()).map_err(AgentError::from))
+            .collect();
+    }
+    match country {
+        Some(c) => {
+            let plan = bandplan::country(c)?;
+            plan.bands
+                .iter()
+                .map(|b| bandplan::band(b).map_err(AgentError::from))
+                .collect()
+        }
+        None => Ok(bandplan::all_bands().collect()),
+    }
+}
+
+/// `replay` arguments.
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    /// The recording (`.sigmf-meta`, `.sigmf-data` or base name).
+    pub file: PathBuf,
+    /// JSON Lines on stdout (observations and events in the wire format).
+    #[arg(long)]
+    pub json: bool,
+    /// The recording radio's full-scale input power (dBm at 0 dBFS), to report dBm.
+    #[arg(long)]
+    pub full_scale_dbm: Option<f64>,
+    /// Antenna gain minus cable loss, dB (with --full-scale-dbm).
+    #[arg(long, default_value_t = 0.0)]
+    pub external_gain_db: f64,
+    /// The recording radio's noise figure, dB (with --full-scale-dbm: jammer verdicts).
+    #[arg(long)]
+    pub noise_figure_db: Option<f64>,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+/// `psd` arguments.
+#[derive(Debug, Args)]
+pub struct PsdArgs {
+    /// The recording.
+    pub file: PathBuf,
+    /// FFT size (power of two, 256–65536).
+    #[arg(long, default_value_t = 1024)]
+    pub fft: usize,
+    /// Segment overlap (0 ≤ x < 1).
+    #[arg(long, default_value_t = 0.5)]
+    pub overlap: f64,
+    /// Seconds integrated per line (rtl_power's -i).
+    #[arg(long, default_value_t = 1.0)]
+    pub interval_s: f64,
+}
+
+/// `bands` arguments.
+#[derive(Debug, Args)]
+pub struct BandsArgs {
+    /// Country plan (CO, MX, GT, EC, UY, DO).
+    #[arg(long, default_value = "CO")]
+    pub country: String,
+    /// Radio profile (rtlsdr, hackrf, airspy, limesdr, usrp-b2xx, plutosdr).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Where samples come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SampleFormat {
+    /// 32-bit float.
+    Cf32Le,
+    /// 16-bit integer.
+    Ci16Le,
+}
+
+/// `scan` arguments.
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// `sim` (the demo facility), `sim:SCENE.toml`, or `soapy:DEVICE-ARGS` (e.g. soapy:driver=rtlsdr).
+    #[arg(long, default_value = "sim")]
+    pub source: String,
+    /// Radio profile for tuning limits (default: the simulator's own limits, or from the driver).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Sample rate, S/s (default: the profile's scanning rate).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Milliseconds captured per hop.
+    #[arg(long, default_value_t = 10.0)]
+    pub dwell_ms: f64,
+    /// Gain, dB.
+    #[arg(long)]
+    pub gain_db: Option<f64>,
+    /// Number of sweeps.
+    #[arg(long, default_value_t = 1)]
+    pub sweeps: u32,
+    /// JSON Lines on stdout.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
+}
+
+/// `record` arguments.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Source, as for `scan`.
+    #[arg(long, default_value = "sim")]
+    pub source: String,
+    /// Record a whole band hop by hop (one SigMF capture per hop).
+    #[arg(long, conflicts_with = "center_hz")]
+    pub band: Option<String>,
+    /// Record one tuning at this centre, hertz.
+    #[arg(long)]
+    pub center_hz: Option<f64>,
+    /// Sample rate, S/s.
+    #[arg(long, default_value_t = 2.4e6)]
+    pub rate: f64,
+    /// Seconds per capture.
+    #[arg(long, default_value_t = 0.05)]
+    pub seconds: f64,
+    /// Radio profile for tuning limits (with --band).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Sample format on disk.
+    #[arg(long, value_enum, default_value_t = SampleFormat::Cf32Le)]
+    pub datatype: SampleFormat,
+    /// Output base name (writes BASE.sigmf-meta and BASE.sigmf-data).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Parses arguments, runs, and returns the process exit code (0, 1 runtime, 2 bad input).
+pub fn run_from_args<I, T>(args: I) -> i32
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return e.exit_code();
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let result = run(cli.command, &mut out).and_then(|()| out.flush().map_err(AgentError::Output));
+    match result {
+        Ok(()) => 0,
+        Err(AgentError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => 0,
+        Err(e) => {
+            eprintln!("sensor-agent: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+/// Runs one command, writing machine or human output to `out`.
+///
+/// # Errors
+/// Whatever the command fails with; see [`AgentError::exit_code`].
+pub fn run(command: Command, out: &mut dyn Write) -> Result<(), AgentError> {
+    match command {
+        Command::Replay(a) => cmd_replay(&a, out),
+        Command::Psd(a) => {
+            if !(a.interval_s.is_finite() && a.interval_s > 0.0) {
+                return Err(AgentError::Input(format!(
+                    "--interval-s {} must be positive",
+                    a.interval_s
+                )));
+            }
+            let n = crate::psd_csv::write_psd_csv(&a.file, a.fft, a.overlap, a.interval_s, out)?;
+            tracing::info!(lines = n, file = %a.file.display(), "psd written");
+            Ok(())
+        }
+        Command::Bands(a) => cmd_bands(&a, out),
+        Command::Scan(a) => cmd_scan(&a, out),
+        Command::Record(a) => cmd_record(&a),
+        Command::Scene => {
+            let text =
+                toml::to_string(&Scene::demo()).map_err(|e| AgentError::Input(e.to_string()))?;
+            out.write_all(text.as_bytes()).map_err(AgentError::Output)
+        }
+    }
+}
+
+fn cmd_replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<(), AgentError> {
+    let calibration = a
+        .full_scale_dbm
+        .map(|fs| Calibration::flat(fs, a.external_gain_db))
+        .transpose()?;
+    let opts = ReplayOptions {
+        pipeline: a.pipeline.pipeline()?,
+        identity: a.identity.identity(),
+        bands: a.pipeline.band_list()?,
+        calibration,
+        noise_figure_db: a.noise_figure_db,
+        progress: !a.no_progress,
+    };
+    let json = a.json;
+    let summary = replay(&a.file, &opts, |item| {
+        if json {
+            write_json_line(out, &item)
+        } else {
+            write_text_line(out, &item)
+        }
+    })?;
+    tracing::info!(
+        captures = summary.captures,
+        samples = summary.samples,
+        observations = summary.observations,
+        events = summary.events,
+        carriers = summary.carriers,
+        "replay done"
+    );
+    Ok(())
+}
+
+fn device_profile(name: Option<&str>) -> Result<Option<&'static DeviceProfile>, AgentError> {
+    name.map(|d| {
+        profile::profile(d).ok_or_else(|| {
+            let known: Vec<&str> = profile::PROFILES.iter().map(|p| p.id).collect();
+            AgentError::Input(format!(
+                "unknown device `{d}` (known: {})",
+                known.join(", ")
+            ))
+        })
+    })
+    .transpose()
+}
+
+fn cmd_bands(a: &BandsArgs, out: &mut dyn Write) -> Result<(), AgentError> {
+    let country = bandplan::country(&a.country)?;
+    let bands = select_bands(Some(country.code), &[])?;
+    let dev = device_profile(a.device.as_deref())?;
+    let mut rows = Vec::new();
+    let mut warnings = Vec::new();
+    for b in &bands {
+        let coverage = match dev {
+            Some(p) => {
+                let h = bandplan::plan_hops(
+                    b.name,
+                    b.dl_low_hz,
+                    b.dl_high_hz,
+                    &p.limits(),
+                    p.default_sample_rate_hz,
+                    0.8,
+                )?;
+                if let Some(w) = h.warning(p.name, &p.limits()) {
+                    warnings.push(w);
+                }
+                let status = if h.hops.is_empty() {
+                    "cannot see"
+                } else if h.unreachable_hz.is_empty() {
+                    "covered"
+                } else {
+                    "partial"
+                };
+                Some((status, h.hops.len()))
+            }
+            None => None,
+        };
+        rows.push((b, coverage));
+    }
+    if a.json {
+        let v = json!({
+            "country": country.code,
+            "name": country.name,
+            "device": dev.map(|p| p.id),
+            "bands": rows.iter().map(|(b, c)| json!({
+                "band": b.name,
+                "technology": b.technology.as_str(),
+                "duplex": b.duplex,
+                "dl_low_hz": b.dl_low_hz,
+                "dl_high_hz": b.dl_high_hz,
+                "channels": channel_range(b),
+                "coverage": c.map(|(s, _)| s),
+                "hops": c.map(|(_, n)| n),
+            })).collect::<Vec<_>>(),
+            "warnings": warnings,
+        });
+        writeln!(out, "{v}").map_err(AgentError::Output)?;
+        return Ok(());
+    }
+    let mut text = format!("{} ({}) band plan", country.name, country.code);
+    if let Some(p) = dev {
+        text.push_str(&format!(
+            " on {}: tunes {:.0}–{:.0} MHz, {:.2} MS/s",
+            p.name,
+            p.min_hz / 1e6,
+            p.max_hz / 1e6,
+            p.default_sample_rate_hz / 1e6
+        ));
+    }
+    text.push('\n');
+    text.push_str(&format!(
+        "{:<8} {:<5} {:<4} {:>17}  {:<26} {}\n",
+        "band", "tech", "dupl", "downlink MHz", "channels", "coverage"
+    ));
+    for (b, c) in &rows {
+        text.push_str(&format!(
+            "{:<8} {:<5} {:<4} {:>8.1}–{:<8.1}  {:<26} {}\n",
+            b.name,
+            b.technology.as_str(),
+            match b.duplex {
+                bandplan::Duplex::Fdd => "FDD",
+                bandplan::Duplex::Tdd => "TDD",
+            },
+            b.dl_low_hz / 1e6,
+            b.dl_high_hz / 1e6,
+            channel_range(b),
+            c.map_or_else(String::new, |(s, n)| format!("{s} ({n} hops)")),
+        ));
+    }
+    for w in &warnings {
+        text.push_str(&format!("warning: {w}\n"));
+    }
+    out.write_all(text.as_bytes()).map_err(AgentError::Output)
+}
+
+fn channel_range(b: &Band) -> String {
+    match b.raster {
+        bandplan::Raster::Lte { .. } => b
+            .earfcn_range()
+            .map(|(a, z)| format!("EARFCN {a}–{z}"))
+            .unwrap_or_default(),
+        bandplan::Raster::Nr {
+            gscn: (a, z, _),
+            ssb_scs_khz,
+        } => format!(
+            "GSCN {a}–{z} (SSB {} kHz)",
+            ssb_scs_khz
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join("/")
+        ),
+        bandplan::Raster::Gsm { ranges, .. } => format!(
+            "ARFCN {}",
+            ranges
+                .iter()
+                .map(|(a, z)| format!("{a}–{z}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Opens a source from its spec: `sim`, `sim:SCENE.toml`, `soapy:ARGS`.
+///
+/// # Errors
+/// [`AgentError::Input`] for an unknown kind or a build without SoapySDR; scene and device
+/// errors from the hardware crate.
+pub fn open_source(spec: &str) -> Result<Box<dyn IqSource>, AgentError> {
+    let (kind, arg) = spec.split_once(':').unwrap_or((spec, ""));
+    match kind {
+        "sim" => {
+            let scene = if arg.is_empty() {
+                Scene::demo()
+            } else {
+                let text =
+                    std::fs::read_to_string(arg).map_err(|source| hardware::HwError::Io {
+                        path: arg.into(),
+                        source,
+                    })?;
+                Scene::from_toml(&text).map_err(|e| AgentError::Input(format!("{arg}: {e}")))?
+            };
+            Ok(Box::new(SimSource::new(scene)?))
+        }
+        #[cfg(feature = "soapy")]
+        "soapy" => Ok(Box::new(hardware::soapy::SoapySource::open(
+            hardware::soapy::SoapyConfig::new(arg),
+        )?)),
+        #[cfg(not(feature = "soapy"))]
+        "soapy" => Err(AgentError::Input(
+            "this build has no SoapySDR support: rebuild with `--features soapy`".into(),
+        )),
+        other => Err(AgentError::Input(format!(
+            "unknown source `{other}` (use sim, sim:SCENE.toml or soapy:DEVICE-ARGS)"
+        ))),
+    }
+}
+
+/// Tuning limits and scanning rate for a source and an optional device profile.
+fn limits_for(
+    spec: &str,
+    device: Option<&'static DeviceProfile>,
+    rate: Option<f64>,
+) -> (String, TuningLimits, f64) {
+    match device {
+        Some(p) => (
+            p.name.to_string(),
+            p.limits(),
+            rate.unwrap_or(p.default_sample_rate_hz),
+        ),
+        None if spec.starts_with("sim") => (
+            "simulated radio".to_string(),
+            TuningLimits {
+                min_hz: 1e6,
+                max_hz: 6e9,
+                max_sample_rate_hz: SIM_MAX_RATE_HZ,
+            },
+            rate.unwrap_or(15.36e6),
+        ),
+        None => (
+            "radio".to_string(),
+            TuningLimits {
+                min_hz: 1e6,
+                max_hz: 6e9,
+                max_sample_rate_hz: rate.unwrap_or(2.4e6),
+            },
+            rate.unwrap_or(2.4e6),
+        ),
+    }
+}
+
+fn cmd_scan(a: &ScanArgs, out: &mut dyn Write) -> Result<(), AgentError> {
+    if !(a.dwell_ms.is_finite() && a.dwell_ms > 0.0) {
+        return Err(AgentError::Input(format!(
+            "--dwell-ms {} must be positive",
+            a.dwell_ms
+        )));
+    }
+    let device = device_profile(a.device.as_deref())?;
+    let pipeline = a.pipeline.pipeline()?;
+    let bands = select_bands(
+        Some(a.pipeline.country.as_deref().unwrap_or("CO")),
+        &a.pipeline.bands,
+    )?;
+    let (dev_name, limits, rate) = limits_for(&a.source, device, a.rate);
+    let scan_plan = plan(
+        &bands,
+        &dev_name,
+        &limits,
+        rate,
+        1.0 - 2.0 * pipeline.edge_crop,
+    )?;
+    for w in &scan_plan.warnings {
+        tracing::warn!("{w}");
+    }
+    let mut source = open_source(&a.source)?;
+    let id = a.identity.identity();
+    protocol::check_id("facility_id", &id.facility_id)
+        .map_err(|e| AgentError::Input(e.to_string()))?;
+    protocol::check_id("sensor_id", &id.sensor_id).map_err(|e| AgentError::Input(e.to_string()))?;
+    let mut gaps = GapTracker::new(
+        id.clone(),
+        &PipelineConfig {
+            open_after: 1,
+            ..pipeline.clone()
+        },
+    );
+    let mut jammers = JammerTracker::new(id.clone(), 1);
+    let opts = SweepOptions {
+        pipeline,
+        dwell_s: a.dwell_ms / 1e3,
+        gain_db: a.gain_db,
+        noise_figure_db: device.map(|p| p.noise_figure_db),
+    };
+    if a.json {
+        writeln!(
+            out,
+            "{}",
+            json!({"type": "plan", "device": dev_name, "sample_rate_hz": rate, "plan": &scan_plan})
+        )
+        .map_err(AgentError::Output)?;
+    } else {
+        writeln!(
+            out,
+            "Scanning {} hop(s) on {dev_name} at {:.2} MS/s, {} ms per hop",
+            scan_plan.hop_count(),
+            rate / 1e6,
+            a.dwell_ms
+        )
+        .map_err(AgentError::Output)?;
+        for w in &scan_plan.warnings {
+            writeln!(out, "warning: {w}").map_err(AgentError::Output)?;
+        }
+    }
+    for n in 0..a.sweeps {
+        let at = OffsetDateTime::now_utc();
+        let lines = std::cell::RefCell::new(Vec::<String>::new());
+        let json_mode = a.json;
+        let mut last_pct = 0;
+        let health = sweep(
+            source.as_mut(),
+            &scan_plan,
+            &opts,
+            at,
+            &mut gaps,
+            &mut jammers,
+            |b| {
+                if json_mode {
+                    let mut v = serde_json::to_value(b).unwrap_or_default();
+                    v["type"] = json!("band");
+                    v["sweep"] = json!(n);
+                    lines.borrow_mut().push(v.to_string());
+                } else {
+                    lines.borrow_mut().push(band_text(b));
+                }
+            },
+            |e| lines.borrow_mut().push(event_line(&id, e, json_mode)),
+            |done, total| {
+                let pct = done * 100 / total.max(1);
+                if pct / 10 != last_pct / 10 {
+                    tracing::info!("sweep {}: {done}/{total} hops", n + 1);
+                    last_pct = pct;
+                }
+            },
+        )?;
+        for l in lines.into_inner() {
+            writeln!(out, "{l}").map_err(AgentError::Output)?;
+        }
+        if json_mode {
+            writeln!(
+                out,
+                "{}",
+                json!({"type": "health", "sweep": n, "health": health})
+            )
+            .map_err(AgentError::Output)?;
+        } else {
+            writeln!(
+                out,
+                "sweep {}: {} hops, {:.1} Msamples in {:.1} s, {} overflow(s), {} timeout(s), {} open gap(s)",
+                n + 1,
+                health.hops,
+                health.samples as f64 / 1e6,
+                health.elapsed_s,
+                health.overflows,
+                health.timeouts,
+                gaps.open_count()
+            )
+            .map_err(AgentError::Output)?;
+        }
+    }
+    Ok(())
+}
+
+fn band_text(b: &crate::scan::BandObservation) -> String {
+    let a = &b.analysis;
+    let jam = a.jammers.first().map_or_else(
+        || "jammer n/a".to_string(),
+        |j| {
+            format!(
+                "jammer {:<9} rise {:>5.1} dB",
+                j.assessment.state.as_str(),
+                j.assessment.noise_rise_db
+            )
+        },
+    );
+    let mut s = format!(
+        "{:<8} {:>8.1}–{:<8.1} MHz  floor {:>7.1} {}/Hz  {}  {} carrier(s)",
+        b.band,
+        b.span_hz.0 / 1e6,
+        b.span_hz.1 / 1e6,
+        a.floor_db_per_hz,
+        a.unit.as_str(),
+        jam,
+        a.carriers.len()
+    );
+    for c in &a.carriers {
+        s.push_str(&format!(
+            "\n    {:<5} {:>10.3} MHz  bw {:>7.3} MHz  power {:>6.1} {}  margin {:>5.1} dB",
+            c.technology.as_str(),
+            c.center_hz / 1e6,
+            c.bandwidth_hz / 1e6,
+            c.power_dbm.unwrap_or(c.power_dbfs),
+            if c.power_dbm.is_some() { "dBm" } else { "dBFS" },
+            c.margin_db
+        ));
+    }
+    s
+}
+
+fn event_line(id: &Identity, e: &Event, json_mode: bool) -> String {
+    let topic = protocol::topic(&id.facility_id, &id.sensor_id, e.kind()).unwrap_or_default();
+    let item = crate::replay::ReplayItem::Event {
+        topic,
+        event: e.clone(),
+    };
+    let mut buf = Vec::new();
+    let _ = if json_mode {
+        write_json_line(&mut buf, &item)
+    } else {
+        write_text_line(&mut buf, &item)
+    };
+    String::from_utf8_lossy(&buf).trim_end().to_string()
+}
+
+fn cmd_record(a: &RecordArgs) -> Result<(), AgentError> {
+    if !(a.seconds.is_finite() && a.seconds > 0.0) {
+        return Err(AgentError::Input(format!(
+            "--seconds {} must be positive",
+            a.seconds
+        )));
+    }
+    let centres: Vec<f64> = match (&a.band, a.center_hz) {
+        (Some(b), _) => {
+            let band = bandplan::band(b)?;
+            let device = device_profile(a.device.as_deref())?;
+            let (name, limits, rate) = limits_for(&a.source, device, Some(a.rate));
+            let p = bandplan::plan_hops(
+                band.name,
+                band.dl_low_hz,
+                band.dl_high_hz,
+                &limits,
+                rate,
+                0.8,
+            )?;
+            if let Some(w) = p.warning(&name, &limits) {
+                tracing::warn!("{w}");
+            }
+            p.hops.iter().map(|h| h.center_hz).collect()
+        }
+        (None, Some(c)) => vec![c],
+        (None, None) => return Err(AgentError::Input("give --band or --center-hz".into())),
+    };
+    if centres.is_empty() {
+        return Err(AgentError::Input(
+            "the radio cannot reach any part of that band".into(),
+        ));
+    }
+    let mut source = open_source(&a.source)?;
+    let datatype = match a.datatype {
+        SampleFormat::Cf32Le => Datatype::Cf32Le,
+        SampleFormat::Ci16Le => Datatype::Ci16Le,
+    };
+    let mut w = SigmfWriter::create(&a.out, datatype, a.rate)?;
+    w.set_global(
+        "core:description",
+        json!(format!("Centinela recording from {}", a.source)),
+    );
+    w.set_global("core:hw", json!(source.info().name));
+    let n = (a.seconds * a.rate).round() as usize;
+    let mut buf = vec![dsp::Complex32::default(); n];
+    for (i, c) in centres.iter().enumerate() {
+        let tuned = source.tune(&Tuning::new(*c, a.rate))?;
+        let now = OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .ok();
+        w.start_capture(Some(tuned.center_hz), now.as_deref());
+        let mut got = 0;
+        while got < n {
+            match source.read(&mut buf[got..])? {
+                ReadOutcome::Samples(k) | ReadOutcome::Overflow { n: k, .. } => got += k,
+                ReadOutcome::Timeout => {}
+                ReadOutcome::EndOfData => break,
+            }
+        }
+        w.write(&buf[..got])?;
+        tracing::info!(
+            "capture {}/{}: {:.3} MHz, {got} samples",
+            i + 1,
+            centres.len(),
+            tuned.center_hz / 1e6
+        );
+    }
+    let meta = w.finish()?;
+    tracing::info!(meta = %meta.display(), "recording written");
+    Ok(())
+}

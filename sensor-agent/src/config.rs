@@ -1,0 +1,63 @@
+//! Pipeline settings shared by replay, scan and (later) the daemon.
+
+use dsp::carrier::CfarConfig;
+use dsp::floor::JammerThresholds;
+use dsp::window::WindowKind;
+use serde::{Deserialize, Serialize};
+
+/// Settings of the spectrum pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// FFT size (power of two, 256–65536).
+    pub fft_size: usize,
+    /// Segment overlap, 0 ≤ overlap < 1.
+    pub overlap: f64,
+    /// Window.
+    pub window: WindowKind,
+    /// Seconds of input averaged into one observation.
+    pub average_s: f64,
+    /// Bins either side of the tuned centre replaced to hide the LO leak.
+    pub dc_half_width_bins: usize,
+    /// Fraction of the span dropped at each edge (anti-alias roll-off).
+    pub edge_crop: f64,
+    /// Carrier detector.
+    pub cfar: CfarConfig,
+    /// Jammer verdict thresholds.
+    pub jammer: JammerThresholds,
+    /// Observations a gap must be seen in before it opens.
+    pub open_after: u32,
+    /// Clean observations before an open gap closes.
+    pub close_after: u32,
+    /// Change of margin (dB) that makes an update event.
+    pub update_delta_db: f64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            fft_size: 1024,
+            overlap: 0.5,
+            window: WindowKind::Hann,
+            average_s: 0.02,
+            dc_half_width_bins: 2,
+            edge_crop: 0.1,
+            cfar: CfarConfig::default(),
+            jammer: JammerThresholds::default(),
+            open_after: 2,
+            close_after: 3,
+            update_delta_db: 3.0,
+        }
+    }
+}
+
+/// Who is observing: identifiers that go on the wire.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Facility id (topic level).
+    pub facility_id: String,
+    /// Sensor id (topic level).
+    pub sensor_id: String,
+    /// Zone the sensor covers.
+    pub zone: String,
+}

@@ -1,0 +1,343 @@
+//! Sans-IO trackers: successive observations in, wire events out, with hysteresis.
+//!
+//! A gap opens after it has been seen in `open_after` observations in a row, updates when its
+//! margin moves by `update_delta_db`, and closes after `close_after` observations that covered
+//! its frequency without seeing it. A band's jammer state is reported when first confirmed and
+//! on every confirmed change. Time comes in with the observation, never from a clock.
+
+use std::collections::BTreeMap;
+
+use protocol::{
+    Detector, GAP_SCHEMA, GapEvent, GapState, JAMMER_SCHEMA, JammerEvent, JammerStateWire,
+    Severity, event_id,
+};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::analysis::{CarrierObs, wire_technology};
+use crate::config::{Identity, PipelineConfig};
+use dsp::floor::{JammerAssessment, JammerState};
+
+/// A wire event with the topic kind it goes to.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", content = "payload", rename_all = "lowercase")]
+pub enum Event {
+    /// Goes to `…/gap`.
+    Gap(GapEvent),
+    /// Goes to `…/jammer`.
+    Jammer(JammerEvent),
+}
+
+impl Event {
+    /// The topic kind.
+    #[must_use]
+    pub fn kind(&self) -> protocol::Kind {
+        match self {
+            Self::Gap(_) => protocol::Kind::Gap,
+            Self::Jammer(_) => protocol::Kind::Jammer,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct GapTrack {
+    key: String,
+    last: CarrierObs,
+    seen: u32,
+    missed: u32,
+    open: bool,
+    reported_margin: f64,
+}
+
+/// Tracks energy gaps for one sensor.
+#[derive(Debug, Clone)]
+pub struct GapTracker {
+    id: Identity,
+    open_after: u32,
+    close_after: u32,
+    update_delta_db: f64,
+    tracks: Vec<GapTrack>,
+}
+
+fn same_carrier(a: &CarrierObs, b: &CarrierObs) -> bool {
+    let tol = (0.1 * a.bandwidth_hz.max(b.bandwidth_hz)).max(50e3);
+    a.band == b.band && a.technology == b.technology && (a.center_hz - b.center_hz).abs() <= tol
+}
+
+impl GapTracker {
+    /// A tracker with the pipeline's hysteresis settings.
+    #[must_use]
+    pub fn new(id: Identity, cfg: &PipelineConfig) -> Self {
+        Self {
+            id,
+            open_after: cfg.open_after.max(1),
+            close_after: cfg.close_after.max(1),
+            update_delta_db: cfg.update_delta_db,
+            tracks: Vec::new(),
+        }
+    }
+
+    /// Feeds the leaking carriers (margin > 0) seen over `span_hz` at `at`; returns the events.
+    pub fn observe(
+        &mut self,
+        at: OffsetDateTime,
+        span_hz: (f64, f64),
+        carriers: &[CarrierObs],
+    ) -> Vec<Event> {
+        let mut events = Vec::new();
+        let mut matched = vec![false; self.tracks.len()];
+        for c in carriers.iter().filter(|c| c.margin_db > 0.0) {
+            if let Some(i) = self.tracks.iter().position(|t| same_carrier(&t.last, c)) {
+                matched[i] = true;
+                let t = &mut self.tracks[i];
+                t.seen += 1;
+                t.missed = 0;
+                t.last = c.clone();
+                if !t.open && t.seen >= self.open_after {
+                    t.open = true;
+                    t.reported_margin = c.margin_db;
+                    events.push(self.gap_event(i, at, GapState::Open));
+                } else if t.open && (c.margin_db - t.reported_margin).abs() >= self.update_delta_db
+                {
+                    self.tracks[i].reported_margin = c.margin_db;
+                    events.push(self.gap_event(i, at, GapState::Update));
+                }
+            } else {
+                let key = format!(
+                    "{}/{}/{:.1}MHz",
+                    c.band,
+                    wire_technology(c.technology).as_str(),
+                    c.center_hz / 1e6
+                );
+                self.tracks.push(GapTrack {
+                    key,
+                    last: c.clone(),
+                    seen: 1,
+                    missed: 0,
+                    open: false,
+                    reported_margin: c.margin_db,
+                });
+                matched.push(true);
+                if self.open_after <= 1 {
+                    let i = self.tracks.len() - 1;
+                    self.tracks[i].open = true;
+                    events.push(self.gap_event(i, at, GapState::Open));
+                }
+            }
+        }
+        let mut i = 0;
+        while i < self.tracks.len() {
+            let covered = (span_hz.0..=span_hz.1).contains(&self.tracks[i].last.center_hz);
+            if !matched[i] && covered {
+                self.tracks[i].missed += 1;
+                self.tracks[i].seen = 0;
+                if self.tracks[i].missed >= self.close_after || !self.tracks[i].open {
+                    if self.tracks[i].open {
+                        events.push(self.gap_event(i, at, GapState::Closed));
+                    }
+                    self.tracks.remove(i);
+                    matched.remove(i);
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        events
+    }
+
+    /// Gaps currently open.
+    #[must_use]
+    pub fn open_count(&self) -> usize {
+        self.tracks.iter().filter(|t| t.open).count()
+    }
+
+    fn gap_event(&self, i: usize, at: OffsetDateTime, state: GapState) -> Event {
+        let t = &self.tracks[i];
+        let c = &t.last;
+        let content = format!(
+            "gap|{}|{}|{}|{:?}|{}|{:.3}|{:.0}|{}",
+            self.id.facility_id,
+            self.id.sensor_id,
+            t.key,
+            state,
+            at.unix_timestamp_nanos(),
+            c.margin_db,
+            c.center_hz,
+            self.id.zone
+        );
+        Event::Gap(GapEvent {
+            schema: GAP_SCHEMA.into(),
+            event_id: event_id(at, content.as_bytes()),
+            facility_id: self.id.facility_id.clone(),
+            sensor_id: self.id.sensor_id.clone(),
+            observed_at: at,
+            gap_key: t.key.clone(),
+            state,
+            zone: self.id.zone.clone(),
+            band: c.band.clone(),
+            technology: wire_technology(c.technology),
+            center_hz: c.center_hz,
+            bandwidth_hz: c.bandwidth_hz,
+            cell: c.cell.clone(),
+            power_dbm: c.power_dbm,
+            floor_dbm: c.floor_dbm,
+            power_dbfs: c.power_dbfs,
+            floor_dbfs: c.floor_dbfs,
+            margin_db: c.margin_db,
+            severity: Severity::from_margin_db(c.margin_db),
+            detector: Detector::Energy,
+        })
+    }
+}
+
+/// Tracks each band's jammer state; a change is reported once seen in `confirm` observations.
+#[derive(Debug, Clone)]
+pub struct JammerTracker {
+    id: Identity,
+    confirm: u32,
+    bands: BTreeMap<String, (Option<JammerState>, JammerState, u32)>,
+}
+
+fn wire_state(s: JammerState) -> JammerStateWire {
+    match s {
+        JammerState::Effective => JammerStateWire::Effective,
+        JammerState::Degraded => JammerStateWire::Degraded,
+        JammerState::Down => JammerStateWire::Down,
+    }
+}
+
+impl JammerTracker {
+    /// A tracker confirming changes after `confirm` observations.
+    #[must_use]
+    pub fn new(id: Identity, confirm: u32) -> Self {
+        Self {
+            id,
+            confirm: confirm.max(1),
+            bands: BTreeMap::new(),
+        }
+    }
+
+    /// Feeds one band's verdict.
+    pub fn observe(
+        &mut self,
+        at: OffsetDateTime,
+        band: &str,
+        a: &JammerAssessment,
+    ) -> Option<Event> {
+        let entry = self
+            .bands
+            .entry(band.to_string())
+            .or_insert((None, a.state, 0));
+        if entry.1 == a.state {
+            entry.2 += 1;
+        } else {
+            entry.1 = a.state;
+            entry.2 = 1;
+        }
+        if entry.0 == Some(a.state) || entry.2 < self.confirm {
+            return None;
+        }
+        entry.0 = Some(a.state);
+        let content = format!(
+            "jammer|{}|{}|{}|{}|{}|{:.2}",
+            self.id.facility_id,
+            self.id.sensor_id,
+            band,
+            a.state.as_str(),
+            at.unix_timestamp_nanos(),
+            a.noise_rise_db
+        );
+        Some(Event::Jammer(JammerEvent {
+            schema: JAMMER_SCHEMA.into(),
+            event_id: event_id(at, content.as_bytes()),
+            facility_id: self.id.facility_id.clone(),
+            sensor_id: self.id.sensor_id.clone(),
+            observed_at: at,
+            zone: self.id.zone.clone(),
+            band: band.to_string(),
+            state: wire_state(a.state),
+            noise_rise_db: a.noise_rise_db,
+            floor_dbm_per_hz: a.floor_dbm_per_hz,
+            covered_fraction: a.covered_fraction,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dsp::carrier::Technology;
+
+    fn id() -> Identity {
+        Identity {
+            facility_id: "f".into(),
+            sensor_id: "s".into(),
+            zone: "z".into(),
+        }
+    }
+
+    fn carrier(center_hz: f64, margin_db: f64) -> CarrierObs {
+        CarrierObs {
+            band: "B28".into(),
+            technology: Technology::Lte,
+            center_hz,
+            bandwidth_hz: 9e6,
+            channel_bw_hz: Some(10e6),
+            power_dbfs: -40.0,
+            floor_dbfs: -70.0,
+            power_dbm: None,
+            floor_dbm: None,
+            snr_db: margin_db - 6.0,
+            margin_db,
+            cell: None,
+        }
+    }
+
+    fn at(s: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000 + s).expect("time")
+    }
+
+    #[test]
+    fn gap_opens_after_n_updates_on_margin_and_closes_after_m() {
+        let cfg = PipelineConfig::default(); // open after 2, close after 3, update at 3 dB
+        let mut t = GapTracker::new(id(), &cfg);
+        let span = (758e6, 803e6);
+        assert!(t.observe(at(0), span, &[carrier(778e6, 20.0)]).is_empty());
+        let e = t.observe(at(1), span, &[carrier(778.01e6, 21.0)]);
+        assert!(matches!(&e[..], [Event::Gap(g)] if g.state == GapState::Open));
+        assert!(t.observe(at(2), span, &[carrier(778e6, 22.0)]).is_empty());
+        let e = t.observe(at(3), span, &[carrier(778e6, 26.0)]);
+        assert!(
+            matches!(&e[..], [Event::Gap(g)] if g.state == GapState::Update && g.margin_db == 26.0)
+        );
+        // Not covered by this observation: not a miss.
+        assert!(t.observe(at(4), (869e6, 894e6), &[]).is_empty());
+        assert!(t.observe(at(5), span, &[]).is_empty());
+        assert!(t.observe(at(6), span, &[]).is_empty());
+        let e = t.observe(at(7), span, &[]);
+        assert!(matches!(&e[..], [Event::Gap(g)] if g.state == GapState::Closed));
+        assert_eq!(t.open_count(), 0);
+    }
+
+    #[test]
+    fn a_single_blip_never_opens_and_non_leaks_are_ignored() {
+        let mut t = GapTracker::new(id(), &PipelineConfig::default());
+        let span = (758e6, 803e6);
+        assert!(t.observe(at(0), span, &[carrier(778e6, 20.0)]).is_empty());
+        assert!(t.observe(at(1), span, &[]).is_empty());
+        assert!(t.observe(at(2), span, &[carrier(778e6, 20.0)]).is_empty());
+        assert!(t.observe(at(3), span, &[carrier(790e6, -2.0)]).is_empty());
+        assert!(t.observe(at(4), span, &[carrier(790e6, -2.0)]).is_empty());
+    }
+
+    #[test]
+    fn event_ids_repeat_for_the_same_input() {
+        let run = || {
+            let mut t = GapTracker::new(id(), &PipelineConfig::default());
+            let span = (758e6, 803e6);
+            t.observe(at(0), span, &[carrier(778e6, 20.0)]);
+            t.observe(at(1), span, &[carrier(778e6, 20.0)])
+        };
+        assert_eq!(run(), run());
+    }
+}
