@@ -249,11 +249,11 @@ impl Band {
 /// [`DspError::OutOfBand`] when no LTE band of the table holds it.
 pub fn earfcn_to_hz(earfcn: u32) -> Result<(f64, &'static Band), DspError> {
     for b in LTE_BANDS {
-        if let (Raster::Lte { n_offs_dl }, Some((first, last))) = (b.raster, b.earfcn_range()) {
-            if (first..=last).contains(&earfcn) {
-                let f = b.dl_low_hz + 100e3 * f64::from(earfcn - n_offs_dl);
-                return Ok((f, b));
-            }
+        if let (Raster::Lte { n_offs_dl }, Some((first, last))) = (b.raster, b.earfcn_range())
+            && (first..=last).contains(&earfcn)
+        {
+            let f = b.dl_low_hz + 100e3 * f64::from(earfcn - n_offs_dl);
+            return Ok((f, b));
         }
     }
     Err(DspError::OutOfBand {
@@ -616,7 +616,7 @@ pub fn plan_hops(
             "must be within (0, 1]",
         ));
     }
-    if !(hi_hz > lo_hz) {
+    if hi_hz.is_nan() || lo_hz.is_nan() || hi_hz <= lo_hz {
         return Err(DspError::config(
             "band",
             format!("{lo_hz}..{hi_hz}"),

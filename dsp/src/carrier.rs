@@ -219,7 +219,7 @@ pub fn detect_carriers(
     let gap_bins = (cfg.merge_gap_hz / bin).floor() as usize;
     let mut runs: Vec<(usize, usize)> = Vec::new();
     for (i, &d) in spectrum.density.iter().enumerate() {
-        if !(f64::from(d) > threshold) {
+        if d.is_nan() || f64::from(d) <= threshold {
             continue;
         }
         match runs.last_mut() {

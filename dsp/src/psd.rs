@@ -320,11 +320,11 @@ impl Spectrum {
                     continue;
                 }
                 let dist = (f - mid).abs();
-                if dist < *b {
-                    if let Some(j) = hop.bin_of(f) {
-                        *b = dist;
-                        *d = hop.density[j];
-                    }
+                if dist < *b
+                    && let Some(j) = hop.bin_of(f)
+                {
+                    *b = dist;
+                    *d = hop.density[j];
                 }
             }
         }
@@ -352,6 +352,7 @@ pub struct Welch {
     hop: usize,
     scale: f32,
     consumed: u64,
+    next_segment_start: u64,
     frame_first_sample: u64,
     frame: PsdFrame,
 }
@@ -398,6 +399,7 @@ impl Welch {
             acc_segments: 0,
             scale,
             consumed: 0,
+            next_segment_start: 0,
             frame_first_sample: 0,
             cfg,
         })
@@ -412,7 +414,11 @@ impl Welch {
     /// Input-sample index at which the next frame will start.
     #[must_use]
     pub fn next_frame_first_sample(&self) -> u64 {
-        self.frame_first_sample
+        if self.acc_segments == 0 {
+            self.next_segment_start
+        } else {
+            self.frame_first_sample
+        }
     }
 
     /// Segments that make one frame.
@@ -429,6 +435,7 @@ impl Welch {
         self.acc_segments = 0;
         self.frame.center_hz = center_hz;
         self.cfg.center_hz = center_hz;
+        self.next_segment_start = self.consumed;
         self.frame_first_sample = self.consumed;
     }
 
@@ -468,6 +475,10 @@ impl Welch {
     }
 
     fn segment_from(&mut self, seg: &[Complex32], sink: &mut impl FnMut(&PsdFrame)) {
+        if self.acc_segments == 0 {
+            self.frame_first_sample = self.next_segment_start;
+        }
+        self.next_segment_start += self.hop as u64;
         for ((w, &x), &c) in self.work.iter_mut().zip(seg).zip(self.window.coeffs()) {
             *w = x * c;
         }
@@ -499,7 +510,7 @@ impl Welch {
         sink(&self.frame);
         self.acc.fill(0.0);
         self.acc_segments = 0;
-        self.frame_first_sample = self.consumed;
+        self.frame_first_sample = self.next_segment_start;
     }
 }
 

@@ -351,7 +351,7 @@ impl<C: OfdmContent> OfdmEmitter<C> {
         let mu = self.content.mu();
         let per_half_ms = 7usize << mu;
         let cp_ts = (144u64 >> mu)
-            + if self.symbol % per_half_ms == 0 {
+            + if self.symbol.is_multiple_of(per_half_ms) {
                 16
             } else {
                 0
@@ -619,7 +619,7 @@ impl OfdmContent for NrContent {
         for g in grid.iter_mut() {
             *g = qpsk(&mut self.rng);
         }
-        if frame % 2 != 0 || !(2..=5).contains(&symbol) {
+        if !frame.is_multiple_of(2) || !(2..=5).contains(&symbol) {
             return;
         }
         let s = symbol - 2;
@@ -701,9 +701,8 @@ impl GsmEmitter {
         let pos = (symbol as f64).rem_euclid(mf);
         let frame = (pos / gsm::SYMBOLS_PER_FRAME) as u32;
         let in_frame = pos % gsm::SYMBOLS_PER_FRAME;
-        if gsm::is_fcch_frame(frame) && in_frame < 156.0 {
-            1.0
-        } else if self.rng.random::<bool>() {
+        let forced = gsm::is_fcch_frame(frame) && in_frame < 156.0;
+        if forced || self.rng.random::<bool>() {
             1.0
         } else {
             -1.0

@@ -236,15 +236,15 @@ impl Metadata {
                 format!("`global.core:version` is `{version}`: only SigMF 1.x is supported"),
             ));
         }
-        if let Some(ch) = global.get("core:num_channels") {
-            if ch.as_u64() != Some(1) {
-                return Err(meta_err(
-                    &meta_path,
-                    format!(
-                        "`global.core:num_channels` is {ch}: only single-channel recordings are supported"
-                    ),
-                ));
-            }
+        if let Some(ch) = global.get("core:num_channels")
+            && ch.as_u64() != Some(1)
+        {
+            return Err(meta_err(
+                &meta_path,
+                format!(
+                    "`global.core:num_channels` is {ch}: only single-channel recordings are supported"
+                ),
+            ));
         }
         let text_of = |k: &str| global.get(k).and_then(Value::as_str).map(str::to_string);
 
@@ -286,15 +286,15 @@ impl Metadata {
                     meta_err(&meta_path, format!("`captures[{i}].core:header_bytes` must be a non-negative integer, got {v}"))
                 })?,
             };
-            if let Some((prev, _, _, _)) = raw.last() {
-                if start <= *prev {
-                    return Err(meta_err(
-                        &meta_path,
-                        format!(
-                            "`captures[{i}].core:sample_start` {start} does not follow the previous capture's {prev}"
-                        ),
-                    ));
-                }
+            if let Some((prev, _, _, _)) = raw.last()
+                && start <= *prev
+            {
+                return Err(meta_err(
+                    &meta_path,
+                    format!(
+                        "`captures[{i}].core:sample_start` {start} does not follow the previous capture's {prev}"
+                    ),
+                ));
             }
             let datetime = field("core:datetime")
                 .and_then(Value::as_str)
@@ -311,7 +311,7 @@ impl Metadata {
             });
         }
         let payload = data_len - headers;
-        if payload % sb != 0 {
+        if !payload.is_multiple_of(sb) {
             return Err(HwError::Data {
                 path: data_path,
                 message: format!(
@@ -564,10 +564,10 @@ impl SigmfWriter {
             c.insert("core:datetime".into(), json!(d));
         }
         // A capture with no samples yet replaces an empty one at the same index.
-        if let Some(last) = self.captures.last() {
-            if last.get("core:sample_start") == Some(&json!(self.written)) {
-                self.captures.pop();
-            }
+        if let Some(last) = self.captures.last()
+            && last.get("core:sample_start") == Some(&json!(self.written))
+        {
+            self.captures.pop();
         }
         self.captures.push(Value::Object(c));
     }

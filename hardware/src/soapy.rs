@@ -146,11 +146,10 @@ impl IqSource for SoapySource {
     fn tune(&mut self, t: &Tuning) -> Result<Tuned, HwError> {
         let ch = self.cfg.channel;
         let rx = Direction::Rx;
-        if let Some(s) = self.stream.as_mut() {
-            if s.active() {
+        if let Some(s) = self.stream.as_mut()
+            && s.active() {
                 let _ = s.deactivate(None);
             }
-        }
         if let Some(a) = &self.cfg.antenna {
             self.dev
                 .set_antenna(rx, ch, a.as_str())

@@ -712,7 +712,7 @@ fn event_line(id: &Identity, e: &Event, json_mode: bool) -> String {
     let topic = protocol::topic(&id.facility_id, &id.sensor_id, e.kind()).unwrap_or_default();
     let item = crate::replay::ReplayItem::Event {
         topic,
-        event: e.clone(),
+        event: Box::new(e.clone()),
     };
     let mut buf = Vec::new();
     let _ = if json_mode {

@@ -88,7 +88,7 @@ pub enum ReplayItem {
         /// MQTT topic it would go to.
         topic: String,
         /// The event.
-        event: Event,
+        event: Box<Event>,
     },
 }
 
@@ -148,7 +148,7 @@ pub fn replay(
         let t0 = start_time(cap.datetime.as_deref());
         let cap_t_s = cap.sample_start as f64 / fs;
         welch.reset(tuned.center_hz);
-        let capture_first = summary.samples;
+        let capture_first = welch.next_frame_first_sample();
         let mut emitted_in_capture = 0usize;
         let mut done = false;
         while !done {
@@ -210,7 +210,10 @@ pub fn replay(
                     summary.events += 1;
                     let topic = protocol::topic(&id.facility_id, &id.sensor_id, event.kind())
                         .map_err(|e| AgentError::Input(e.to_string()))?;
-                    sink(ReplayItem::Event { topic, event })?;
+                    sink(ReplayItem::Event {
+                        topic,
+                        event: Box::new(event),
+                    })?;
                 }
             }
         }
@@ -296,7 +299,7 @@ pub fn write_text_line(out: &mut dyn Write, item: &ReplayItem) -> Result<(), Age
             }
             s
         }
-        ReplayItem::Event { topic, event } => match event {
+        ReplayItem::Event { topic, event } => match event.as_ref() {
             Event::Gap(g) => format!(
                 "EVENT {topic}: gap {:?} {} {} {:.3} MHz margin {:.1} dB ({:?})",
                 g.state,
