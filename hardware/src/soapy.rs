@@ -147,9 +147,10 @@ impl IqSource for SoapySource {
         let ch = self.cfg.channel;
         let rx = Direction::Rx;
         if let Some(s) = self.stream.as_mut()
-            && s.active() {
-                let _ = s.deactivate(None);
-            }
+            && s.active()
+        {
+            let _ = s.deactivate(None);
+        }
         if let Some(a) = &self.cfg.antenna {
             self.dev
                 .set_antenna(rx, ch, a.as_str())

@@ -60,6 +60,7 @@ pub fn write_psd_csv(
             );
         welch.reset(tuned.center_hz);
         let base = welch.next_frame_first_sample();
+        let mut lines_in_capture = 0usize;
         loop {
             let done = match src.read(&mut buf)? {
                 ReadOutcome::Samples(n) | ReadOutcome::Overflow { n, .. } => {
@@ -67,7 +68,16 @@ pub fn write_psd_csv(
                     false
                 }
                 ReadOutcome::EndOfData => {
-                    welch.flush(|f| pending.push(f.clone()));
+                    // Like rtl_power, a line integrates a whole interval: a tail shorter than
+                    // half of one is dropped unless it is all the capture holds.
+                    let per_frame = welch.segments_per_frame();
+                    welch.flush(|f| {
+                        if f.segments * 2 >= per_frame
+                            || lines_in_capture == 0 && pending.is_empty()
+                        {
+                            pending.push(f.clone());
+                        }
+                    });
                     true
                 }
                 ReadOutcome::Timeout => false,
@@ -75,7 +85,8 @@ pub fn write_psd_csv(
             for f in pending.drain(..) {
                 let at = t0 + time::Duration::seconds_f64((f.first_sample - base) as f64 / fs);
                 let bin = f.bin_hz();
-                let lo = f.freq_of(0) - bin / 2.0;
+                // rtl_power: `Hz low` is the first bin, `Hz high` one step past the last.
+                let lo = f.freq_of(0);
                 let hi = lo + bin * f.density.len() as f64;
                 let samples = (f.segments as u64 - 1) * hop + fft_size as u64;
                 let mut line = format!(
@@ -93,6 +104,7 @@ pub fn write_psd_csv(
                 line.push('\n');
                 out.write_all(line.as_bytes()).map_err(AgentError::Output)?;
                 lines += 1;
+                lines_in_capture += 1;
             }
             if done {
                 break;
