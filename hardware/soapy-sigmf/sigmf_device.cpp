@@ -185,6 +185,8 @@ class SigmfDevice : public SoapySDR::Device {
     void setSampleRate(const int, const size_t, const double rate) override {
         if (std::abs(rate - rate_) > 1e-6 * rate_) {
             std::ostringstream ss;
+            ss.setf(std::ios::fixed);
+            ss.precision(0);
             ss << "sigmf: the recording is at " << rate_ << " S/s, cannot play at " << rate;
             throw std::runtime_error(ss.str());
         }

@@ -223,38 +223,45 @@ impl IqSource for SoapySource {
             });
         };
         let rate = self.tuned.as_ref().map_or(1.0, |t| t.sample_rate_hz);
-        match stream.read(&mut [buf], self.cfg.timeout_us) {
-            Ok(n) => {
-                let t = stream.time_ns();
-                let lost = match self.next_time_ns {
-                    Some(expect) if t > expect => {
-                        Some(((t - expect) as f64 * rate / 1e9).round() as u64)
+        // An overflow is reported by the driver as an error code on one read; the samples lost
+        // show as a jump in the next read's timestamp. Read once more to report both together.
+        let mut overflowed = false;
+        for _ in 0..2 {
+            match stream.read(&mut [&mut *buf], self.cfg.timeout_us) {
+                Ok(n) => {
+                    let t = stream.time_ns();
+                    let lost = match self.next_time_ns {
+                        Some(expect) if t > expect => {
+                            Some(((t - expect) as f64 * rate / 1e9).round() as u64)
+                        }
+                        _ => None,
                     }
-                    _ => None,
-                };
-                if t != 0 {
-                    self.next_time_ns = Some(t + (n as f64 * 1e9 / rate) as i64);
-                }
-                Ok(match lost {
-                    Some(l) if l > 0 => {
+                    .filter(|&l| l > 0);
+                    if t != 0 {
+                        self.next_time_ns = Some(t + (n as f64 * 1e9 / rate).round() as i64);
+                    }
+                    return Ok(if overflowed || lost.is_some() {
                         self.overflows += 1;
-                        ReadOutcome::Overflow { n, lost: Some(l) }
-                    }
-                    _ => ReadOutcome::Samples(n),
-                })
-            }
-            Err(e) => match e.code {
-                ErrorCode::Timeout => Ok(ReadOutcome::Timeout),
-                ErrorCode::Overflow => {
-                    self.overflows += 1;
-                    Ok(ReadOutcome::Overflow { n: 0, lost: None })
+                        ReadOutcome::Overflow { n, lost }
+                    } else {
+                        ReadOutcome::Samples(n)
+                    });
                 }
-                _ => Err(HwError::Device {
-                    args: self.cfg.args.clone(),
-                    message: e.to_string(),
-                }),
-            },
+                Err(e) => match e.code {
+                    ErrorCode::Timeout if overflowed => break,
+                    ErrorCode::Timeout => return Ok(ReadOutcome::Timeout),
+                    ErrorCode::Overflow => overflowed = true,
+                    _ => {
+                        return Err(HwError::Device {
+                            args: self.cfg.args.clone(),
+                            message: e.to_string(),
+                        });
+                    }
+                },
+            }
         }
+        self.overflows += 1;
+        Ok(ReadOutcome::Overflow { n: 0, lost: None })
     }
 }
 

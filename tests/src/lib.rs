@@ -108,3 +108,69 @@ pub fn write_recording(dir: &Path, name: &str, meta: &str, data: &[u8]) -> PathB
     std::fs::write(base.with_extension("sigmf-data"), data).expect("write data");
     base.with_extension("sigmf-meta")
 }
+
+/// A Python interpreter that can `import sigmf` (the reference SigMF library): the
+/// `CENTINELA_PYTHON` variable, the project's `.venv`, or `python3`. `None` (with a message) when
+/// there is none, unless `CENTINELA_REQUIRE_PYSIGMF` is set, in which case it panics.
+#[must_use]
+pub fn python_with_sigmf() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let candidates: Vec<PathBuf> = std::env::var_os("CENTINELA_PYTHON")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([root.join(".venv/bin/python"), PathBuf::from("python3")])
+        .collect();
+    for py in candidates {
+        let ok = Command::new(&py)
+            .args(["-c", "import sigmf"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Some(py);
+        }
+    }
+    assert!(
+        std::env::var_os("CENTINELA_REQUIRE_PYSIGMF").is_none(),
+        "the Python sigmf package is required but no interpreter has it"
+    );
+    eprintln!("SKIP: no Python with the sigmf package (set CENTINELA_PYTHON)");
+    None
+}
+
+/// Loads a recording with the reference Python library (which validates it against the SigMF
+/// schema) and returns what it read: sample count, capture frequencies and starts, and the first
+/// samples, as JSON.
+///
+/// # Panics
+/// When Python fails: the recording is not valid SigMF.
+#[must_use]
+pub fn sigmf_python_read(python: &Path, meta: &Path) -> serde_json::Value {
+    const SCRIPT: &str = r#"
+import json, sys
+from sigmf import sigmffile
+sf = sigmffile.fromfile(sys.argv[1])
+sf.validate()
+x = sf.read_samples()
+caps = sf.get_captures()
+print(json.dumps({
+    "count": int(len(x)),
+    "datatype": sf.get_global_field("core:datatype"),
+    "sample_rate": sf.get_global_field("core:sample_rate"),
+    "frequencies": [c.get("core:frequency") for c in caps],
+    "starts": [c.get("core:sample_start") for c in caps],
+    "head": [[float(v.real), float(v.imag)] for v in x[:8]],
+}))
+"#;
+    let out = Command::new(python)
+        .args(["-c", SCRIPT])
+        .arg(meta)
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "python sigmf rejected {}: {}",
+        meta.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("python JSON")
+}
