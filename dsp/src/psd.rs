@@ -547,3 +547,49 @@ pub fn welch_once(
     welch.flush(|f| out = Some(f.clone()));
     out.ok_or_else(|| DspError::config("samples", samples.len(), "produced no segment"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flat(start_hz: f64, bin_hz: f64, n: usize, v: f32) -> Spectrum {
+        Spectrum {
+            start_hz,
+            bin_hz,
+            density: vec![v; n],
+            rbw_hz: bin_hz,
+        }
+    }
+
+    #[test]
+    fn stitch_covers_all_hops_and_prefers_hop_centres() {
+        // Two hops of 100 bins of 1 kHz, overlapping by 20 bins.
+        let a = flat(0.0, 1e3, 100, 1.0);
+        let b = flat(80e3, 1e3, 100, 2.0);
+        let s = Spectrum::stitch(&[b.clone(), a.clone()]).expect("stitched");
+        assert_eq!(s.density.len(), 180);
+        assert!((s.start_hz - 0.0).abs() < 1e-6);
+        // Overlap 80..99 kHz: the first half is nearer hop a's centre (49.5 kHz) than b's.
+        assert_eq!(s.density[85], 1.0);
+        assert_eq!(s.density[95], 2.0);
+        assert!(s.density.iter().all(|d| d.is_finite()));
+        // A gap between hops stays NaN rather than being invented.
+        let c = flat(300e3, 1e3, 10, 3.0);
+        let s = Spectrum::stitch(&[a, c]).expect("stitched");
+        assert!(s.density[200].is_nan());
+        assert_eq!(s.density[s.density.len() - 1], 3.0);
+    }
+
+    #[test]
+    fn dc_suppression_fills_from_neighbours_and_crop_keeps_the_middle() {
+        let mut s = flat(-50e3, 1e3, 101, 1.0);
+        s.density[50] = 1000.0;
+        s.suppress_dc(0.0, 2);
+        assert!(s.density[48..=52].iter().all(|&d| (d - 1.0).abs() < 1e-6));
+        s.crop_edges(0.1);
+        assert_eq!(s.density.len(), 81);
+        assert!((s.start_hz - -40e3).abs() < 1e-6);
+        let sl = s.slice_hz(-5e3, 5e3).expect("slice");
+        assert_eq!(sl.density.len(), 11);
+    }
+}

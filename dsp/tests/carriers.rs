@@ -123,3 +123,82 @@ proptest! {
         prop_assert!(occupied(&b) <= occupied(&a) + 1.0);
     }
 }
+
+/// The emitters carry real sync signals: a matched filter for the LTE PSS of the cell's
+/// N_ID^(2) peaks every 5 ms, and the other two roots do not.
+#[test]
+fn lte_emitter_carries_its_pss_every_5_ms() {
+    use dsp::cell::lte;
+    use rustfft::FftPlanner;
+    let fs = 1.92e6;
+    let pci = 3 * 40 + 2;
+    let cell = LteContent::new(pci, Duplexing::Fdd, 6, 9).expect("cell");
+    let mut e = OfdmEmitter::new(cell, fs, 0.0, 1.0).expect("rate");
+    let mut x = vec![Complex32::default(); 19_200 * 2];
+    e.add_to(&mut x);
+    // Time-domain PSS templates: 62 subcarriers around DC, 128-point IFFT.
+    let ifft = FftPlanner::<f32>::new().plan_fft_inverse(128);
+    let template = |n2: u8| {
+        let mut g = vec![Complex32::default(); 128];
+        for (n, v) in lte::pss(n2).iter().enumerate() {
+            let k = lte::sync_subcarrier(n);
+            g[k.rem_euclid(128) as usize] = *v;
+        }
+        ifft.process(&mut g);
+        g
+    };
+    let corr = |t: &[Complex32]| -> Vec<f32> {
+        (0..x.len() - 128)
+            .map(|i| {
+                x[i..i + 128]
+                    .iter()
+                    .zip(t)
+                    .map(|(a, b)| a * b.conj())
+                    .sum::<Complex32>()
+                    .norm()
+            })
+            .collect()
+    };
+    let right = corr(&template(2));
+    let peak = right.iter().copied().fold(0.0, f32::max);
+    // Local maxima above 60 % of the highest.
+    let peaks: Vec<usize> = (1..right.len() - 1)
+        .filter(|&i| right[i] > 0.6 * peak && right[i] >= right[i - 1] && right[i] > right[i + 1])
+        .collect();
+    assert!(peaks.len() >= 3, "{peaks:?}");
+    // The PSS body of slot 0's last symbol starts at (10 + 128) + 5 × (9 + 128) + 9 = 832.
+    assert_eq!(peaks[0], 832, "{peaks:?}");
+    for w in peaks.windows(2) {
+        assert_eq!(w[1] - w[0], 9600, "PSS every 5 ms at 1.92 MS/s: {peaks:?}");
+    }
+    for wrong in [0, 1] {
+        let c = corr(&template(wrong));
+        let m = c.iter().copied().fold(0.0, f32::max);
+        assert!(m < 0.5 * peak, "root {wrong}: {m} vs {peak}");
+    }
+}
+
+/// The GSM emitter's FCCH bursts are a tone 67.7 kHz above the carrier.
+#[test]
+fn gsm_emitter_fcch_is_a_tone_at_67_7_khz() {
+    let fs = 1.0833e6; // four samples per GSM symbol
+    let mut x = vec![Complex32::default(); (fs * 0.0047) as usize];
+    GsmEmitter::new(3, fs, 0.0, 1.0).add_to(&mut x);
+    // Frame 0, timeslot 0 is an FCCH burst: samples 40..560 lie inside it.
+    let burst = &x[40..552];
+    let f = welch_once(burst, 512, 0.0, WindowKind::Hann, fs, 0.0).expect("psd");
+    let peak = (0..f.density.len())
+        .max_by(|&a, &b| f.density[a].total_cmp(&f.density[b]))
+        .expect("bins");
+    let got = f.freq_of(peak);
+    assert!(
+        (got - dsp::cell::gsm::FCCH_OFFSET_HZ).abs() < 2.0 * f.bin_hz(),
+        "{got}"
+    );
+    // Nearly all the burst's power is in that tone's main lobe.
+    let lobe: f64 = (peak - 2..=peak + 2)
+        .map(|i| f64::from(f.density[i]))
+        .sum::<f64>()
+        * f.bin_hz();
+    assert!(lobe / f.total_power() > 0.95);
+}
