@@ -162,10 +162,7 @@ fn calibrated_cell_power_matches_the_scene() {
 #[test]
 fn demo_facility_leaks_where_the_scene_says_and_nowhere_else() {
     let scene = Scene::demo();
-    let (_, events) = run_scan(
-        scene.clone(),
-        &bandplan::country("CO").expect("CO").bands.to_vec(),
-    );
+    let (_, events) = run_scan(scene.clone(), bandplan::country("CO").expect("CO").bands);
     let leaking: std::collections::BTreeSet<String> = events
         .iter()
         .filter_map(|e| match e {
