@@ -173,7 +173,7 @@ fn normal_upper_quantile(p: f64) -> f64 {
 
 /// Quantile of a mean of `k` unit exponentials (Gamma(k, 1/k)) at upper-tail probability `p`,
 /// by the Wilson–Hilferty transform. Exact formula −ln p for k = 1.
-fn gamma_mean_quantile(k: f64, p: f64) -> f64 {
+pub(crate) fn gamma_mean_quantile(k: f64, p: f64) -> f64 {
     if k <= 1.0 {
         return -p.ln();
     }

@@ -13,6 +13,7 @@ pub mod cell;
 pub mod error;
 pub mod floor;
 pub mod psd;
+pub mod resample;
 pub mod synth;
 pub mod window;
 

@@ -273,6 +273,8 @@ pub struct OfdmEmitter<C: OfdmContent> {
     t_ts: u64,
     amplitude: f32,
     nco: Nco,
+    shift: i64,
+    emitted: u64,
 }
 
 impl<C: OfdmContent> std::fmt::Debug for OfdmEmitter<C> {
@@ -338,6 +340,8 @@ impl<C: OfdmContent> OfdmEmitter<C> {
             t_ts: 0,
             amplitude: (power / n_sc as f64).sqrt() as f32,
             nco: Nco::new(residual, sample_rate_hz),
+            shift,
+            emitted: 0,
             content,
         })
     }
@@ -374,10 +378,17 @@ impl<C: OfdmContent> OfdmEmitter<C> {
         self.ready
             .extend_from_slice(&self.fft_buf[self.n_fft - cp..]);
         self.ready.extend_from_slice(&self.fft_buf);
+        // The whole-subcarrier part of the offset was applied by placing the grid `shift` bins
+        // up; as a real oscillator it must be continuous across symbols, so rotate this symbol
+        // by the phase that oscillator has at the start of its body.
+        let turns = (self.shift * (self.emitted + cp as u64) as i64).rem_euclid(self.n_fft as i64);
+        let phase = std::f64::consts::TAU * turns as f64 / self.n_fft as f64;
+        let rot = Complex32::new(phase.cos() as f32, phase.sin() as f32) * self.amplitude;
         for x in &mut self.ready {
-            *x *= self.amplitude;
+            *x *= rot;
         }
         self.nco.mix(&mut self.ready);
+        self.emitted += self.ready.len() as u64;
         self.pos = 0;
         self.t_ts += cp_ts + body_ts;
         self.symbol += 1;

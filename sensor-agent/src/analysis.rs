@@ -85,8 +85,10 @@ pub struct CarrierObs {
     pub snr_db: f64,
     /// SNR over the technology's sync threshold, dB.
     pub margin_db: f64,
-    /// Channel numbers derived from the centre.
+    /// Channel numbers derived from the centre; the PCI too when found by sync.
     pub cell: Option<CellId>,
+    /// `energy` (a carrier above the floor) or `sync` (a confirmed cell).
+    pub detector: protocol::Detector,
 }
 
 /// A band's jammer verdict with the share of the band it is based on.
@@ -170,6 +172,7 @@ pub fn analyze(
                 snr_db: c.snr_db,
                 margin_db: c.snr_db - sync_threshold_db(c.technology),
                 cell: cell_numbers(band, c.center_hz),
+                detector: protocol::Detector::Energy,
             }
         })
         .collect();
@@ -211,6 +214,93 @@ pub fn analyze(
         carriers,
         jammers,
     }
+}
+
+/// A stretch of one capture: samples, rate and tuned centre.
+#[derive(Debug, Clone, Copy)]
+pub struct CaptureView<'a> {
+    /// Complex baseband samples.
+    pub samples: &'a [dsp::Complex32],
+    /// Their rate, hertz.
+    pub sample_rate_hz: f64,
+    /// The tuned centre, hertz.
+    pub center_hz: f64,
+}
+
+/// Searches a capture for LTE cells around each offset (0 = the capture's centre), returning
+/// each confirmed cell as a leak observation: power and floor per resource element (RSRP and
+/// noise-plus-interference), SNR the CRS SINR, margin over the −6 dB sync threshold.
+#[must_use]
+pub fn lte_cells(
+    searcher: &mut dsp::cell::lte_search::LteSearcher,
+    capture: &CaptureView<'_>,
+    offsets_hz: &[f64],
+    calibration: Option<&Calibration>,
+    bands: &[&'static Band],
+    cfo_hint_hz: Option<f64>,
+) -> Vec<(CarrierObs, dsp::cell::lte_search::LteCell)> {
+    use dsp::cell::lte_search::RATE_HZ;
+    let mut out: Vec<(CarrierObs, dsp::cell::lte_search::LteCell)> = Vec::new();
+    let max_out = (searcher.config().window_s * RATE_HZ) as usize;
+    for &off in offsets_hz {
+        let Ok(y) = dsp::resample::resample(
+            capture.samples,
+            capture.sample_rate_hz,
+            off,
+            RATE_HZ,
+            max_out,
+        ) else {
+            continue;
+        };
+        // Near the radio's known offset first (cheap); the whole range when that finds nothing.
+        let mut found = match cfo_hint_hz {
+            Some(h) => searcher.search_near(&y, Some(h), false),
+            None => Vec::new(),
+        };
+        if found.is_empty() {
+            found = searcher.search(&y, false);
+        }
+        for cell in found {
+            let freq = capture.center_hz + off + cell.cfo_hz;
+            // The band of the cell's duplexing (2.6 GHz holds FDD B7 and TDD B38/B41).
+            let duplex = match cell.duplexing {
+                dsp::cell::lte::Duplexing::Fdd => bandplan::Duplex::Fdd,
+                dsp::cell::lte::Duplexing::Tdd => bandplan::Duplex::Tdd,
+            };
+            let same_duplex: Vec<&'static Band> = bands
+                .iter()
+                .copied()
+                .filter(|b| b.duplex == duplex)
+                .collect();
+            let band = assign_band(freq, Technology::Lte, &same_duplex)
+                .filter(|b| b.technology == Technology::Lte);
+            let earfcn = band.and_then(|b| bandplan::hz_to_earfcn(b, freq).ok());
+            let o = calibration.map(|c| c.offset_db(freq));
+            let obs = CarrierObs {
+                band: band.map_or_else(|| "unknown".to_string(), |b| b.name.to_string()),
+                technology: Technology::Lte,
+                center_hz: freq,
+                bandwidth_hz: 1.08e6,
+                channel_bw_hz: None,
+                power_dbfs: cell.rsrp_dbfs,
+                floor_dbfs: cell.noise_dbfs,
+                power_dbm: o.map(|o| cell.rsrp_dbfs + o),
+                floor_dbm: o.map(|o| cell.noise_dbfs + o),
+                snr_db: cell.sinr_db,
+                margin_db: cell.sinr_db - sync_threshold_db(Technology::Lte),
+                cell: Some(CellId {
+                    pci: Some(cell.pci),
+                    earfcn,
+                    ..CellId::default()
+                }),
+                detector: protocol::Detector::Sync,
+            };
+            if !out.iter().any(|(_, c)| c.pci == cell.pci) {
+                out.push((obs, cell));
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -153,6 +153,12 @@ pub struct ReplayArgs {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Energy detection only: no LTE cell search.
+    #[arg(long)]
+    pub no_cell_search: bool,
+    /// Carrier-frequency offsets searched, ± kHz (cheap radios are tens of ppm off).
+    #[arg(long, default_value_t = 150.0)]
+    pub cfo_range_khz: f64,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
     #[command(flatten)]
@@ -332,6 +338,10 @@ fn cmd_replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<(), AgentError> {
         calibration,
         noise_figure_db: a.noise_figure_db,
         progress: !a.no_progress,
+        lte_search: (!a.no_cell_search).then(|| dsp::cell::lte_search::LteSearchConfig {
+            cfo_range_hz: a.cfo_range_khz * 1e3,
+            ..dsp::cell::lte_search::LteSearchConfig::default()
+        }),
     };
     let json = a.json;
     let summary = replay(&a.file, &opts, |item| {
@@ -347,6 +357,7 @@ fn cmd_replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<(), AgentError> {
         observations = summary.observations,
         events = summary.events,
         carriers = summary.carriers,
+        cells = ?summary.cells,
         "replay done"
     );
     Ok(())

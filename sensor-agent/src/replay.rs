@@ -40,6 +40,34 @@ pub struct ReplayOptions {
     pub noise_figure_db: Option<f64>,
     /// Show a progress bar on stderr (drawn only when stderr is a terminal).
     pub progress: bool,
+    /// LTE cell search settings; `None` turns sync detection off.
+    pub lte_search: Option<dsp::cell::lte_search::LteSearchConfig>,
+}
+
+/// Cells found by sync in one search window.
+#[derive(Debug, Clone, Serialize)]
+pub struct CellsFound {
+    /// Capture index.
+    pub capture: usize,
+    /// Seconds from the start of the recording to the window's start.
+    pub t_s: f64,
+    /// Wall-clock time of the window's first sample.
+    #[serde(with = "time::serde::rfc3339")]
+    pub observed_at: OffsetDateTime,
+    /// Window length, seconds.
+    pub window_s: f64,
+    /// The cells, as leak observations with their search figures.
+    pub cells: Vec<CellReport>,
+}
+
+/// One confirmed cell.
+#[derive(Debug, Clone, Serialize)]
+pub struct CellReport {
+    /// As a leak.
+    #[serde(flatten)]
+    pub leak: crate::analysis::CarrierObs,
+    /// Search figures (PCI, duplexing, CP, offset, scores).
+    pub search: dsp::cell::lte_search::LteCell,
 }
 
 /// One analysed frame of a recording.
@@ -76,6 +104,8 @@ pub struct ReplaySummary {
     pub events: usize,
     /// Distinct carriers seen (by band and rounded centre).
     pub carriers: usize,
+    /// Distinct cells confirmed by sync (PCIs).
+    pub cells: Vec<u16>,
 }
 
 /// A line of replay output.
@@ -83,6 +113,8 @@ pub struct ReplaySummary {
 pub enum ReplayItem {
     /// An analysed frame.
     Observation(Box<Observation>),
+    /// Cells found by sync search.
+    Cells(Box<CellsFound>),
     /// An event with its topic.
     Event {
         /// MQTT topic it would go to.
@@ -135,6 +167,15 @@ pub fn replay(
     let per_frame = welch.segments_per_frame();
     let thermal = opts.noise_figure_db.map(thermal_floor_dbm_per_hz);
     let mut gaps = GapTracker::new(id.clone(), cfg);
+    let mut cell_gaps = GapTracker::new(id.clone(), cfg);
+    let mut searcher = opts.lte_search.map(dsp::cell::lte_search::LteSearcher::new);
+    let window_n = opts
+        .lte_search
+        .map_or(0, |c| (c.window_s * fs).round() as usize);
+    let mut head: Vec<dsp::Complex32> = Vec::new();
+    let mut offsets: Vec<f64> = Vec::new();
+    // The radio's oscillator error, learnt from the cells it confirms.
+    let mut cfo_hint: Option<f64> = None;
     let mut jammers = JammerTracker::new(id.clone(), cfg.open_after);
     let bar = progress_bar(opts.progress, meta.total_samples);
     let mut summary = ReplaySummary::default();
@@ -151,12 +192,23 @@ pub fn replay(
         let capture_first = welch.next_frame_first_sample();
         let mut emitted_in_capture = 0usize;
         let mut done = false;
+        let mut head_start = capture_first;
+        head.clear();
         while !done {
+            let mut windows: Vec<(u64, Vec<dsp::Complex32>)> = Vec::new();
             match src.read(&mut buf)? {
                 ReadOutcome::Samples(n) | ReadOutcome::Overflow { n, .. } => {
                     summary.samples += n as u64;
                     bar.inc(n as u64);
                     welch.process(&buf[..n], |f| frames.push(f.clone()));
+                    if searcher.is_some() {
+                        head.extend_from_slice(&buf[..n]);
+                        while head.len() >= window_n {
+                            let rest = head.split_off(window_n);
+                            windows.push((head_start, std::mem::replace(&mut head, rest)));
+                            head_start += window_n as u64;
+                        }
+                    }
                 }
                 ReadOutcome::EndOfData => {
                     // A short tail still counts when it holds a quarter of a frame, or when the
@@ -166,6 +218,10 @@ pub fn replay(
                             frames.push(f.clone());
                         }
                     });
+                    // A tail holding one half-frame and the symbols around it is worth a search.
+                    if searcher.is_some() && head.len() as f64 >= 0.0052 * fs {
+                        windows.push((head_start, std::mem::take(&mut head)));
+                    }
                     done = true;
                 }
                 ReadOutcome::Timeout => {}
@@ -191,6 +247,17 @@ pub fn replay(
                 for c in &analysis.carriers {
                     seen_carriers.insert((c.band.clone(), (c.center_hz / 100e3).round() as i64));
                 }
+                // Wide captures: search LTE-shaped carriers away from the centre too.
+                offsets = std::iter::once(0.0)
+                    .chain(
+                        analysis
+                            .carriers
+                            .iter()
+                            .filter(|c| c.technology == dsp::carrier::Technology::Lte)
+                            .map(|c| c.center_hz - tuned.center_hz)
+                            .filter(|o| o.abs() > 0.5e6),
+                    )
+                    .collect();
                 let span = spec.span_hz();
                 let mut events = gaps.observe(at, span, &analysis.carriers);
                 for j in &analysis.jammers {
@@ -214,6 +281,60 @@ pub fn replay(
                         topic,
                         event: Box::new(event),
                     })?;
+                }
+            }
+            if let Some(searcher) = searcher.as_mut() {
+                for (first, window) in windows {
+                    let rel = first.saturating_sub(capture_first) as f64 / fs;
+                    let t_s = cap_t_s + rel;
+                    let at = t0
+                        + time::Duration::seconds_f64(if cap.datetime.is_some() {
+                            rel
+                        } else {
+                            t_s
+                        });
+                    let found = crate::analysis::lte_cells(
+                        searcher,
+                        &crate::analysis::CaptureView {
+                            samples: &window,
+                            sample_rate_hz: fs,
+                            center_hz: tuned.center_hz,
+                        },
+                        if offsets.is_empty() { &[0.0] } else { &offsets },
+                        opts.calibration.as_ref(),
+                        &opts.bands,
+                        cfo_hint,
+                    );
+                    if let Some((_, c)) = found.first() {
+                        cfo_hint = Some(c.cfo_hz);
+                    }
+                    let leaks: Vec<_> = found.iter().map(|(o, _)| o.clone()).collect();
+                    let span = (tuned.center_hz - fs / 2.0, tuned.center_hz + fs / 2.0);
+                    let events = cell_gaps.observe(at, span, &leaks);
+                    for (_, c) in &found {
+                        if !summary.cells.contains(&c.pci) {
+                            summary.cells.push(c.pci);
+                        }
+                    }
+                    sink(ReplayItem::Cells(Box::new(CellsFound {
+                        capture: ci,
+                        t_s,
+                        observed_at: at,
+                        window_s: window.len() as f64 / fs,
+                        cells: found
+                            .into_iter()
+                            .map(|(leak, search)| CellReport { leak, search })
+                            .collect(),
+                    })))?;
+                    for event in events {
+                        summary.events += 1;
+                        let topic = protocol::topic(&id.facility_id, &id.sensor_id, event.kind())
+                            .map_err(|e| AgentError::Input(e.to_string()))?;
+                        sink(ReplayItem::Event {
+                            topic,
+                            event: Box::new(event),
+                        })?;
+                    }
                 }
             }
         }
@@ -250,6 +371,11 @@ pub fn write_json_line(out: &mut dyn Write, item: &ReplayItem) -> Result<(), Age
         ReplayItem::Observation(o) => {
             let mut v = serde_json::to_value(o).unwrap_or_default();
             v["type"] = json!("observation");
+            v
+        }
+        ReplayItem::Cells(c) => {
+            let mut v = serde_json::to_value(c).unwrap_or_default();
+            v["type"] = json!("cells");
             v
         }
         ReplayItem::Event { topic, event } => {
@@ -295,6 +421,29 @@ pub fn write_text_line(out: &mut dyn Write, item: &ReplayItem) -> Result<(), Age
                     j.band,
                     j.assessment.state.as_str(),
                     j.assessment.noise_rise_db
+                ));
+            }
+            s
+        }
+        ReplayItem::Cells(c) => {
+            let mut s = format!(
+                "t={:>8.3}s  cell search over {:.0} ms: {} cell(s)",
+                c.t_s,
+                c.window_s * 1e3,
+                c.cells.len()
+            );
+            for r in &c.cells {
+                s.push_str(&format!(
+                    "\n    {:<7} lte PCI {:<3} {:?} {:>10.3} MHz  cfo {:>+8.0} Hz  RSRP {:>6.1} {}  SINR {:>5.1} dB  margin {:>5.1} dB",
+                    r.leak.band,
+                    r.search.pci,
+                    r.search.duplexing,
+                    r.leak.center_hz / 1e6,
+                    r.search.cfo_hz,
+                    r.leak.power_dbm.unwrap_or(r.leak.power_dbfs),
+                    if r.leak.power_dbm.is_some() { "dBm" } else { "dBFS" },
+                    r.search.sinr_db,
+                    r.leak.margin_db
                 ));
             }
             s

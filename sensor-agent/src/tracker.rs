@@ -8,8 +8,7 @@
 use std::collections::BTreeMap;
 
 use protocol::{
-    Detector, GAP_SCHEMA, GapEvent, GapState, JAMMER_SCHEMA, JammerEvent, JammerStateWire,
-    Severity, event_id,
+    GAP_SCHEMA, GapEvent, GapState, JAMMER_SCHEMA, JammerEvent, JammerStateWire, Severity, event_id,
 };
 use serde::Serialize;
 use time::OffsetDateTime;
@@ -60,6 +59,13 @@ pub struct GapTracker {
 }
 
 fn same_carrier(a: &CarrierObs, b: &CarrierObs) -> bool {
+    let pci = |c: &CarrierObs| c.cell.as_ref().and_then(|i| i.pci);
+    if a.detector != b.detector {
+        return false;
+    }
+    if let (Some(p), Some(q)) = (pci(a), pci(b)) {
+        return p == q && a.band == b.band && (a.center_hz - b.center_hz).abs() <= 200e3;
+    }
     let tol = (0.1 * a.bandwidth_hz.max(b.bandwidth_hz)).max(50e3);
     a.band == b.band && a.technology == b.technology && (a.center_hz - b.center_hz).abs() <= tol
 }
@@ -103,12 +109,20 @@ impl GapTracker {
                     events.push(self.gap_event(i, at, GapState::Update));
                 }
             } else {
-                let key = format!(
-                    "{}/{}/{:.1}MHz",
-                    c.band,
-                    wire_technology(c.technology).as_str(),
-                    c.center_hz / 1e6
-                );
+                let key = match c.cell.as_ref().and_then(|i| i.pci) {
+                    Some(pci) => format!(
+                        "{}/{}/pci{pci}/{:.1}MHz",
+                        c.band,
+                        wire_technology(c.technology).as_str(),
+                        c.center_hz / 1e6
+                    ),
+                    None => format!(
+                        "{}/{}/{:.1}MHz",
+                        c.band,
+                        wire_technology(c.technology).as_str(),
+                        c.center_hz / 1e6
+                    ),
+                };
                 self.tracks.push(GapTrack {
                     key,
                     last: c.clone(),
@@ -185,7 +199,7 @@ impl GapTracker {
             floor_dbfs: c.floor_dbfs,
             margin_db: c.margin_db,
             severity: Severity::from_margin_db(c.margin_db),
-            detector: Detector::Energy,
+            detector: c.detector,
         })
     }
 }
@@ -290,6 +304,7 @@ mod tests {
             snr_db: margin_db - 6.0,
             margin_db,
             cell: None,
+            detector: protocol::Detector::Energy,
         }
     }
 

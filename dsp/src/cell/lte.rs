@@ -98,8 +98,15 @@ pub fn sync_subcarrier(n: usize) -> i32 {
 /// slot, normal cyclic prefix, m = 0 .. 2·N_RB^max − 1 (N_RB^max = 110).
 #[must_use]
 pub fn crs(pci: u16, ns: u32, l: u32) -> Vec<Complex32> {
+    crs_cp(pci, ns, l, true)
+}
+
+/// As [`crs`], for normal (`true`) or extended cyclic prefix.
+#[must_use]
+pub fn crs_cp(pci: u16, ns: u32, l: u32, normal_cp: bool) -> Vec<Complex32> {
     let n_id = u32::from(pci);
-    let c_init = (1 << 10) * (7 * (ns + 1) + l + 1) * (2 * n_id + 1) + 2 * n_id + 1;
+    let n_cp = u32::from(normal_cp);
+    let c_init = (1 << 10) * (7 * (ns + 1) + l + 1) * (2 * n_id + 1) + 2 * n_id + n_cp;
     super::qpsk_from_bits(&super::gold(c_init, 4 * 110))
 }
 
@@ -107,7 +114,20 @@ pub fn crs(pci: u16, ns: u32, l: u32) -> Vec<Complex32> {
 /// slot `ns`, symbol `l` (0 or 4).
 #[must_use]
 pub fn crs_res(pci: u16, n_rb: usize, ns: u32, l: u32) -> Vec<(usize, Complex32)> {
-    let r = crs(pci, ns, l);
+    crs_res_cp(pci, n_rb, ns, l, true)
+}
+
+/// As [`crs_res`], for normal (`true`, symbols 0 and 4) or extended (symbols 0 and 3) cyclic
+/// prefix.
+#[must_use]
+pub fn crs_res_cp(
+    pci: u16,
+    n_rb: usize,
+    ns: u32,
+    l: u32,
+    normal_cp: bool,
+) -> Vec<(usize, Complex32)> {
+    let r = crs_cp(pci, ns, l, normal_cp);
     let v = if l == 0 { 0 } else { 3 };
     let shift = (v + usize::from(pci) % 6) % 6;
     (0..2 * n_rb)

@@ -5,6 +5,7 @@
 
 pub mod gsm;
 pub mod lte;
+pub mod lte_search;
 pub mod nr;
 
 /// The length-31 Gold sequence generator of TS 36.211 §7.2 / TS 38.211 §5.2.1: `len` bits of

@@ -1,0 +1,801 @@
+//! LTE cell search: PSS and SSS to a PCI, confirmed by the cell-specific reference signals.
+//!
+//! Input is complex baseband at 1.92 MS/s centred on the candidate carrier (see
+//! [`crate::resample`]). The search:
+//! 1. correlates with the three PSS (Zadoff-Chu roots 25, 29, 34) under every carrier-frequency
+//!    offset hypothesis on a 7.5 kHz grid across the configured range (a shift of the input's
+//!    spectrum, so one FFT serves all), accumulating the normalised correlation over half-frames;
+//!    a peak whose ratio to the mean passes the CFAR threshold is a candidate;
+//! 2. refines timing per half-frame and the offset from the phase between the PSS halves;
+//! 3. equalises the SSS with the PSS channel and matches all 168 groups, both subframe orders,
+//!    FDD and TDD positions and normal and extended cyclic prefix;
+//! 4. confirms the PCI with the port-0 CRS of the central eight resource blocks, independently of
+//!    PSS/SSS: its correlation must stand out from that of other PCIs on the same samples.
+//!
+//! RSRP (per resource element, in the input's full-scale units) and SINR come from the CRS.
+
+use std::sync::Arc;
+
+use num_complex::Complex32;
+use rustfft::{Fft, FftPlanner};
+use serde::Serialize;
+
+use super::lte::{self, Duplexing};
+use crate::carrier::gamma_mean_quantile;
+
+/// Sample rate of the search.
+pub const RATE_HZ: f64 = 1.92e6;
+const N: usize = 128;
+const HALF_FRAME: usize = 9600;
+const FRAME: usize = 19_200;
+const CFO_STEP_HZ: f64 = 7_500.0;
+
+/// Cyclic prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CyclicPrefix {
+    /// 7 symbols per slot.
+    Normal,
+    /// 6 symbols per slot.
+    Extended,
+}
+
+/// Search settings.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct LteSearchConfig {
+    /// Carrier-frequency offsets searched: ± this many hertz.
+    pub cfo_range_hz: f64,
+    /// Most cells reported per carrier.
+    pub max_cells: usize,
+    /// False-alarm probability of one PSS hypothesis (offset × root × timing).
+    pub pss_pfa: f64,
+    /// Minimum SSS z-score (standard deviations over noise).
+    pub min_sss_z: f64,
+    /// Minimum CRS z-score against other PCIs to confirm.
+    pub min_crs_z: f64,
+    /// Seconds of input used (more averages better; clock drift limits it).
+    pub window_s: f64,
+}
+
+impl Default for LteSearchConfig {
+    fn default() -> Self {
+        Self {
+            cfo_range_hz: 150e3,
+            max_cells: 4,
+            pss_pfa: 1e-9,
+            min_sss_z: 6.0,
+            min_crs_z: 6.0,
+            window_s: 0.08,
+        }
+    }
+}
+
+/// A cell found by its synchronisation signals.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LteCell {
+    /// Physical cell id, 3·N_ID1 + N_ID2.
+    pub pci: u16,
+    /// FDD or TDD, from the SSS position.
+    pub duplexing: Duplexing,
+    /// Cyclic prefix.
+    pub cp: CyclicPrefix,
+    /// Carrier-frequency offset of the cell relative to the search centre, hertz.
+    pub cfo_hz: f64,
+    /// Sample (at 1.92 MS/s) where a radio frame starts.
+    pub frame_start: i64,
+    /// PSS peak over its mean.
+    pub pss_ratio: f64,
+    /// SSS match in standard deviations over noise.
+    pub sss_z: f64,
+    /// CRS correlation in robust standard deviations over other PCIs.
+    pub crs_z: f64,
+    /// Whether the CRS confirmed the PCI.
+    pub confirmed: bool,
+    /// Reference-signal power per resource element, dB full scale (input units).
+    pub rsrp_dbfs: f64,
+    /// Noise-plus-interference per resource element, dB full scale.
+    pub noise_dbfs: f64,
+    /// SINR at the reference signals, dB.
+    pub sinr_db: f64,
+}
+
+/// An LTE cell searcher, planned once.
+pub struct LteSearcher {
+    cfg: LteSearchConfig,
+    planner: FftPlanner<f32>,
+    fft128: Arc<dyn Fft<f32>>,
+    templates: [Vec<Complex32>; 3],
+    pss: [[Complex32; 62]; 3],
+    crs_cache: std::collections::HashMap<(u16, bool), CrsTable>,
+}
+
+impl std::fmt::Debug for LteSearcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LteSearcher")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// FFT bin (0..128) of element `n` of a 62-long PSS/SSS.
+fn sync_bin(n: usize) -> usize {
+    lte::sync_subcarrier(n).rem_euclid(N as i32) as usize
+}
+
+/// Resource blocks around the centre whose CRS the confirmation uses. A CRS value depends only
+/// on its subcarrier's distance from the centre (TS 36.211 uses m' = m + N_RB^max − N_RB), so
+/// the carrier's bandwidth need not be known; eight RBs fit in 1.92 MS/s with margin.
+const CRS_RB: usize = 8;
+
+/// FFT bin of grid index `i` (0..12·CRS_RB) of the central resource blocks.
+fn central_bin(i: usize) -> usize {
+    let k = i as i32 - (6 * CRS_RB) as i32;
+    let k = if k < 0 { k } else { k + 1 };
+    k.rem_euclid(N as i32) as usize
+}
+
+/// Smallest multiple of 256 at least `n` whose cofactor is 2-, 3- and 5-smooth.
+fn smooth_len(n: usize) -> usize {
+    let mut m = n.div_ceil(256);
+    loop {
+        let mut r = m;
+        for p in [2, 3, 5] {
+            while r.is_multiple_of(p) {
+                r /= p;
+            }
+        }
+        if r == 1 {
+            return m * 256;
+        }
+        m += 1;
+    }
+}
+
+struct SssStage {
+    sss_z: f64,
+    hyp: (Duplexing, CyclicPrefix, usize, usize),
+    n1: u16,
+    first_is_5: bool,
+    taus: Vec<usize>,
+    cfo: f64,
+}
+
+struct Candidate {
+    root: u8,
+    cfo_hz: f64,
+    tau: usize,
+    ratio: f64,
+}
+
+/// Normalised PSS correlation of one root over (offset hypothesis, timing in a half-frame),
+/// as a ratio to its mean.
+struct Plane {
+    h_min: i64,
+    rows: Vec<Vec<f32>>,
+}
+
+/// e^{−j w n} for n = start.., generated by recurrence (f64, exact enough for a few symbols).
+fn rotator(w: f64, start: usize) -> impl FnMut() -> Complex32 {
+    let mut ph = num_complex::Complex64::from_polar(1.0, -w * start as f64);
+    let step = num_complex::Complex64::from_polar(1.0, -w);
+    move || {
+        let v = Complex32::new(ph.re as f32, ph.im as f32);
+        ph *= step;
+        v
+    }
+}
+
+type CrsTable = Vec<Vec<(usize, Complex32)>>;
+
+impl LteSearcher {
+    /// Plans the transforms and builds the PSS templates.
+    #[must_use]
+    pub fn new(cfg: LteSearchConfig) -> Self {
+        let mut planner = FftPlanner::new();
+        let fft128 = planner.plan_fft_forward(N);
+        let ifft128 = planner.plan_fft_inverse(N);
+        let pss = [lte::pss(0), lte::pss(1), lte::pss(2)];
+        let templates = std::array::from_fn(|u| {
+            let mut g = vec![Complex32::default(); N];
+            for (n, v) in pss[u].iter().enumerate() {
+                g[sync_bin(n)] = *v;
+            }
+            ifft128.process(&mut g);
+            let e: f32 = g.iter().map(Complex32::norm_sqr).sum();
+            let k = 1.0 / e.sqrt();
+            g.iter_mut().for_each(|v| *v *= k);
+            g
+        });
+        Self {
+            cfg,
+            planner,
+            fft128,
+            templates,
+            pss,
+            crs_cache: std::collections::HashMap::new(),
+        }
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &LteSearchConfig {
+        &self.cfg
+    }
+
+    /// Searches `x` (1.92 MS/s, centred on the carrier) over the whole offset range; see
+    /// [`LteSearcher::search_near`].
+    pub fn search(&mut self, x: &[Complex32], include_unconfirmed: bool) -> Vec<LteCell> {
+        self.search_near(x, None, include_unconfirmed)
+    }
+
+    /// Searches `x` for cells, strongest first. With `cfo_hint_hz` (the offset of a cell already
+    /// found by this radio: mostly its own oscillator error, shared by every cell it hears) only
+    /// ±15 kHz around it is searched, eight times faster. Only CRS-confirmed cells are returned
+    /// unless `include_unconfirmed`.
+    pub fn search_near(
+        &mut self,
+        x: &[Complex32],
+        cfo_hint_hz: Option<f64>,
+        include_unconfirmed: bool,
+    ) -> Vec<LteCell> {
+        let len = x.len().min((self.cfg.window_s * RATE_HZ) as usize);
+        if len < HALF_FRAME + 2 * N {
+            return Vec::new();
+        }
+        let x = &x[..len];
+        let h_range = match cfo_hint_hz {
+            Some(f) => {
+                let c = (f / CFO_STEP_HZ).round() as i64;
+                (c - 2, c + 2)
+            }
+            None => {
+                let h = (self.cfg.cfo_range_hz / CFO_STEP_HZ).floor() as i64;
+                (-h, h)
+            }
+        };
+        let planes = self.pss_planes(x, h_range);
+        let k_min = ((len - N) / HALF_FRAME + 1) as f64;
+        let tests = (h_range.1 - h_range.0 + 1) as f64 * HALF_FRAME as f64 * 3.0;
+        // A per-test false-alarm rate that keeps the whole search's rate at `pss_pfa` × 1e6.
+        let threshold =
+            gamma_mean_quantile(k_min, (self.cfg.pss_pfa * 1e6 / tests).min(0.01)) as f32;
+        let mut tried: Vec<(u8, usize)> = Vec::new();
+        let mut cells: Vec<LteCell> = Vec::new();
+        let mut clusters = Self::clusters(&planes, threshold, 3);
+        let mut second_pass_done = false;
+        loop {
+            for cluster in clusters.drain(..) {
+                if cells.len() >= self.cfg.max_cells {
+                    break;
+                }
+                let head = &cluster[0];
+                if tried
+                    .iter()
+                    .any(|&(r, t)| r == head.root && circ_dist(t, head.tau) <= 64)
+                {
+                    continue;
+                }
+                tried.push((head.root, head.tau));
+                // The offset hypothesis whose SSS matches best, then its CRS.
+                let best = cluster
+                    .iter()
+                    .filter_map(|c| self.sss_stage(x, c).map(|r| (c, r)))
+                    .max_by(|a, b| a.1.sss_z.total_cmp(&b.1.sss_z));
+                let Some((cand, stage)) = best else { continue };
+                if stage.sss_z < self.cfg.min_sss_z {
+                    continue;
+                }
+                let cell = self.crs_stage(x, cand, &stage);
+                if cells.iter().any(|c| c.pci == cell.pci) {
+                    continue;
+                }
+                if cell.confirmed || include_unconfirmed {
+                    cells.push(cell);
+                }
+            }
+            if second_pass_done || cells.len() >= self.cfg.max_cells {
+                break;
+            }
+            second_pass_done = true;
+            // Cells heard by one radio share its oscillator error: look again at every root along
+            // the offsets of the confirmed cells, with the looser threshold of a narrower search.
+            let thr2 = gamma_mean_quantile(k_min, 1e-4) as f32;
+            let hs: Vec<i64> = cells
+                .iter()
+                .filter(|c| c.confirmed)
+                .map(|c| (c.cfo_hz / CFO_STEP_HZ).round() as i64)
+                .collect();
+            for h in hs {
+                for (root, plane) in planes.iter().enumerate() {
+                    let mut found: Vec<Candidate> = Vec::new();
+                    for hh in h - 1..=h + 1 {
+                        let Some(row) = usize::try_from(hh - plane.h_min)
+                            .ok()
+                            .and_then(|i| plane.rows.get(i))
+                        else {
+                            continue;
+                        };
+                        for (tau, &r) in row.iter().enumerate() {
+                            if r >= thr2
+                                && !tried
+                                    .iter()
+                                    .any(|&(rt, t)| rt == root as u8 && circ_dist(t, tau) <= 64)
+                            {
+                                found.push(Candidate {
+                                    root: root as u8,
+                                    cfo_hz: hh as f64 * CFO_STEP_HZ,
+                                    tau,
+                                    ratio: f64::from(r),
+                                });
+                            }
+                        }
+                    }
+                    found.sort_by(|a, b| b.ratio.total_cmp(&a.ratio));
+                    for c in found {
+                        let n = clusters.len();
+                        match clusters
+                            .iter()
+                            .position(|g| g[0].root == c.root && circ_dist(g[0].tau, c.tau) <= 64)
+                        {
+                            Some(i) if clusters[i].len() < 3 => clusters[i].push(c),
+                            Some(_) => {}
+                            None if n < 8 => clusters.push(vec![c]),
+                            None => {}
+                        }
+                    }
+                }
+            }
+            if clusters.is_empty() {
+                break;
+            }
+            clusters.sort_by(|a, b| b[0].ratio.total_cmp(&a[0].ratio));
+        }
+        cells.sort_by(|a, b| b.rsrp_dbfs.total_cmp(&a.rsrp_dbfs));
+        cells
+    }
+
+    /// Peaks of each root above `threshold`, grouped into timing clusters (up to `per_root`
+    /// per root). A cluster holds the best timing of each offset hypothesis within 64 samples:
+    /// a Zadoff-Chu PSS under a whole-subcarrier offset correlates at a shifted timing, so the
+    /// true offset is not always the strongest point of its ridge; SSS decides among them.
+    fn clusters(planes: &[Plane], threshold: f32, per_root: usize) -> Vec<Vec<Candidate>> {
+        let mut out = Vec::new();
+        for (root, plane) in planes.iter().enumerate() {
+            let mut pts: Vec<(i64, usize, f32)> = Vec::new();
+            for (hi, row) in plane.rows.iter().enumerate() {
+                for (tau, &r) in row.iter().enumerate() {
+                    if r >= threshold {
+                        pts.push((plane.h_min + hi as i64, tau, r));
+                    }
+                }
+            }
+            pts.sort_by(|a, b| b.2.total_cmp(&a.2));
+            let mut centres: Vec<usize> = Vec::new();
+            let mut groups: Vec<Vec<Candidate>> = Vec::new();
+            for (h, tau, r) in pts {
+                let cand = Candidate {
+                    root: root as u8,
+                    cfo_hz: h as f64 * CFO_STEP_HZ,
+                    tau,
+                    ratio: f64::from(r),
+                };
+                match centres.iter().position(|&t| circ_dist(t, tau) <= 64) {
+                    Some(i) => {
+                        let g = &mut groups[i];
+                        if g.len() < 8 && !g.iter().any(|c| (c.cfo_hz - cand.cfo_hz).abs() < 1.0) {
+                            g.push(cand);
+                        }
+                    }
+                    None if centres.len() < per_root => {
+                        centres.push(tau);
+                        groups.push(vec![cand]);
+                    }
+                    None => {}
+                }
+            }
+            out.extend(groups);
+        }
+        out.sort_by(|a, b| b[0].ratio.total_cmp(&a[0].ratio));
+        out
+    }
+
+    fn pss_planes(&mut self, x: &[Complex32], (h_lo, h_hi): (i64, i64)) -> Vec<Plane> {
+        let len = x.len();
+        let m = smooth_len(len + N);
+        let fwd = self.planner.plan_fft_forward(m);
+        let inv = self.planner.plan_fft_inverse(m);
+        let mut xf = vec![Complex32::default(); m];
+        xf[..len].copy_from_slice(x);
+        fwd.process(&mut xf);
+        let last = len - N;
+        // 1 / (window energy · M²) per timing, shared by every root and offset.
+        let mut inv_e = vec![0f32; last + 1];
+        let mut e: f64 = x[..N].iter().map(|v| f64::from(v.norm_sqr())).sum();
+        let mm = (m as f64) * (m as f64);
+        for (tau, ie) in inv_e.iter_mut().enumerate() {
+            *ie = if e > 1e-20 {
+                (1.0 / (e * mm)) as f32
+            } else {
+                0.0
+            };
+            if tau + N < len {
+                e += f64::from(x[tau + N].norm_sqr()) - f64::from(x[tau].norm_sqr());
+                e = e.max(0.0);
+            }
+        }
+        let mut counts = vec![0f32; HALF_FRAME];
+        for tau in 0..=last {
+            counts[tau % HALF_FRAME] += 1.0;
+        }
+        let bins_per_step = (m / 256) as i64;
+        let mut work = vec![Complex32::default(); m];
+        let mut planes = Vec::with_capacity(3);
+        for t in &self.templates {
+            let mut tf = vec![Complex32::default(); m];
+            tf[..N].copy_from_slice(t);
+            fwd.process(&mut tf);
+            tf.iter_mut().for_each(|v| *v = v.conj());
+            let mut rows = Vec::with_capacity((h_hi - h_lo + 1) as usize);
+            for h in h_lo..=h_hi {
+                let s = (h * bins_per_step).rem_euclid(m as i64) as usize;
+                let (head, tail) = xf.split_at(s);
+                for (w, (xv, tv)) in work.iter_mut().zip(tail.iter().chain(head).zip(&tf)) {
+                    *w = xv * tv;
+                }
+                inv.process(&mut work);
+                let mut a = vec![0f32; HALF_FRAME];
+                for (tau, (c, ie)) in work[..=last].iter().zip(&inv_e).enumerate() {
+                    a[tau % HALF_FRAME] += c.norm_sqr() * ie;
+                }
+                for (v, c) in a.iter_mut().zip(&counts) {
+                    *v /= c.max(1.0);
+                }
+                let mean = a.iter().sum::<f32>() / HALF_FRAME as f32;
+                if mean > 0.0 {
+                    a.iter_mut().for_each(|v| *v /= mean);
+                }
+                rows.push(a);
+            }
+            planes.push(Plane { h_min: h_lo, rows });
+        }
+        planes
+    }
+
+    /// 128-point FFT of `x[start..start+128]` rotated by −`cfo_hz`.
+    fn symbol(&self, x: &[Complex32], start: usize, cfo_hz: f64) -> Option<Vec<Complex32>> {
+        if start + N > x.len() {
+            return None;
+        }
+        let mut rot = rotator(std::f64::consts::TAU * cfo_hz / RATE_HZ, start);
+        let mut b: Vec<Complex32> = x[start..start + N].iter().map(|v| v * rot()).collect();
+        self.fft128.process(&mut b);
+        Some(b)
+    }
+
+    fn pss_corr(
+        &self,
+        x: &[Complex32],
+        start: usize,
+        cfo_hz: f64,
+        root: usize,
+    ) -> (Complex32, Complex32) {
+        let mut rot = rotator(std::f64::consts::TAU * cfo_hz / RATE_HZ, start);
+        let t = &self.templates[root];
+        let mut c = [Complex32::default(); 2];
+        for (i, (xv, tv)) in x[start..start + N].iter().zip(t).enumerate() {
+            c[i / (N / 2)] += xv * rot() * tv.conj();
+        }
+        (c[0], c[1])
+    }
+
+    #[allow(clippy::too_many_lines)]
+    fn sss_stage(&self, x: &[Complex32], cand: &Candidate) -> Option<SssStage> {
+        let u = usize::from(cand.root);
+        let len = x.len();
+        // Per half-frame: refine timing (±2 samples), then the offset from the halves' phase.
+        let mut taus = Vec::new();
+        let mut z = Complex32::default();
+        let mut k = 0;
+        while cand.tau + k * HALF_FRAME + N + 2 <= len {
+            let nominal = cand.tau + k * HALF_FRAME;
+            let (best, c1, c2) = (nominal.saturating_sub(2)..=nominal + 2)
+                .map(|s| {
+                    let (a, b) = self.pss_corr(x, s, cand.cfo_hz, u);
+                    (s, a, b)
+                })
+                .max_by(|p, q| (p.1 + p.2).norm_sqr().total_cmp(&(q.1 + q.2).norm_sqr()))?;
+            z += c2 * c1.conj();
+            taus.push(best);
+            k += 1;
+        }
+        let cfo =
+            cand.cfo_hz + f64::from(z.arg()) * RATE_HZ / (std::f64::consts::TAU * (N / 2) as f64);
+        // SSS hypotheses: (duplexing, cp, SSS body offset before the PSS body, PSS body offset
+        // within its subframe pair).
+        let hyps = [
+            (Duplexing::Fdd, CyclicPrefix::Normal, 137usize, 832usize),
+            (Duplexing::Fdd, CyclicPrefix::Extended, 160, 832),
+            (Duplexing::Tdd, CyclicPrefix::Normal, 412, 2204),
+            (Duplexing::Tdd, CyclicPrefix::Extended, 480, 2272),
+        ];
+        let mut pss_h: Vec<Option<Vec<Complex32>>> = Vec::new();
+        for &t in &taus {
+            pss_h.push(self.symbol(x, t, cfo).map(|y| {
+                (0..62)
+                    .map(|n| y[sync_bin(n)] * self.pss[u][n].conj())
+                    .collect()
+            }));
+        }
+        let sss_seqs: Vec<[[f32; 62]; 2]> = (0..168u16)
+            .map(|n1| {
+                [
+                    lte::sss(n1, cand.root, false),
+                    lte::sss(n1, cand.root, true),
+                ]
+            })
+            .collect();
+        let mut best: Option<(f64, usize, u16, bool)> = None;
+        for (hi, &(_, _, sss_off, _)) in hyps.iter().enumerate() {
+            let mut zs: Vec<Vec<Complex32>> = Vec::new();
+            for (ki, &t) in taus.iter().enumerate() {
+                let (Some(h), Some(start)) = (&pss_h[ki], t.checked_sub(sss_off)) else {
+                    zs.push(Vec::new());
+                    continue;
+                };
+                match self.symbol(x, start, cfo) {
+                    Some(y) => zs.push((0..62).map(|n| y[sync_bin(n)] * h[n].conj()).collect()),
+                    None => zs.push(Vec::new()),
+                }
+            }
+            let var: f64 = zs.iter().flatten().map(|v| f64::from(v.re * v.re)).sum();
+            if var <= 0.0 {
+                continue;
+            }
+            let sd = var.sqrt();
+            for (n1, seqs) in sss_seqs.iter().enumerate() {
+                for first_is_5 in [false, true] {
+                    let mut score = 0f64;
+                    for (ki, zk) in zs.iter().enumerate() {
+                        if zk.is_empty() {
+                            continue;
+                        }
+                        let sf5 = first_is_5 ^ (ki % 2 == 1);
+                        let d = &seqs[usize::from(sf5)];
+                        score += zk
+                            .iter()
+                            .zip(d)
+                            .map(|(v, &s)| f64::from(v.re * s))
+                            .sum::<f64>();
+                    }
+                    let zscore = score / sd;
+                    if best.is_none_or(|b| zscore > b.0) {
+                        best = Some((zscore, hi, n1 as u16, first_is_5));
+                    }
+                }
+            }
+        }
+        let (sss_z, hi, n1, first_is_5) = best?;
+        Some(SssStage {
+            sss_z,
+            hyp: hyps[hi],
+            n1,
+            first_is_5,
+            taus,
+            cfo,
+        })
+    }
+
+    fn crs_stage(&mut self, x: &[Complex32], cand: &Candidate, st: &SssStage) -> LteCell {
+        let SssStage {
+            sss_z,
+            hyp: (duplexing, cp, _, pss_in_frame),
+            n1,
+            first_is_5,
+            ref taus,
+            cfo,
+        } = *st;
+        let pci = 3 * n1 + u16::from(cand.root);
+        let first =
+            taus[0] as i64 - pss_in_frame as i64 - if first_is_5 { HALF_FRAME as i64 } else { 0 };
+        let frame_start = first.rem_euclid(FRAME as i64) - FRAME as i64;
+        let drift: Vec<i64> = taus
+            .iter()
+            .enumerate()
+            .map(|(k, &t)| t as i64 - (taus[0] + k * HALF_FRAME) as i64)
+            .collect();
+        let crs = self.crs_stats(x, pci, frame_start, &drift, cfo, duplexing, cp);
+        let (crs_z, rsrp, noise) = crs.unwrap_or((0.0, 0.0, 0.0));
+        let to_db = |v: f64| crate::to_db(v / (N * N) as f64);
+        LteCell {
+            pci,
+            duplexing,
+            cp,
+            cfo_hz: cfo,
+            frame_start,
+            pss_ratio: cand.ratio,
+            sss_z,
+            crs_z,
+            confirmed: crs_z >= self.cfg.min_crs_z && rsrp > 0.0,
+            rsrp_dbfs: to_db(rsrp.max(1e-30)),
+            noise_dbfs: to_db(noise.max(1e-30)),
+            sinr_db: crate::to_db(rsrp.max(1e-30) / noise.max(1e-30)),
+        }
+    }
+
+    /// Port-0 CRS of the central resource blocks for every (slot, CRS symbol) of a PCI, cached.
+    fn crs_table(&mut self, pci: u16, normal: bool) -> &CrsTable {
+        self.crs_cache.entry((pci, normal)).or_insert_with(|| {
+            let symbols: &[u32] = if normal { &[0, 4] } else { &[0, 3] };
+            (0..20u32)
+                .flat_map(|ns| symbols.iter().map(move |&l| (ns, l)))
+                .map(|(ns, l)| {
+                    lte::crs_res_cp(pci, CRS_RB, ns, l, normal)
+                        .into_iter()
+                        .map(|(k, v)| (central_bin(k), v.conj()))
+                        .collect()
+                })
+                .collect()
+        })
+    }
+
+    /// CRS statistics of a PCI: (z-score against other PCIs, signal and noise per RE in FFT
+    /// units), from every CRS symbol of the central six RBs inside the input.
+    #[allow(clippy::too_many_arguments)]
+    fn crs_stats(
+        &mut self,
+        x: &[Complex32],
+        pci: u16,
+        frame_start: i64,
+        drift: &[i64],
+        cfo: f64,
+        duplexing: Duplexing,
+        cp: CyclicPrefix,
+    ) -> Option<(f64, f64, f64)> {
+        let normal = cp == CyclicPrefix::Normal;
+        // Body offsets within a slot of the CRS symbols (port 0).
+        let offsets: [usize; 2] = if normal { [10, 558] } else { [32, 512] };
+        // (index into the CRS table, FFT of the symbol).
+        let mut symbols: Vec<(usize, Vec<Complex32>)> = Vec::new();
+        let mut f = 0i64;
+        while frame_start + f * FRAME as i64 <= x.len() as i64 {
+            for ns in 0..20usize {
+                if duplexing == Duplexing::Tdd && !matches!(ns / 2, 0 | 5) {
+                    continue;
+                }
+                for (li, &off) in offsets.iter().enumerate() {
+                    let nominal = frame_start + f * FRAME as i64 + ns as i64 * 960 + off as i64;
+                    if nominal < 0 {
+                        continue;
+                    }
+                    let hf = (nominal - frame_start).max(0) as usize / HALF_FRAME;
+                    let d = drift
+                        .get(hf.min(drift.len().saturating_sub(1)))
+                        .copied()
+                        .unwrap_or(0);
+                    let start = nominal + d;
+                    if start < 0 {
+                        continue;
+                    }
+                    if let Some(y) = self.symbol(x, start as usize, cfo) {
+                        symbols.push((ns * 2 + li, y));
+                    }
+                }
+            }
+            f += 1;
+        }
+        if symbols.is_empty() {
+            return None;
+        }
+        let stats = |s: &mut Self, p: u16| -> (f64, f64, f64) {
+            let table = s.crs_table(p, normal);
+            let (mut a2, mut y2, mut n) = (0f64, 0f64, 0f64);
+            for (idx, y) in &symbols {
+                for pair in table[*idx].chunks_exact(2) {
+                    let (b0, r0) = pair[0];
+                    let (b1, r1) = pair[1];
+                    let (v0, v1) = (y[b0], y[b1]);
+                    let a = (v0 * r0 + v1 * r1) * 0.5;
+                    a2 += f64::from(a.norm_sqr());
+                    y2 += f64::from(v0.norm_sqr() + v1.norm_sqr()) * 0.5;
+                    n += 1.0;
+                }
+            }
+            (a2 / n, y2 / n, a2 / y2.max(1e-30))
+        };
+        let (a2, y2, rho) = stats(self, pci);
+        // Other PCIs on the same samples: 48 spread over the range, skipping this one.
+        let mut others: Vec<f64> = (0..48u16)
+            .map(|i| (pci + 1 + i * 10) % 504)
+            .filter(|&p| p != pci)
+            .map(|p| stats(self, p).2)
+            .collect();
+        others.sort_by(f64::total_cmp);
+        let median = others[others.len() / 2];
+        let mut dev: Vec<f64> = others.iter().map(|v| (v - median).abs()).collect();
+        dev.sort_by(f64::total_cmp);
+        let mad = (1.4826 * dev[dev.len() / 2]).max(1e-6);
+        let z = (rho - median) / mad;
+        // E|a|² = S + N/2 and E|y|² = S + N.
+        let s = (2.0 * a2 - y2).max(0.0);
+        let noise = (y2 - s).max(1e-30);
+        Some((z, s, noise))
+    }
+}
+
+fn circ_dist(a: usize, b: usize) -> usize {
+    let d = a.abs_diff(b) % HALF_FRAME;
+    d.min(HALF_FRAME - d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::{Emitter, LteContent, OfdmEmitter, add_awgn, rng};
+
+    fn cell_signal(
+        pci: u16,
+        duplexing: Duplexing,
+        cfo_hz: f64,
+        sinr_db: f64,
+        seed: u64,
+        ms: f64,
+    ) -> Vec<Complex32> {
+        let content = LteContent::new(pci, duplexing, 6, seed).expect("cell");
+        let mut e = OfdmEmitter::new(content, RATE_HZ, cfo_hz, 1.0).expect("rate");
+        let n = (ms * 1e-3 * RATE_HZ) as usize;
+        // Start mid-frame so that timing is not trivially zero.
+        let mut skip = vec![Complex32::default(); 7_321];
+        e.add_to(&mut skip);
+        let mut x = vec![Complex32::default(); n];
+        e.add_to(&mut x);
+        // The carrier fills 72 of the 128 subcarriers: noise over the whole band at the SINR.
+        let in_band = 1.0;
+        add_awgn(
+            &mut rng(seed + 1000),
+            &mut x,
+            in_band / crate::from_db(sinr_db) * 128.0 / 72.0,
+        );
+        x
+    }
+
+    #[test]
+    fn finds_fdd_and_tdd_cells_with_offset() {
+        let mut s = LteSearcher::new(LteSearchConfig::default());
+        for (pci, dup, cfo) in [
+            (301, Duplexing::Fdd, 47e3),
+            (22, Duplexing::Tdd, -123.4e3),
+            (503, Duplexing::Fdd, 0.0),
+        ] {
+            let x = cell_signal(pci, dup, cfo, 10.0, u64::from(pci), 40.0);
+            let cells = s.search(&x, false);
+            assert_eq!(cells.len(), 1, "{pci}: {cells:?}");
+            let c = &cells[0];
+            assert_eq!((c.pci, c.duplexing, c.cp), (pci, dup, CyclicPrefix::Normal));
+            assert!(
+                (c.cfo_hz - cfo).abs() < 300.0,
+                "{pci}: cfo {} vs {cfo}",
+                c.cfo_hz
+            );
+            assert!(c.confirmed);
+            // SINR measured on the CRS within 2 dB of what was set.
+            assert!((c.sinr_db - 10.0).abs() < 2.0, "{pci}: sinr {}", c.sinr_db);
+            // The frame starts 7321 samples before the input did.
+            assert_eq!(
+                (c.frame_start + 7_321).rem_euclid(FRAME as i64),
+                0,
+                "{pci}: {}",
+                c.frame_start
+            );
+        }
+    }
+
+    #[test]
+    fn noise_alone_gives_no_cell() {
+        let mut s = LteSearcher::new(LteSearchConfig::default());
+        for seed in 0..5 {
+            let mut x = vec![Complex32::default(); 76_800];
+            add_awgn(&mut rng(seed), &mut x, 1.0);
+            assert!(s.search(&x, true).is_empty(), "seed {seed}");
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Frequency-domain resampling: pick a slice of a capture's spectrum around an offset and bring
+//! it to the rate a search needs (1.92 MS/s for LTE sync, for example).
+//!
+//! One FFT of the input, a window of its bins centred on the offset, one inverse FFT at the new
+//! length: an ideal low-pass, frequency shift and rate change in one step, exact when the rate
+//! ratio is rational with a small denominator (every rate a radio uses).
+
+use num_complex::Complex32;
+use rustfft::FftPlanner;
+
+use crate::DspError;
+
+/// Smallest (p, q) with p / q = `ratio` within 1e-9, denominators up to 100 000.
+fn rational(ratio: f64) -> Option<(u64, u64)> {
+    for q in 1..=100_000u64 {
+        let p = (ratio * q as f64).round();
+        if p >= 1.0 && (p / q as f64 - ratio).abs() < 1e-9 * ratio {
+            return Some((p as u64, q));
+        }
+    }
+    None
+}
+
+/// Resamples `x` (at `rate_in_hz`) to `rate_out_hz`, centred on `offset_hz` (the input frequency
+/// that becomes 0 Hz), keeping at most `max_out` output samples. Bins outside ±`rate_out_hz`/2
+/// around the offset are dropped; parts of that window outside the input's span are zero.
+///
+/// # Errors
+/// [`DspError::InvalidConfig`] for non-positive rates or a ratio with no small rational form.
+pub fn resample(
+    x: &[Complex32],
+    rate_in_hz: f64,
+    offset_hz: f64,
+    rate_out_hz: f64,
+    max_out: usize,
+) -> Result<Vec<Complex32>, DspError> {
+    if !(rate_in_hz > 0.0 && rate_out_hz > 0.0 && rate_in_hz.is_finite() && rate_out_hz.is_finite())
+    {
+        return Err(DspError::config(
+            "sample rate",
+            rate_in_hz,
+            "rates must be positive",
+        ));
+    }
+    let (p, q) = rational(rate_out_hz / rate_in_hz).ok_or_else(|| {
+        DspError::config(
+            "sample rate",
+            rate_in_hz,
+            "rate ratio has no small rational form",
+        )
+    })?;
+    // Output length a multiple of p so that the input length (out · q / p) is whole.
+    let max_out_from_input = x.len() as u64 * p / q;
+    let n_out = (max_out as u64).min(max_out_from_input) / p * p;
+    if n_out == 0 {
+        return Ok(Vec::new());
+    }
+    let n_in = (n_out * q / p) as usize;
+    let n_out = n_out as usize;
+    let mut planner = FftPlanner::<f32>::new();
+    let mut buf = x[..n_in].to_vec();
+    planner.plan_fft_forward(n_in).process(&mut buf);
+    let shift = (offset_hz * n_in as f64 / rate_in_hz).round() as i64;
+    let mut out = vec![Complex32::default(); n_out];
+    let half = (n_out / 2) as i64;
+    let half_in = (n_in / 2) as i64;
+    for k in -half..(n_out as i64 - half) {
+        let src = k + shift;
+        if src < -half_in || src >= n_in as i64 - half_in {
+            continue;
+        }
+        out[k.rem_euclid(n_out as i64) as usize] = buf[src.rem_euclid(n_in as i64) as usize];
+    }
+    planner.plan_fft_inverse(n_out).process(&mut out);
+    let scale = 1.0 / n_in as f32;
+    for v in &mut out {
+        *v *= scale;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::synth::tone;
+
+    #[test]
+    fn a_tone_moves_to_its_offset_and_keeps_its_amplitude() {
+        let x = tone(24_000, 2.4e6, 300e3, 0.7, 0.0);
+        // Centre on 250 kHz at 1.92 MS/s: the tone lands at +50 kHz.
+        let y = resample(&x, 2.4e6, 250e3, 1.92e6, 1 << 20).expect("resample");
+        assert_eq!(y.len(), 19_200);
+        let want = tone(y.len(), 1.92e6, 50e3, 0.7, 0.0);
+        let c: Complex32 = y.iter().zip(&want).map(|(a, b)| a * b.conj()).sum();
+        let norm = (y.iter().map(|v| v.norm_sqr()).sum::<f32>()
+            * want.iter().map(|v| v.norm_sqr()).sum::<f32>())
+        .sqrt();
+        assert!(c.norm() / norm > 0.999, "{}", c.norm() / norm);
+        let p = y.iter().map(|v| v.norm_sqr()).sum::<f32>() / y.len() as f32;
+        assert!((p - 0.49).abs() < 0.005, "{p}");
+    }
+
+    #[test]
+    fn out_of_window_signals_are_removed() {
+        let x = tone(19_200 * 10, 19.2e6, 5e6, 1.0, 0.0);
+        let y = resample(&x, 19.2e6, 0.0, 1.92e6, 1 << 20).expect("resample");
+        let p = y.iter().map(|v| v.norm_sqr()).sum::<f32>() / y.len() as f32;
+        assert!(p < 1e-6, "{p}");
+    }
+}

@@ -1,0 +1,96 @@
+//! Cell search on the shared recordings through `sensor-agent replay`: the expected PCIs of the
+//! index, no phantom cells, nothing on noise.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use centinela_tests::{index, run_agent, testdata};
+
+const BIN: &str = env!("CARGO_BIN_EXE_sensor-agent");
+
+fn confirmed_pcis(path: &str) -> (BTreeSet<u16>, Vec<serde_json::Value>) {
+    let out = run_agent(Path::new(BIN), &["replay", path, "--json", "--no-progress"]);
+    assert!(
+        out.status.success(),
+        "{path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let pcis = lines
+        .iter()
+        .filter(|v| v["type"] == "cells")
+        .flat_map(|v| v["cells"].as_array().cloned().unwrap_or_default())
+        .filter(|c| c["search"]["confirmed"] == true)
+        .filter_map(|c| c["search"]["pci"].as_u64().map(|p| p as u16))
+        .collect();
+    (pcis, lines)
+}
+
+#[test]
+fn lte_recordings_yield_their_cells_and_no_phantoms() {
+    let Some(data) = testdata() else { return };
+    let (mut expected_total, mut found_total) = (0, 0);
+    for row in index(&data).into_iter().filter(|r| r.tech != "nr") {
+        let path = data
+            .join("iq")
+            .join(format!("{}.sigmf-meta", row.recording));
+        let (pcis, _) = confirmed_pcis(path.to_str().expect("utf8"));
+        let allowed: BTreeSet<u16> = row.pcis.iter().chain(&row.soft_pcis).copied().collect();
+        // Every PCI reported is one that exists.
+        assert!(
+            pcis.is_subset(&allowed),
+            "{}: phantom cells {:?} (allowed {allowed:?})",
+            row.recording,
+            pcis.difference(&allowed).collect::<Vec<_>>()
+        );
+        match row.grade.as_str() {
+            "N" => assert!(pcis.is_empty(), "{}: noise gave {pcis:?}", row.recording),
+            "A" => {
+                let hits = row.pcis.iter().filter(|p| pcis.contains(p)).count();
+                assert!(
+                    hits >= 1,
+                    "{}: none of {:?} found (got {pcis:?})",
+                    row.recording,
+                    row.pcis
+                );
+                expected_total += row.pcis.len();
+                found_total += hits;
+            }
+            _ => {}
+        }
+        eprintln!(
+            "{}: {pcis:?} (expected {:?}, soft {:?})",
+            row.recording, row.pcis, row.soft_pcis
+        );
+    }
+    eprintln!("grade-A recall: {found_total}/{expected_total}");
+    // At most one missed cell in three: the second, weaker cell of a pair is the hard case.
+    assert!(
+        found_total * 3 >= expected_total * 2,
+        "recall {found_total}/{expected_total}"
+    );
+}
+
+#[test]
+fn a_confirmed_cell_becomes_a_sync_gap_event_with_its_pci() {
+    let Some(data) = testdata() else { return };
+    let path = data.join("iq/lte/f1890_s1.92_g0_1s_rtlsdr.sigmf-meta");
+    let (pcis, lines) = confirmed_pcis(path.to_str().expect("utf8"));
+    assert!(pcis.contains(&253));
+    let ev = lines
+        .iter()
+        .find(|v| v["type"] == "event" && v["payload"]["detector"] == "sync")
+        .expect("a sync gap event");
+    let p = &ev["payload"];
+    assert_eq!(p["state"], "open");
+    assert_eq!(p["technology"], "lte");
+    assert_eq!(p["cell"]["pci"], 253);
+    // 1890 MHz TDD is band 39 (1880–1920 MHz): EARFCN 38250 + 10 × (1890 − 1880) ± the offset.
+    assert_eq!(p["band"], "B39");
+    let earfcn = p["cell"]["earfcn"].as_u64().expect("earfcn");
+    assert!((38_349..=38_350).contains(&earfcn), "{earfcn}");
+    assert!(p["margin_db"].as_f64().expect("margin") > 6.0);
+}
