@@ -656,13 +656,26 @@ impl LteSearcher {
         let offsets: [usize; 2] = if normal { [10, 558] } else { [32, 512] };
         // (index into the CRS table, FFT of the symbol).
         let mut symbols: Vec<(usize, Vec<Complex32>)> = Vec::new();
+        // TDD: subframes 0 and 5 are downlink in every configuration and the first symbol of
+        // the special subframes (DwPTS) too; subframes 4 and 9 are downlink in configurations
+        // 1, 2, 4 and 5 and are used when they carry as much energy as subframe 0.
+        let mut optional: Vec<(usize, Vec<Complex32>)> = Vec::new();
         let mut f = 0i64;
         while frame_start + f * FRAME as i64 <= x.len() as i64 {
             for ns in 0..20usize {
-                if duplexing == Duplexing::Tdd && !matches!(ns / 2, 0 | 5) {
+                let (always, maybe) = match (duplexing, ns / 2) {
+                    (Duplexing::Fdd, _) | (Duplexing::Tdd, 0 | 5) => (true, false),
+                    (Duplexing::Tdd, 1 | 6) => (ns % 2 == 0, false),
+                    (Duplexing::Tdd, 4 | 9) => (false, true),
+                    _ => (false, false),
+                };
+                if !(always || maybe) {
                     continue;
                 }
                 for (li, &off) in offsets.iter().enumerate() {
+                    if duplexing == Duplexing::Tdd && matches!(ns / 2, 1 | 6) && li > 0 {
+                        continue;
+                    }
                     let nominal = frame_start + f * FRAME as i64 + ns as i64 * 960 + off as i64;
                     if nominal < 0 {
                         continue;
@@ -677,11 +690,25 @@ impl LteSearcher {
                         continue;
                     }
                     if let Some(y) = self.symbol(x, start as usize, cfo) {
-                        symbols.push((ns * 2 + li, y));
+                        if always {
+                            symbols.push((ns * 2 + li, y));
+                        } else {
+                            optional.push((ns * 2 + li, y));
+                        }
                     }
                 }
             }
             f += 1;
+        }
+        let power = |v: &[(usize, Vec<Complex32>)]| -> f64 {
+            let n = v.len().max(1) as f64;
+            v.iter()
+                .map(|(_, y)| y.iter().map(|c| f64::from(c.norm_sqr())).sum::<f64>())
+                .sum::<f64>()
+                / n
+        };
+        if !optional.is_empty() && power(&optional) >= 0.9 * power(&symbols) {
+            symbols.append(&mut optional);
         }
         if symbols.is_empty() {
             return None;
