@@ -107,6 +107,8 @@ pub struct LteSearcher {
     templates: [Vec<Complex32>; 3],
     pss: [[Complex32; 62]; 3],
     crs_cache: std::collections::HashMap<(u16, bool), CrsTable>,
+    /// SSS of every N_ID1 for each N_ID2, subframe 0 then 5.
+    sss: Vec<Vec<[[f32; 62]; 2]>>,
 }
 
 impl std::fmt::Debug for LteSearcher {
@@ -213,6 +215,13 @@ impl LteSearcher {
             templates,
             pss,
             crs_cache: std::collections::HashMap::new(),
+            sss: (0..3u8)
+                .map(|n2| {
+                    (0..168u16)
+                        .map(|n1| [lte::sss(n1, n2, false), lte::sss(n1, n2, true)])
+                        .collect()
+                })
+                .collect(),
         }
     }
 
@@ -382,7 +391,7 @@ impl LteSearcher {
                 match centres.iter().position(|&t| circ_dist(t, tau) <= 64) {
                     Some(i) => {
                         let g = &mut groups[i];
-                        if g.len() < 8 && !g.iter().any(|c| (c.cfo_hz - cand.cfo_hz).abs() < 1.0) {
+                        if g.len() < 6 && !g.iter().any(|c| (c.cfo_hz - cand.cfo_hz).abs() < 1.0) {
                             g.push(cand);
                         }
                     }
@@ -526,47 +535,37 @@ impl LteSearcher {
                     .collect()
             }));
         }
-        let sss_seqs: Vec<[[f32; 62]; 2]> = (0..168u16)
-            .map(|n1| {
-                [
-                    lte::sss(n1, cand.root, false),
-                    lte::sss(n1, cand.root, true),
-                ]
-            })
-            .collect();
+        let sss_seqs = &self.sss[u];
         let mut best: Option<(f64, usize, u16, bool)> = None;
         for (hi, &(_, _, sss_off, _)) in hyps.iter().enumerate() {
-            let mut zs: Vec<Vec<Complex32>> = Vec::new();
+            // Subframes 0 and 5 alternate: sum the even and the odd half-frames once, then each
+            // hypothesis is two 62-long dot products.
+            let mut halves = [[0f32; 62]; 2];
+            let mut var = 0f64;
             for (ki, &t) in taus.iter().enumerate() {
                 let (Some(h), Some(start)) = (&pss_h[ki], t.checked_sub(sss_off)) else {
-                    zs.push(Vec::new());
                     continue;
                 };
-                match self.symbol(x, start, cfo) {
-                    Some(y) => zs.push((0..62).map(|n| y[sync_bin(n)] * h[n].conj()).collect()),
-                    None => zs.push(Vec::new()),
+                if let Some(y) = self.symbol(x, start, cfo) {
+                    for (n, acc) in halves[ki % 2].iter_mut().enumerate() {
+                        let z = (y[sync_bin(n)] * h[n].conj()).re;
+                        *acc += z;
+                        var += f64::from(z * z);
+                    }
                 }
             }
-            let var: f64 = zs.iter().flatten().map(|v| f64::from(v.re * v.re)).sum();
             if var <= 0.0 {
                 continue;
             }
             let sd = var.sqrt();
+            let dot =
+                |a: &[f32; 62], b: &[f32; 62]| a.iter().zip(b).map(|(p, q)| p * q).sum::<f32>();
             for (n1, seqs) in sss_seqs.iter().enumerate() {
                 for first_is_5 in [false, true] {
-                    let mut score = 0f64;
-                    for (ki, zk) in zs.iter().enumerate() {
-                        if zk.is_empty() {
-                            continue;
-                        }
-                        let sf5 = first_is_5 ^ (ki % 2 == 1);
-                        let d = &seqs[usize::from(sf5)];
-                        score += zk
-                            .iter()
-                            .zip(d)
-                            .map(|(v, &s)| f64::from(v.re * s))
-                            .sum::<f64>();
-                    }
+                    let score = f64::from(
+                        dot(&halves[0], &seqs[usize::from(first_is_5)])
+                            + dot(&halves[1], &seqs[usize::from(!first_is_5)]),
+                    );
                     let zscore = score / sd;
                     if best.is_none_or(|b| zscore > b.0) {
                         best = Some((zscore, hi, n1 as u16, first_is_5));
