@@ -21,6 +21,98 @@ fn rational(ratio: f64) -> Option<(u64, u64)> {
     None
 }
 
+/// The spectrum of one capture, ready to cut any number of resampled views from it (one FFT
+/// for many candidate carriers).
+#[derive(Debug, Clone)]
+pub struct Resampler {
+    spectrum: Vec<Complex32>,
+    rate_in_hz: f64,
+}
+
+impl Resampler {
+    /// Transforms the whole of `x`.
+    #[must_use]
+    pub fn new(x: &[Complex32], rate_in_hz: f64) -> Self {
+        let mut spectrum = x.to_vec();
+        if !spectrum.is_empty() {
+            FftPlanner::<f32>::new()
+                .plan_fft_forward(spectrum.len())
+                .process(&mut spectrum);
+        }
+        Self {
+            spectrum,
+            rate_in_hz,
+        }
+    }
+
+    /// The view at `rate_out_hz` centred on `offset_hz`, at most `max_out` samples, using the
+    /// longest prefix of the capture whose length fits the rate ratio exactly.
+    ///
+    /// # Errors
+    /// As [`resample`].
+    pub fn extract(
+        &self,
+        offset_hz: f64,
+        rate_out_hz: f64,
+        max_out: usize,
+    ) -> Result<Vec<Complex32>, DspError> {
+        let rate_in_hz = self.rate_in_hz;
+        if !(rate_in_hz > 0.0
+            && rate_out_hz > 0.0
+            && rate_in_hz.is_finite()
+            && rate_out_hz.is_finite())
+        {
+            return Err(DspError::config(
+                "sample rate",
+                rate_in_hz,
+                "rates must be positive",
+            ));
+        }
+        let (p, q) = rational(rate_out_hz / rate_in_hz).ok_or_else(|| {
+            DspError::config(
+                "sample rate",
+                rate_in_hz,
+                "rate ratio has no small rational form",
+            )
+        })?;
+        let len = self.spectrum.len() as u64;
+        // The whole capture's spectrum is used; its length must map to a whole output length.
+        if !(len * p).is_multiple_of(q) {
+            return Err(DspError::config(
+                "samples",
+                len,
+                "capture length does not map to a whole number of output samples",
+            ));
+        }
+        let n_in = len as usize;
+        let n_full = (len * p / q) as usize;
+        if n_full == 0 {
+            return Ok(Vec::new());
+        }
+        let shift = (offset_hz * n_in as f64 / rate_in_hz).round() as i64;
+        let mut out = vec![Complex32::default(); n_full];
+        let half = (n_full / 2) as i64;
+        let half_in = (n_in / 2) as i64;
+        for k in -half..(n_full as i64 - half) {
+            let src = k + shift;
+            if src < -half_in || src >= n_in as i64 - half_in {
+                continue;
+            }
+            out[k.rem_euclid(n_full as i64) as usize] =
+                self.spectrum[src.rem_euclid(n_in as i64) as usize];
+        }
+        FftPlanner::<f32>::new()
+            .plan_fft_inverse(n_full)
+            .process(&mut out);
+        let scale = 1.0 / n_in as f32;
+        for v in &mut out {
+            *v *= scale;
+        }
+        out.truncate(max_out);
+        Ok(out)
+    }
+}
+
 /// Resamples `x` (at `rate_in_hz`) to `rate_out_hz`, centred on `offset_hz` (the input frequency
 /// that becomes 0 Hz), keeping at most `max_out` output samples. Bins outside ±`rate_out_hz`/2
 /// around the offset are dropped; parts of that window outside the input's span are zero.
@@ -56,27 +148,7 @@ pub fn resample(
         return Ok(Vec::new());
     }
     let n_in = (n_out * q / p) as usize;
-    let n_out = n_out as usize;
-    let mut planner = FftPlanner::<f32>::new();
-    let mut buf = x[..n_in].to_vec();
-    planner.plan_fft_forward(n_in).process(&mut buf);
-    let shift = (offset_hz * n_in as f64 / rate_in_hz).round() as i64;
-    let mut out = vec![Complex32::default(); n_out];
-    let half = (n_out / 2) as i64;
-    let half_in = (n_in / 2) as i64;
-    for k in -half..(n_out as i64 - half) {
-        let src = k + shift;
-        if src < -half_in || src >= n_in as i64 - half_in {
-            continue;
-        }
-        out[k.rem_euclid(n_out as i64) as usize] = buf[src.rem_euclid(n_in as i64) as usize];
-    }
-    planner.plan_fft_inverse(n_out).process(&mut out);
-    let scale = 1.0 / n_in as f32;
-    for v in &mut out {
-        *v *= scale;
-    }
-    Ok(out)
+    Resampler::new(&x[..n_in], rate_in_hz).extract(offset_hz, rate_out_hz, usize::MAX)
 }
 
 #[cfg(test)]

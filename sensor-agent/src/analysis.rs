@@ -303,6 +303,133 @@ pub fn lte_cells(
     out
 }
 
+/// NR SSB searchers, one per subcarrier spacing.
+#[derive(Debug)]
+pub struct NrSearchers {
+    by_scs: Vec<(u32, dsp::cell::nr_search::NrSearcher)>,
+}
+
+impl NrSearchers {
+    /// Searchers for 15 and 30 kHz SSBs.
+    #[must_use]
+    pub fn new(cfg: dsp::cell::nr_search::NrSearchConfig) -> Self {
+        Self {
+            by_scs: [15, 30]
+                .into_iter()
+                .map(|s| (s, dsp::cell::nr_search::NrSearcher::new(s, cfg)))
+                .collect(),
+        }
+    }
+}
+
+/// Searches a capture for NR SSBs on the synchronisation raster of the NR bands (of `bands`)
+/// that contain the capture's centre, wherever a whole SSB fits in the capture. Below 3 GHz one
+/// search per 1.2 MHz raster group covers its three points (the offset range spans them).
+#[must_use]
+pub fn nr_cells(
+    searchers: &mut NrSearchers,
+    capture: &CaptureView<'_>,
+    calibration: Option<&Calibration>,
+    bands: &[&'static Band],
+) -> Vec<(CarrierObs, dsp::cell::nr_search::NrCell)> {
+    let fs = capture.sample_rate_hz;
+    let lo = capture.center_hz - fs / 2.0;
+    let hi = capture.center_hz + fs / 2.0;
+    let mut nr_bands: Vec<&'static Band> = bands
+        .iter()
+        .copied()
+        .filter(|b| b.technology == Technology::Nr && b.contains(capture.center_hz))
+        .collect();
+    if nr_bands.is_empty() {
+        return Vec::new();
+    }
+    nr_bands.sort_by(|a, b| a.width_hz().total_cmp(&b.width_hz()));
+    // Trim the capture so that its length maps exactly onto every searcher's rate.
+    let mut out: Vec<(CarrierObs, dsp::cell::nr_search::NrCell)> = Vec::new();
+    let mut resamplers: Vec<(f64, dsp::resample::Resampler)> = Vec::new();
+    for band in &nr_bands {
+        let bandplan::Raster::Nr { ssb_scs_khz, .. } = band.raster else {
+            continue;
+        };
+        for &scs in ssb_scs_khz {
+            let Some((_, searcher)) = searchers.by_scs.iter_mut().find(|(s, _)| *s == scs) else {
+                continue;
+            };
+            let rate = searcher.rate_hz();
+            let half_ssb = 120.0 * f64::from(scs) * 1e3;
+            let mut points: Vec<f64> = bandplan::gscns_within(band, lo + half_ssb, hi - half_ssb)
+                .into_iter()
+                .map(|(_, f)| f)
+                .collect();
+            if capture.center_hz < 3e9 {
+                points = points
+                    .into_iter()
+                    .map(|f| (f / 1.2e6).round() * 1.2e6 + 150e3)
+                    .collect();
+                points.dedup_by(|a, b| (*a - *b).abs() < 1.0);
+            }
+            let resampler = match resamplers.iter().find(|(r, _)| (*r - rate).abs() < 1.0) {
+                Some((_, r)) => r,
+                None => {
+                    let Some((_, q)) = ratio_parts(rate / fs) else {
+                        continue;
+                    };
+                    // One SSB period (and a little) is all a search uses.
+                    let keep = capture.samples.len().min((0.021 * fs) as usize);
+                    let n = keep - keep % q as usize;
+                    resamplers.push((
+                        rate,
+                        dsp::resample::Resampler::new(&capture.samples[..n], fs),
+                    ));
+                    &resamplers[resamplers.len() - 1].1
+                }
+            };
+            for f in points {
+                let Ok(y) = resampler.extract(f - capture.center_hz, rate, usize::MAX) else {
+                    continue;
+                };
+                for cell in searcher.search(&y, false) {
+                    let ssb_hz = f + cell.cfo_hz;
+                    let band = assign_band(ssb_hz, Technology::Nr, &nr_bands);
+                    let o = calibration.map(|c| c.offset_db(ssb_hz));
+                    let obs = CarrierObs {
+                        band: band.map_or_else(|| "unknown".to_string(), |b| b.name.to_string()),
+                        technology: Technology::Nr,
+                        center_hz: ssb_hz,
+                        bandwidth_hz: 240.0 * f64::from(scs) * 1e3,
+                        channel_bw_hz: None,
+                        power_dbfs: cell.rsrp_dbfs,
+                        floor_dbfs: cell.noise_dbfs,
+                        power_dbm: o.map(|o| cell.rsrp_dbfs + o),
+                        floor_dbm: o.map(|o| cell.noise_dbfs + o),
+                        snr_db: cell.sinr_db,
+                        margin_db: cell.sinr_db - sync_threshold_db(Technology::Nr),
+                        cell: Some(CellId {
+                            pci: Some(cell.pci),
+                            nr_arfcn: bandplan::hz_to_nr_arfcn(ssb_hz).ok(),
+                            ..CellId::default()
+                        }),
+                        detector: protocol::Detector::Sync,
+                    };
+                    match out.iter_mut().find(|(_, c)| c.pci == cell.pci) {
+                        Some(prev) if prev.1.sinr_db < cell.sinr_db => *prev = (obs, cell),
+                        Some(_) => {}
+                        None => out.push((obs, cell)),
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn ratio_parts(ratio: f64) -> Option<(u64, u64)> {
+    (1..=100_000u64).find_map(|q| {
+        let p = (ratio * q as f64).round();
+        (p >= 1.0 && (p / q as f64 - ratio).abs() < 1e-9 * ratio).then_some((p as u64, q))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -153,7 +153,7 @@ pub struct ReplayArgs {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
-    /// Energy detection only: no LTE cell search.
+    /// Energy detection only: no LTE or NR cell search.
     #[arg(long)]
     pub no_cell_search: bool,
     /// Carrier-frequency offsets searched, ± kHz (cheap radios are tens of ppm off).
@@ -341,6 +341,10 @@ fn cmd_replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<(), AgentError> {
         lte_search: (!a.no_cell_search).then(|| dsp::cell::lte_search::LteSearchConfig {
             cfo_range_hz: a.cfo_range_khz * 1e3,
             ..dsp::cell::lte_search::LteSearchConfig::default()
+        }),
+        nr_search: (!a.no_cell_search).then(|| dsp::cell::nr_search::NrSearchConfig {
+            cfo_range_hz: a.cfo_range_khz * 1e3,
+            ..dsp::cell::nr_search::NrSearchConfig::default()
         }),
     };
     let json = a.json;

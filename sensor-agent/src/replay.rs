@@ -40,8 +40,10 @@ pub struct ReplayOptions {
     pub noise_figure_db: Option<f64>,
     /// Show a progress bar on stderr (drawn only when stderr is a terminal).
     pub progress: bool,
-    /// LTE cell search settings; `None` turns sync detection off.
+    /// LTE cell search settings; `None` turns LTE sync detection off.
     pub lte_search: Option<dsp::cell::lte_search::LteSearchConfig>,
+    /// NR SSB search settings; `None` turns NR sync detection off.
+    pub nr_search: Option<dsp::cell::nr_search::NrSearchConfig>,
 }
 
 /// Cells found by sync in one search window.
@@ -66,8 +68,8 @@ pub struct CellReport {
     /// As a leak.
     #[serde(flatten)]
     pub leak: crate::analysis::CarrierObs,
-    /// Search figures (PCI, duplexing, CP, offset, scores).
-    pub search: dsp::cell::lte_search::LteCell,
+    /// Search figures (PCI, offset, scores; LTE duplexing and CP, NR SSB index and spacing).
+    pub search: serde_json::Value,
 }
 
 /// One analysed frame of a recording.
@@ -169,9 +171,10 @@ pub fn replay(
     let mut gaps = GapTracker::new(id.clone(), cfg);
     let mut cell_gaps = GapTracker::new(id.clone(), cfg);
     let mut searcher = opts.lte_search.map(dsp::cell::lte_search::LteSearcher::new);
-    let window_n = opts
-        .lte_search
-        .map_or(0, |c| (c.window_s * fs).round() as usize);
+    let mut nr_searchers = opts.nr_search.map(crate::analysis::NrSearchers::new);
+    let sync_on = searcher.is_some() || nr_searchers.is_some();
+    let window_s = opts.lte_search.unwrap_or_default().window_s;
+    let window_n = (window_s * fs).round() as usize;
     let mut head: Vec<dsp::Complex32> = Vec::new();
     let mut offsets: Vec<f64> = Vec::new();
     // The radio's oscillator error, learnt from the cells it confirms.
@@ -201,7 +204,7 @@ pub fn replay(
                     summary.samples += n as u64;
                     bar.inc(n as u64);
                     welch.process(&buf[..n], |f| frames.push(f.clone()));
-                    if searcher.is_some() {
+                    if sync_on {
                         head.extend_from_slice(&buf[..n]);
                         while head.len() >= window_n {
                             let rest = head.split_off(window_n);
@@ -218,8 +221,13 @@ pub fn replay(
                             frames.push(f.clone());
                         }
                     });
-                    // A tail holding one half-frame and the symbols around it is worth a search.
-                    if searcher.is_some() && head.len() as f64 >= 0.0052 * fs {
+                    // A tail holding one LTE half-frame and the symbols around it is worth a
+                    // search; so is any capture that gave no full window (NR captures are often
+                    // a millisecond around one SSB).
+                    let first_window = head_start == capture_first;
+                    if sync_on
+                        && (head.len() as f64 >= 0.0052 * fs || first_window && !head.is_empty())
+                    {
                         windows.push((head_start, std::mem::take(&mut head)));
                     }
                     done = true;
@@ -283,7 +291,7 @@ pub fn replay(
                     })?;
                 }
             }
-            if let Some(searcher) = searcher.as_mut() {
+            if sync_on {
                 for (first, window) in windows {
                     let rel = first.saturating_sub(capture_first) as f64 / fs;
                     let t_s = cap_t_s + rel;
@@ -293,27 +301,48 @@ pub fn replay(
                         } else {
                             t_s
                         });
-                    let found = crate::analysis::lte_cells(
-                        searcher,
-                        &crate::analysis::CaptureView {
-                            samples: &window,
-                            sample_rate_hz: fs,
-                            center_hz: tuned.center_hz,
-                        },
-                        if offsets.is_empty() { &[0.0] } else { &offsets },
-                        opts.calibration.as_ref(),
-                        &opts.bands,
-                        cfo_hint,
-                    );
-                    if let Some((_, c)) = found.first() {
-                        cfo_hint = Some(c.cfo_hz);
+                    let view = crate::analysis::CaptureView {
+                        samples: &window,
+                        sample_rate_hz: fs,
+                        center_hz: tuned.center_hz,
+                    };
+                    let mut found: Vec<(crate::analysis::CarrierObs, serde_json::Value, u16)> =
+                        Vec::new();
+                    if let Some(searcher) = searcher.as_mut() {
+                        let lte = crate::analysis::lte_cells(
+                            searcher,
+                            &view,
+                            if offsets.is_empty() { &[0.0] } else { &offsets },
+                            opts.calibration.as_ref(),
+                            &opts.bands,
+                            cfo_hint,
+                        );
+                        if let Some((_, c)) = lte.first() {
+                            cfo_hint = Some(c.cfo_hz);
+                        }
+                        found.extend(lte.into_iter().map(|(o, c)| {
+                            let pci = c.pci;
+                            (o, serde_json::to_value(c).unwrap_or_default(), pci)
+                        }));
                     }
-                    let leaks: Vec<_> = found.iter().map(|(o, _)| o.clone()).collect();
+                    if let Some(nr) = nr_searchers.as_mut() {
+                        let cells = crate::analysis::nr_cells(
+                            nr,
+                            &view,
+                            opts.calibration.as_ref(),
+                            &opts.bands,
+                        );
+                        found.extend(cells.into_iter().map(|(o, c)| {
+                            let pci = c.pci;
+                            (o, serde_json::to_value(c).unwrap_or_default(), pci)
+                        }));
+                    }
+                    let leaks: Vec<_> = found.iter().map(|(o, _, _)| o.clone()).collect();
                     let span = (tuned.center_hz - fs / 2.0, tuned.center_hz + fs / 2.0);
                     let events = cell_gaps.observe(at, span, &leaks);
-                    for (_, c) in &found {
-                        if !summary.cells.contains(&c.pci) {
-                            summary.cells.push(c.pci);
+                    for (_, _, pci) in &found {
+                        if !summary.cells.contains(pci) {
+                            summary.cells.push(*pci);
                         }
                     }
                     sink(ReplayItem::Cells(Box::new(CellsFound {
@@ -323,7 +352,7 @@ pub fn replay(
                         window_s: window.len() as f64 / fs,
                         cells: found
                             .into_iter()
-                            .map(|(leak, search)| CellReport { leak, search })
+                            .map(|(leak, search, _)| CellReport { leak, search })
                             .collect(),
                     })))?;
                     for event in events {
@@ -434,15 +463,15 @@ pub fn write_text_line(out: &mut dyn Write, item: &ReplayItem) -> Result<(), Age
             );
             for r in &c.cells {
                 s.push_str(&format!(
-                    "\n    {:<7} lte PCI {:<3} {:?} {:>10.3} MHz  cfo {:>+8.0} Hz  RSRP {:>6.1} {}  SINR {:>5.1} dB  margin {:>5.1} dB",
+                    "\n    {:<7} {:<3} PCI {:<4} {:>10.3} MHz  cfo {:>+8.0} Hz  RSRP {:>6.1} {}  SINR {:>5.1} dB  margin {:>5.1} dB",
                     r.leak.band,
-                    r.search.pci,
-                    r.search.duplexing,
+                    r.leak.technology.as_str(),
+                    r.search["pci"],
                     r.leak.center_hz / 1e6,
-                    r.search.cfo_hz,
+                    r.search["cfo_hz"].as_f64().unwrap_or(0.0),
                     r.leak.power_dbm.unwrap_or(r.leak.power_dbfs),
                     if r.leak.power_dbm.is_some() { "dBm" } else { "dBFS" },
-                    r.search.sinr_db,
+                    r.leak.snr_db,
                     r.leak.margin_db
                 ));
             }

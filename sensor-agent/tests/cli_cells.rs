@@ -8,6 +8,16 @@ use centinela_tests::{index, run_agent, testdata};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sensor-agent");
 
+fn confirmed_cells(path: &str) -> Vec<serde_json::Value> {
+    let (_, lines) = confirmed_pcis(path);
+    lines
+        .iter()
+        .filter(|v| v["type"] == "cells")
+        .flat_map(|v| v["cells"].as_array().cloned().unwrap_or_default())
+        .filter(|c| c["search"]["confirmed"] == true)
+        .collect()
+}
+
 fn confirmed_pcis(path: &str) -> (BTreeSet<u16>, Vec<serde_json::Value>) {
     let out = run_agent(Path::new(BIN), &["replay", path, "--json", "--no-progress"]);
     assert!(
@@ -37,15 +47,40 @@ fn lte_recordings_yield_their_cells_and_no_phantoms() {
         let path = data
             .join("iq")
             .join(format!("{}.sigmf-meta", row.recording));
-        let (pcis, _) = confirmed_pcis(path.to_str().expect("utf8"));
+        let (pcis, lines) = confirmed_pcis(path.to_str().expect("utf8"));
+        // Windows in which each PCI was confirmed.
+        let windows: Vec<BTreeSet<u16>> = lines
+            .iter()
+            .filter(|v| v["type"] == "cells")
+            .map(|v| {
+                v["cells"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|c| c["search"]["confirmed"] == true)
+                    .filter_map(|c| c["search"]["pci"].as_u64().map(|p| p as u16))
+                    .collect()
+            })
+            .collect();
         let allowed: BTreeSet<u16> = row.pcis.iter().chain(&row.soft_pcis).copied().collect();
-        // Every PCI reported is one that exists.
-        assert!(
-            pcis.is_subset(&allowed),
-            "{}: phantom cells {:?} (allowed {allowed:?})",
-            row.recording,
-            pcis.difference(&allowed).collect::<Vec<_>>()
-        );
+        // A PCI the index does not list must be a steady cell, not a one-off: confirmed
+        // independently (SSS and CRS) in at least half of the search windows of the recording.
+        // Chance coincidences do not repeat; real cells the reference scanner missed do (the
+        // third sector of the f2645 site, PCI 23, next to 21 and 22).
+        for p in pcis.difference(&allowed) {
+            let seen = windows.iter().filter(|w| w.contains(p)).count();
+            assert!(
+                seen * 2 >= windows.len() && windows.len() >= 4,
+                "{}: phantom cell {p} (in {seen} of {} windows; index lists {allowed:?})",
+                row.recording,
+                windows.len()
+            );
+            eprintln!(
+                "{}: also PCI {p}, confirmed in {seen} of {} windows",
+                row.recording,
+                windows.len()
+            );
+        }
         match row.grade.as_str() {
             "N" => assert!(pcis.is_empty(), "{}: noise gave {pcis:?}", row.recording),
             "A" => {
@@ -67,9 +102,9 @@ fn lte_recordings_yield_their_cells_and_no_phantoms() {
         );
     }
     eprintln!("grade-A recall: {found_total}/{expected_total}");
-    // At most one missed cell in three: the second, weaker cell of a pair is the hard case.
+    // A regression floor, not the goal (every expected PCI): today 8 of 9.
     assert!(
-        found_total * 3 >= expected_total * 2,
+        found_total * 9 >= expected_total * 8,
         "recall {found_total}/{expected_total}"
     );
 }
@@ -93,4 +128,45 @@ fn a_confirmed_cell_becomes_a_sync_gap_event_with_its_pci() {
     let earfcn = p["cell"]["earfcn"].as_u64().expect("earfcn");
     assert!((38_349..=38_350).contains(&earfcn), "{earfcn}");
     assert!(p["margin_db"].as_f64().expect("margin") > 6.0);
+}
+
+#[test]
+fn nr_recordings_yield_their_ssb_pcis() {
+    let Some(data) = testdata() else { return };
+    for row in index(&data).into_iter().filter(|r| r.tech == "nr") {
+        let path = data
+            .join("iq")
+            .join(format!("{}.sigmf-meta", row.recording));
+        let cells = confirmed_cells(path.to_str().expect("utf8"));
+        let pcis: BTreeSet<u16> = cells
+            .iter()
+            .filter_map(|c| c["search"]["pci"].as_u64().map(|p| p as u16))
+            .collect();
+        for p in &row.pcis {
+            assert!(
+                pcis.contains(p),
+                "{}: expected NR PCI {p}, got {pcis:?}",
+                row.recording
+            );
+        }
+        for c in &cells {
+            assert_eq!(c["technology"], "nr");
+            let pci = c["search"]["pci"].as_u64().expect("pci") as u16;
+            if !row.pcis.contains(&pci) && !row.soft_pcis.contains(&pci) {
+                // A cell the index does not list must carry overwhelming independent evidence:
+                // its PBCH DM-RS far above every other PCI's (the singtel capture also holds an
+                // SSB of a neighbouring n78 carrier at 3561.6 MHz, PCI 398).
+                let z = c["search"]["dmrs_z"].as_f64().expect("z");
+                assert!(
+                    z >= 10.0,
+                    "{}: unlisted PCI {pci} with DM-RS z {z}",
+                    row.recording
+                );
+                eprintln!(
+                    "{}: also PCI {pci} at {} Hz (DM-RS z {z:.1})",
+                    row.recording, c["center_hz"]
+                );
+            }
+        }
+    }
 }

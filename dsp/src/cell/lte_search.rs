@@ -530,9 +530,10 @@ impl LteSearcher {
         let mut pss_h: Vec<Option<Vec<Complex32>>> = Vec::new();
         for &t in &taus {
             pss_h.push(self.symbol(x, t, cfo).map(|y| {
-                (0..62)
+                let raw: Vec<Complex32> = (0..62)
                     .map(|n| y[sync_bin(n)] * self.pss[u][n].conj())
-                    .collect()
+                    .collect();
+                super::smooth_channel(&raw, 3)
             }));
         }
         let sss_seqs = &self.sss[u];

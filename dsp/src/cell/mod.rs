@@ -7,6 +7,7 @@ pub mod gsm;
 pub mod lte;
 pub mod lte_search;
 pub mod nr;
+pub mod nr_search;
 
 /// The length-31 Gold sequence generator of TS 36.211 §7.2 / TS 38.211 §5.2.1: `len` bits of
 /// c(n) for the initialisation `c_init`.
@@ -38,6 +39,20 @@ pub fn qpsk_from_bits(bits: &[u8]) -> Vec<num_complex::Complex32> {
                 a * (1.0 - 2.0 * f32::from(p[0])),
                 a * (1.0 - 2.0 * f32::from(p[1])),
             )
+        })
+        .collect()
+}
+
+/// Moving average of a per-subcarrier channel estimate over ±`half` neighbours: the channel is
+/// nearly flat over a few subcarriers (coherence bandwidth of hundreds of kHz), the estimate's
+/// noise is not, so this gains up to 2·half + 1 in estimate SNR.
+#[must_use]
+pub fn smooth_channel(h: &[num_complex::Complex32], half: usize) -> Vec<num_complex::Complex32> {
+    (0..h.len())
+        .map(|i| {
+            let a = i.saturating_sub(half);
+            let b = (i + half + 1).min(h.len());
+            h[a..b].iter().sum::<num_complex::Complex32>() / (b - a) as f32
         })
         .collect()
 }
