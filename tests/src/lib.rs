@@ -174,3 +174,31 @@ print(json.dumps({
     );
     serde_json::from_slice(&out.stdout).expect("python JSON")
 }
+
+/// A Python interpreter that can `import py3gpp` (for cross-checks against an implementation we
+/// did not write): `CENTINELA_PYTHON`, the project's `.venv`, or `python3`. `None` (with a
+/// message) when none has it, unless `CENTINELA_REQUIRE_PY3GPP` is set.
+#[must_use]
+pub fn python_with_py3gpp() -> Option<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let candidates: Vec<PathBuf> = std::env::var_os("CENTINELA_PYTHON")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([root.join(".venv/bin/python"), PathBuf::from("python3")])
+        .collect();
+    for py in candidates {
+        let ok = Command::new(&py)
+            .args(["-c", "import py3gpp"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Some(py);
+        }
+    }
+    assert!(
+        std::env::var_os("CENTINELA_REQUIRE_PY3GPP").is_none(),
+        "the Python py3gpp package is required but no interpreter has it"
+    );
+    eprintln!("SKIP: no Python with the py3gpp package (set CENTINELA_PYTHON)");
+    None
+}

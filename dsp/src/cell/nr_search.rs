@@ -23,6 +23,8 @@ const N: usize = 256;
 /// Normal CP at 256 samples per symbol (no symbol of an SSB has the long one).
 const CP: usize = 18;
 const SYM: usize = N + CP;
+/// PBCH DM-RS combined coherently per group (60, 12, 12 and 60 per segment divide by it).
+const GROUP: usize = 4;
 
 /// Search settings.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -337,10 +339,14 @@ impl NrSearcher {
                         .zip(&seq)
                         .map(|(&(s, k), r)| (ssb[s][ssb_bin(k)], *r))
                         .collect();
-                    for pair in items.chunks_exact(2) {
-                        let a = (pair[0].0 * pair[0].1.conj() + pair[1].0 * pair[1].1.conj()) * 0.5;
+                    // Groups of four neighbours (16 subcarriers, one symbol): coherent within a
+                    // group, where the channel is flat; the symbol's own phase cancels.
+                    for g in items.chunks_exact(GROUP) {
+                        let a =
+                            g.iter().map(|(y, r)| y * r.conj()).sum::<Complex32>() / GROUP as f32;
                         a2 += f64::from(a.norm_sqr());
-                        y2 += f64::from(pair[0].0.norm_sqr() + pair[1].0.norm_sqr()) * 0.5;
+                        y2 += g.iter().map(|(y, _)| f64::from(y.norm_sqr())).sum::<f64>()
+                            / GROUP as f64;
                         n += 1.0;
                     }
                     (a2 / y2.max(1e-30), a2 / n, y2 / n, i)
@@ -360,7 +366,9 @@ impl NrSearcher {
         dev.sort_by(f64::total_cmp);
         let mad = (1.4826 * dev[dev.len() / 2]).max(1e-6);
         let dmrs_z = (rho - median) / mad;
-        let s = (2.0 * a2 - y2).max(1e-30);
+        // E|a|² = S + N/GROUP and E|y|² = S + N.
+        let g = GROUP as f64;
+        let s = ((g * a2 - y2) / (g - 1.0)).max(1e-30);
         let noise = (y2 - s).max(1e-30);
         let to_db = |v: f64| crate::to_db(v / (N * N) as f64);
         Some(NrCell {

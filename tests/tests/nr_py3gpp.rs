@@ -1,0 +1,65 @@
+//! Cross-check of the NR SSB search against waveforms built by py3gpp, an implementation we did
+//! not write: random PCIs, offsets and timing, SINR 0, 3 and 10 dB per resource element.
+
+use std::process::Command;
+
+use centinela_tests::python_with_py3gpp;
+use dsp::Complex32;
+use dsp::cell::nr_search::{NrSearchConfig, NrSearcher};
+
+#[test]
+fn nr_pci_matches_py3gpp_waveforms() {
+    let Some(py) = python_with_py3gpp() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tmp");
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py/nr_ssb_py3gpp.py");
+    let out = Command::new(&py)
+        .arg(&script)
+        .arg(dir.path())
+        .args(["60", "2026"])
+        .output()
+        .expect("run python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let manifest: Vec<serde_json::Value> =
+        serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).expect("manifest"))
+            .expect("json");
+    assert_eq!(manifest.len(), 60);
+    let mut s = NrSearcher::new(30, NrSearchConfig::default());
+    let mut right = std::collections::BTreeMap::<i64, (usize, usize)>::new();
+    for case in &manifest {
+        let bytes =
+            std::fs::read(dir.path().join(case["file"].as_str().expect("file"))).expect("data");
+        let x: Vec<Complex32> = bytes
+            .chunks_exact(8)
+            .map(|b| {
+                Complex32::new(
+                    f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                    f32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+                )
+            })
+            .collect();
+        let pci = case["pci"].as_u64().expect("pci") as u16;
+        let sinr = case["sinr_db"].as_f64().expect("sinr") as i64;
+        let cfo = case["cfo_hz"].as_f64().expect("cfo");
+        let cells = s.search(&x, false);
+        // Never a wrong PCI.
+        assert!(cells.iter().all(|c| c.pci == pci), "{case}: {cells:?}");
+        let e = right.entry(sinr).or_default();
+        e.1 += 1;
+        if let Some(c) = cells.first() {
+            assert!((c.cfo_hz - cfo).abs() < 3e3, "{case}: cfo {}", c.cfo_hz);
+            assert_eq!(c.i_ssb, 0, "{case}");
+            e.0 += 1;
+        }
+    }
+    eprintln!("PCI right by SINR (dB): {right:?}");
+    for (sinr, (ok, n)) in &right {
+        let min = if *sinr >= 3 { *n } else { n * 9 / 10 };
+        assert!(*ok >= min, "{sinr} dB: {ok}/{n}");
+    }
+}
