@@ -423,6 +423,65 @@ pub fn nr_cells(
     out
 }
 
+/// Searches a capture for GSM carriers by their FCCH bursts on every ARFCN of the GSM bands (of
+/// `bands`) that contain the capture's centre and fit inside it.
+#[must_use]
+pub fn gsm_cells(
+    capture: &CaptureView<'_>,
+    calibration: Option<&Calibration>,
+    bands: &[&'static Band],
+) -> Vec<(CarrierObs, dsp::cell::gsm::GsmCell)> {
+    let fs = capture.sample_rate_hz;
+    let mut out = Vec::new();
+    for band in bands
+        .iter()
+        .filter(|b| b.technology == Technology::Gsm && b.contains(capture.center_hz))
+    {
+        let bandplan::Raster::Gsm { ranges, .. } = band.raster else {
+            continue;
+        };
+        let arfcns: Vec<(u32, f64)> = ranges
+            .iter()
+            .flat_map(|&(a, b)| a..=b)
+            .filter_map(|n| bandplan::gsm_arfcn_to_hz(band, n).ok().map(|f| (n, f)))
+            .filter(|&(_, f)| (f - capture.center_hz).abs() + 170e3 < 0.45 * fs)
+            .collect();
+        let freqs: Vec<f64> = arfcns.iter().map(|a| a.1).collect();
+        let cfg = dsp::cell::gsm::FcchConfig::default();
+        for cell in dsp::cell::gsm::find_fcch(capture.samples, fs, capture.center_hz, &freqs, &cfg)
+        {
+            let arfcn = arfcns
+                .iter()
+                .find(|a| (a.1 - cell.carrier_hz).abs() < 1.0)
+                .map(|a| a.0);
+            let o = calibration.map(|c| c.offset_db(cell.carrier_hz));
+            let floor = cell.power_dbfs - cell.tone_snr_db;
+            out.push((
+                CarrierObs {
+                    band: band.name.to_string(),
+                    technology: Technology::Gsm,
+                    center_hz: cell.carrier_hz + cell.cfo_hz,
+                    bandwidth_hz: 200e3,
+                    channel_bw_hz: Some(200e3),
+                    power_dbfs: cell.power_dbfs,
+                    floor_dbfs: floor,
+                    power_dbm: o.map(|o| cell.power_dbfs + o),
+                    floor_dbm: o.map(|o| floor + o),
+                    snr_db: cell.tone_snr_db,
+                    margin_db: cell.tone_snr_db - sync_threshold_db(Technology::Gsm),
+                    cell: Some(CellId {
+                        arfcn,
+                        ..CellId::default()
+                    }),
+                    detector: protocol::Detector::Sync,
+                },
+                cell,
+            ));
+        }
+    }
+    out
+}
+
 fn ratio_parts(ratio: f64) -> Option<(u64, u64)> {
     (1..=100_000u64).find_map(|q| {
         let p = (ratio * q as f64).round();

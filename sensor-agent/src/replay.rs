@@ -306,8 +306,11 @@ pub fn replay(
                         sample_rate_hz: fs,
                         center_hz: tuned.center_hz,
                     };
-                    let mut found: Vec<(crate::analysis::CarrierObs, serde_json::Value, u16)> =
-                        Vec::new();
+                    let mut found: Vec<(
+                        crate::analysis::CarrierObs,
+                        serde_json::Value,
+                        Option<u16>,
+                    )> = Vec::new();
                     if let Some(searcher) = searcher.as_mut() {
                         let lte = crate::analysis::lte_cells(
                             searcher,
@@ -322,7 +325,7 @@ pub fn replay(
                         }
                         found.extend(lte.into_iter().map(|(o, c)| {
                             let pci = c.pci;
-                            (o, serde_json::to_value(c).unwrap_or_default(), pci)
+                            (o, serde_json::to_value(c).unwrap_or_default(), Some(pci))
                         }));
                     }
                     if let Some(nr) = nr_searchers.as_mut() {
@@ -334,15 +337,27 @@ pub fn replay(
                         );
                         found.extend(cells.into_iter().map(|(o, c)| {
                             let pci = c.pci;
-                            (o, serde_json::to_value(c).unwrap_or_default(), pci)
+                            (o, serde_json::to_value(c).unwrap_or_default(), Some(pci))
                         }));
+                    }
+                    if searcher.is_some() {
+                        let gsm = crate::analysis::gsm_cells(
+                            &view,
+                            opts.calibration.as_ref(),
+                            &opts.bands,
+                        );
+                        found.extend(
+                            gsm.into_iter().map(|(o, c)| {
+                                (o, serde_json::to_value(c).unwrap_or_default(), None)
+                            }),
+                        );
                     }
                     let leaks: Vec<_> = found.iter().map(|(o, _, _)| o.clone()).collect();
                     let span = (tuned.center_hz - fs / 2.0, tuned.center_hz + fs / 2.0);
                     let events = cell_gaps.observe(at, span, &leaks);
-                    for (_, _, pci) in &found {
-                        if !summary.cells.contains(pci) {
-                            summary.cells.push(*pci);
+                    for pci in found.iter().filter_map(|f| f.2) {
+                        if !summary.cells.contains(&pci) {
+                            summary.cells.push(pci);
                         }
                     }
                     sink(ReplayItem::Cells(Box::new(CellsFound {

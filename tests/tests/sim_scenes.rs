@@ -236,3 +236,61 @@ fn the_simulator_is_deterministic_from_its_seed() {
     assert_eq!(read(1), read(1));
     assert_ne!(read(1), read(2));
 }
+
+/// A recording of the simulated facility replays to the cells the scene holds, found by their
+/// synchronisation signals: LTE PCI and GSM ARFCN, with sync gap events.
+#[test]
+fn replay_of_a_simulated_recording_names_the_scene_cells() {
+    use hardware::sigmf::{Datatype, SigmfWriter};
+    use sensor_agent::replay::{ReplayItem, ReplayOptions, replay};
+    let mut scene = Scene::demo();
+    scene.jammers.clear();
+    let dir = tempfile::tempdir().expect("tmp");
+    let base = dir.path().join("sim");
+    let mut src = SimSource::new(scene.clone()).expect("scene");
+    let mut w = SigmfWriter::create(&base, Datatype::Cf32Le, 3.84e6).expect("writer");
+    // The B5 LTE cell (881.5 MHz, PCI 87) and the GSM850 carrier (891.6 MHz, ARFCN 240).
+    for f in [881.5e6, 891.6e6] {
+        src.tune(&Tuning::new(f, 3.84e6)).expect("tune");
+        w.start_capture(Some(f), Some("2026-11-26T12:00:00Z"));
+        let mut buf = vec![dsp::Complex32::default(); (0.17 * 3.84e6) as usize];
+        src.read(&mut buf).expect("read");
+        w.write(&buf).expect("write");
+    }
+    w.finish().expect("finish");
+    let opts = ReplayOptions {
+        pipeline: PipelineConfig::default(),
+        identity: id(),
+        bands: bandplan::all_bands().collect(),
+        calibration: None,
+        noise_figure_db: None,
+        progress: false,
+        lte_search: Some(dsp::cell::lte_search::LteSearchConfig::default()),
+        nr_search: Some(dsp::cell::nr_search::NrSearchConfig::default()),
+    };
+    let mut cells = Vec::new();
+    let mut sync_gaps = Vec::new();
+    replay(&base, &opts, |item| {
+        match item {
+            ReplayItem::Cells(c) => cells.extend(c.cells.iter().map(|r| r.leak.clone())),
+            ReplayItem::Event { event, .. } => {
+                if let Event::Gap(g) = *event {
+                    if g.detector == protocol::Detector::Sync {
+                        sync_gaps.push(g);
+                    }
+                }
+            }
+            ReplayItem::Observation(_) => {}
+        }
+        Ok(())
+    })
+    .expect("replay");
+    let lte: Vec<_> = cells.iter().filter(|c| c.technology == dsp::carrier::Technology::Lte).collect();
+    assert!(!lte.is_empty() && lte.iter().all(|c| c.cell.as_ref().and_then(|i| i.pci) == Some(87)), "{lte:?}");
+    assert!(lte.iter().all(|c| c.band == "B5" && c.cell.as_ref().and_then(|i| i.earfcn) == Some(2525)));
+    let gsm: Vec<_> = cells.iter().filter(|c| c.technology == dsp::carrier::Technology::Gsm).collect();
+    assert!(!gsm.is_empty(), "no GSM carrier found by FCCH");
+    assert!(gsm.iter().all(|c| c.band == "GSM850" && c.cell.as_ref().and_then(|i| i.arfcn) == Some(240)), "{gsm:?}");
+    assert!(sync_gaps.iter().any(|g| g.cell.as_ref().and_then(|c| c.pci) == Some(87) && g.state == protocol::GapState::Open));
+    assert!(sync_gaps.iter().any(|g| g.cell.as_ref().and_then(|c| c.arfcn) == Some(240)));
+}
