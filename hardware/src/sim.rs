@@ -295,8 +295,9 @@ impl Scene {
         eirp - self.loss_to_sensor_db(j.position_m, (band[0] + band[1]) / 2.0)
     }
 
-    /// The built-in demo: a prison with two jammers (one GSM-era, one degraded), AWS, 2.6 GHz and
-    /// n78 left uncovered, and operators' cells outside.
+    /// The built-in demo: a prison with two jammers (one GSM-era, one degraded: its band's floor
+    /// is raised, yet the B28 cell leaks below it, found only by sync), AWS, 2.6 GHz and n78 left
+    /// uncovered, and operators' cells outside.
     #[must_use]
     pub fn demo() -> Self {
         let cell = |name: &str, tech, center_hz, bw, eirp, pos, pci| SimCell {
@@ -415,7 +416,9 @@ impl Scene {
                     bands_hz: vec![[758e6, 803e6]],
                     eirp_dbm_per_band: 36.0,
                     condition: JammerCondition::Degraded,
-                    degraded_loss_db: 42.0,
+                    // Weak enough that the B28 cell stays 2 dB under the jammed floor: invisible
+                    // to energy detection, still found (and usable) by its sync signals.
+                    degraded_loss_db: 26.0,
                     waveform: JammerWaveform::Noise,
                     sweep_period_s: 0.005,
                 },

@@ -201,9 +201,11 @@ pub fn find_fcch(
     // 400 kHz of one 6 dB stronger is that leakage, not a cell.
     let strong: Vec<(f64, f64)> = out.iter().map(|c| (c.carrier_hz, c.power_dbfs)).collect();
     out.retain(|c| {
-        !strong
-            .iter()
-            .any(|&(f, p)| (f - c.carrier_hz).abs() > 1.0 && (f - c.carrier_hz).abs() <= 400e3 && p >= c.power_dbfs + 6.0)
+        !strong.iter().any(|&(f, p)| {
+            (f - c.carrier_hz).abs() > 1.0
+                && (f - c.carrier_hz).abs() <= 400e3
+                && p >= c.power_dbfs + 6.0
+        })
     });
     out
 }
