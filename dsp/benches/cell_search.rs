@@ -36,5 +36,31 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// NR: 20 ms of a 30.72 MS/s capture holding a 30 kHz SSB; one raster point searched (resample
+/// to 7.68 MS/s around it, then PSS/SSS/DM-RS over ±150 kHz).
+fn bench_nr(c: &mut Criterion) {
+    use dsp::cell::nr_search::{NrSearchConfig, NrSearcher};
+    use dsp::synth::NrContent;
+    let fs = 30.72e6;
+    let content = NrContent::new(579, 1, 51, 0, 3).expect("cell");
+    let mut e = OfdmEmitter::new(content, fs, 2e6 + 21e3, 1.0).expect("rate");
+    let mut x = vec![Complex32::default(); (0.02 * fs) as usize];
+    e.add_to(&mut x);
+    add_awgn(&mut rng(4), &mut x, 0.5);
+    let mut s = NrSearcher::new(30, NrSearchConfig::default());
+    let y = dsp::resample::resample(&x, fs, 2e6, s.rate_hz(), usize::MAX).expect("resample");
+    assert_eq!(s.search(&y, false).first().map(|c| c.pci), Some(579));
+    let mut g = c.benchmark_group("nr_search_20ms_30.72msps");
+    g.throughput(Throughput::Elements(x.len() as u64));
+    g.sample_size(20);
+    g.bench_function("one_raster_point", |b| {
+        b.iter(|| {
+            let y = dsp::resample::resample(&x, fs, 2e6, s.rate_hz(), usize::MAX).expect("resample");
+            s.search(&y, false)
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_nr);
 criterion_main!(benches);
