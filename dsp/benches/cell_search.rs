@@ -55,7 +55,8 @@ fn bench_nr(c: &mut Criterion) {
     g.sample_size(20);
     g.bench_function("one_raster_point", |b| {
         b.iter(|| {
-            let y = dsp::resample::resample(&x, fs, 2e6, s.rate_hz(), usize::MAX).expect("resample");
+            let y =
+                dsp::resample::resample(&x, fs, 2e6, s.rate_hz(), usize::MAX).expect("resample");
             s.search(&y, false)
         });
     });

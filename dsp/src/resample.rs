@@ -21,6 +21,25 @@ fn rational(ratio: f64) -> Option<(u64, u64)> {
     None
 }
 
+/// rate_out / rate_in as (p, q), checking both rates.
+fn rate_ratio(rate_in_hz: f64, rate_out_hz: f64) -> Result<(u64, u64), DspError> {
+    if !(rate_in_hz > 0.0 && rate_out_hz > 0.0 && rate_in_hz.is_finite() && rate_out_hz.is_finite())
+    {
+        return Err(DspError::config(
+            "sample rate",
+            rate_in_hz,
+            "rates must be positive",
+        ));
+    }
+    rational(rate_out_hz / rate_in_hz).ok_or_else(|| {
+        DspError::config(
+            "sample rate",
+            rate_in_hz,
+            "rate ratio has no small rational form",
+        )
+    })
+}
+
 /// The spectrum of one capture, ready to cut any number of resampled views from it (one FFT
 /// for many candidate carriers).
 #[derive(Debug, Clone)]
@@ -57,24 +76,7 @@ impl Resampler {
         max_out: usize,
     ) -> Result<Vec<Complex32>, DspError> {
         let rate_in_hz = self.rate_in_hz;
-        if !(rate_in_hz > 0.0
-            && rate_out_hz > 0.0
-            && rate_in_hz.is_finite()
-            && rate_out_hz.is_finite())
-        {
-            return Err(DspError::config(
-                "sample rate",
-                rate_in_hz,
-                "rates must be positive",
-            ));
-        }
-        let (p, q) = rational(rate_out_hz / rate_in_hz).ok_or_else(|| {
-            DspError::config(
-                "sample rate",
-                rate_in_hz,
-                "rate ratio has no small rational form",
-            )
-        })?;
+        let (p, q) = rate_ratio(rate_in_hz, rate_out_hz)?;
         let len = self.spectrum.len() as u64;
         // The whole capture's spectrum is used; its length must map to a whole output length.
         if !(len * p).is_multiple_of(q) {
@@ -126,21 +128,7 @@ pub fn resample(
     rate_out_hz: f64,
     max_out: usize,
 ) -> Result<Vec<Complex32>, DspError> {
-    if !(rate_in_hz > 0.0 && rate_out_hz > 0.0 && rate_in_hz.is_finite() && rate_out_hz.is_finite())
-    {
-        return Err(DspError::config(
-            "sample rate",
-            rate_in_hz,
-            "rates must be positive",
-        ));
-    }
-    let (p, q) = rational(rate_out_hz / rate_in_hz).ok_or_else(|| {
-        DspError::config(
-            "sample rate",
-            rate_in_hz,
-            "rate ratio has no small rational form",
-        )
-    })?;
+    let (p, q) = rate_ratio(rate_in_hz, rate_out_hz)?;
     // Output length a multiple of p so that the input length (out · q / p) is whole.
     let max_out_from_input = x.len() as u64 * p / q;
     let n_out = (max_out as u64).min(max_out_from_input) / p * p;

@@ -64,6 +64,17 @@ pub trait Emitter: Send + std::fmt::Debug {
     fn add_to(&mut self, out: &mut [Complex32]);
 }
 
+/// Adds as much of `ready[*pos..]` into the start of `out` as fits; advances `pos` and returns
+/// the count (the copy-out of block-rendered emitters).
+fn add_from(out: &mut [Complex32], ready: &[Complex32], pos: &mut usize) -> usize {
+    let n = (ready.len() - *pos).min(out.len());
+    for (o, r) in out[..n].iter_mut().zip(&ready[*pos..*pos + n]) {
+        *o += r;
+    }
+    *pos += n;
+    n
+}
+
 /// A numerically controlled oscillator: shifts a signal by a fixed frequency, phase-continuous.
 #[derive(Debug, Clone)]
 pub struct Nco {
@@ -182,15 +193,7 @@ impl Emitter for BandNoise {
             if self.pos == self.ready.len() {
                 self.refill();
             }
-            let n = (self.ready.len() - self.pos).min(out.len() - i);
-            for (o, r) in out[i..i + n]
-                .iter_mut()
-                .zip(&self.ready[self.pos..self.pos + n])
-            {
-                *o += r;
-            }
-            self.pos += n;
-            i += n;
+            i += add_from(&mut out[i..], &self.ready, &mut self.pos);
         }
     }
 }
@@ -408,15 +411,7 @@ impl<C: OfdmContent> Emitter for OfdmEmitter<C> {
             if self.pos == self.ready.len() {
                 self.next_symbol();
             }
-            let n = (self.ready.len() - self.pos).min(out.len() - i);
-            for (o, r) in out[i..i + n]
-                .iter_mut()
-                .zip(&self.ready[self.pos..self.pos + n])
-            {
-                *o += r;
-            }
-            self.pos += n;
-            i += n;
+            i += add_from(&mut out[i..], &self.ready, &mut self.pos);
         }
     }
 }

@@ -242,6 +242,56 @@ pub fn lte_cells(
     use dsp::cell::lte_search::RATE_HZ;
     let mut out: Vec<(CarrierObs, dsp::cell::lte_search::LteCell)> = Vec::new();
     let max_out = (searcher.config().window_s * RATE_HZ) as usize;
+    // A narrow capture with nothing at its centre may still hold a cell whose centre is off the
+    // tuning (a hop of a sweep): search a 250 kHz grid across it as well (the offset range of
+    // each search spans the gaps). Wide captures rely on the energy carriers as candidates.
+    let reach = capture.sample_rate_hz / 2.0 - 0.6e6;
+    let grid: Vec<f64> = if capture.sample_rate_hz <= 4e6 && reach > 0.0 {
+        let k = (reach / 250e3).floor() as i64;
+        (-k..=k)
+            .filter(|&i| i != 0)
+            .map(|i| i as f64 * 250e3)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    search_offsets(
+        searcher,
+        capture,
+        offsets_hz,
+        calibration,
+        bands,
+        cfo_hint_hz,
+        max_out,
+        &mut out,
+    );
+    if out.is_empty() {
+        search_offsets(
+            searcher,
+            capture,
+            &grid,
+            calibration,
+            bands,
+            cfo_hint_hz,
+            max_out,
+            &mut out,
+        );
+    }
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn search_offsets(
+    searcher: &mut dsp::cell::lte_search::LteSearcher,
+    capture: &CaptureView<'_>,
+    offsets_hz: &[f64],
+    calibration: Option<&Calibration>,
+    bands: &[&'static Band],
+    cfo_hint_hz: Option<f64>,
+    max_out: usize,
+    out: &mut Vec<(CarrierObs, dsp::cell::lte_search::LteCell)>,
+) {
+    use dsp::cell::lte_search::RATE_HZ;
     for &off in offsets_hz {
         let Ok(y) = dsp::resample::resample(
             capture.samples,
@@ -300,7 +350,6 @@ pub fn lte_cells(
             }
         }
     }
-    out
 }
 
 /// NR SSB searchers, one per subcarrier spacing.

@@ -281,15 +281,7 @@ pub fn replay(
                     segments: frame.segments,
                     analysis,
                 })))?;
-                for event in events {
-                    summary.events += 1;
-                    let topic = protocol::topic(&id.facility_id, &id.sensor_id, event.kind())
-                        .map_err(|e| AgentError::Input(e.to_string()))?;
-                    sink(ReplayItem::Event {
-                        topic,
-                        event: Box::new(event),
-                    })?;
-                }
+                summary.events += emit_events(id, events, &mut sink)?;
             }
             if sync_on {
                 for (first, window) in windows {
@@ -370,15 +362,7 @@ pub fn replay(
                             .map(|(leak, search, _)| CellReport { leak, search })
                             .collect(),
                     })))?;
-                    for event in events {
-                        summary.events += 1;
-                        let topic = protocol::topic(&id.facility_id, &id.sensor_id, event.kind())
-                            .map_err(|e| AgentError::Input(e.to_string()))?;
-                        sink(ReplayItem::Event {
-                            topic,
-                            event: Box::new(event),
-                        })?;
-                    }
+                    summary.events += emit_events(id, events, &mut sink)?;
                 }
             }
         }
@@ -387,6 +371,24 @@ pub fn replay(
     bar.finish_and_clear();
     summary.carriers = seen_carriers.len();
     Ok(summary)
+}
+
+/// Hands each event to `sink` with its topic; returns how many.
+fn emit_events(
+    id: &Identity,
+    events: Vec<Event>,
+    sink: &mut impl FnMut(ReplayItem) -> Result<(), AgentError>,
+) -> Result<usize, AgentError> {
+    let n = events.len();
+    for event in events {
+        let topic = protocol::topic(&id.facility_id, &id.sensor_id, event.kind())
+            .map_err(|e| AgentError::Input(e.to_string()))?;
+        sink(ReplayItem::Event {
+            topic,
+            event: Box::new(event),
+        })?;
+    }
+    Ok(n)
 }
 
 fn progress_bar(enabled: bool, len: u64) -> indicatif::ProgressBar {

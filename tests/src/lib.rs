@@ -109,32 +109,37 @@ pub fn write_recording(dir: &Path, name: &str, meta: &str, data: &[u8]) -> PathB
     base.with_extension("sigmf-meta")
 }
 
-/// A Python interpreter that can `import sigmf` (the reference SigMF library): the
-/// `CENTINELA_PYTHON` variable, the project's `.venv`, or `python3`. `None` (with a message) when
-/// there is none, unless `CENTINELA_REQUIRE_PYSIGMF` is set, in which case it panics.
+/// A Python interpreter that can import `module`: the `CENTINELA_PYTHON` variable, the project's
+/// `.venv`, or `python3`. `None` (with a message) when none can, unless the environment variable
+/// `require_var` is set, in which case it panics: CI must have it.
 #[must_use]
-pub fn python_with_sigmf() -> Option<PathBuf> {
+pub fn python_with(module: &str, require_var: &str) -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let candidates: Vec<PathBuf> = std::env::var_os("CENTINELA_PYTHON")
         .map(PathBuf::from)
         .into_iter()
         .chain([root.join(".venv/bin/python"), PathBuf::from("python3")])
         .collect();
-    for py in candidates {
-        let ok = Command::new(&py)
-            .args(["-c", "import sigmf"])
+    let found = candidates.into_iter().find(|py| {
+        Command::new(py)
+            .args(["-c", &format!("import {module}")])
             .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return Some(py);
-        }
+            .is_ok_and(|o| o.status.success())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var_os(require_var).is_none(),
+            "the Python {module} package is required but no interpreter has it"
+        );
+        eprintln!("SKIP: no Python with the {module} package (set CENTINELA_PYTHON)");
     }
-    assert!(
-        std::env::var_os("CENTINELA_REQUIRE_PYSIGMF").is_none(),
-        "the Python sigmf package is required but no interpreter has it"
-    );
-    eprintln!("SKIP: no Python with the sigmf package (set CENTINELA_PYTHON)");
-    None
+    found
+}
+
+/// A Python with the reference SigMF library (`CENTINELA_REQUIRE_PYSIGMF` makes it required).
+#[must_use]
+pub fn python_with_sigmf() -> Option<PathBuf> {
+    python_with("sigmf", "CENTINELA_REQUIRE_PYSIGMF")
 }
 
 /// Loads a recording with the reference Python library (which validates it against the SigMF
@@ -175,30 +180,9 @@ print(json.dumps({
     serde_json::from_slice(&out.stdout).expect("python JSON")
 }
 
-/// A Python interpreter that can `import py3gpp` (for cross-checks against an implementation we
-/// did not write): `CENTINELA_PYTHON`, the project's `.venv`, or `python3`. `None` (with a
-/// message) when none has it, unless `CENTINELA_REQUIRE_PY3GPP` is set.
+/// A Python with py3gpp, for cross-checks against an implementation we did not write
+/// (`CENTINELA_REQUIRE_PY3GPP` makes it required).
 #[must_use]
 pub fn python_with_py3gpp() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let candidates: Vec<PathBuf> = std::env::var_os("CENTINELA_PYTHON")
-        .map(PathBuf::from)
-        .into_iter()
-        .chain([root.join(".venv/bin/python"), PathBuf::from("python3")])
-        .collect();
-    for py in candidates {
-        let ok = Command::new(&py)
-            .args(["-c", "import py3gpp"])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if ok {
-            return Some(py);
-        }
-    }
-    assert!(
-        std::env::var_os("CENTINELA_REQUIRE_PY3GPP").is_none(),
-        "the Python py3gpp package is required but no interpreter has it"
-    );
-    eprintln!("SKIP: no Python with the py3gpp package (set CENTINELA_PYTHON)");
-    None
+    python_with("py3gpp", "CENTINELA_REQUIRE_PY3GPP")
 }

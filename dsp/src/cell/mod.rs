@@ -43,6 +43,55 @@ pub fn qpsk_from_bits(bits: &[u8]) -> Vec<num_complex::Complex32> {
         .collect()
 }
 
+/// e^{−j w n} for n = start, start + 1, …, by recurrence in f64 (exact enough over a symbol):
+/// derotates a carrier-frequency offset of w radians per sample.
+pub(crate) fn rotator(w: f64, start: usize) -> impl FnMut() -> num_complex::Complex32 {
+    let mut ph = num_complex::Complex64::from_polar(1.0, -w * start as f64);
+    let step = num_complex::Complex64::from_polar(1.0, -w);
+    move || {
+        let v = num_complex::Complex32::new(ph.re as f32, ph.im as f32);
+        ph *= step;
+        v
+    }
+}
+
+/// Per-timing 1 / (energy of the `n`-sample window at that timing × `scale`), by a running sum,
+/// for timings 0..=`last`: normalises correlations so that they read as a fraction of the power.
+pub(crate) fn inverse_window_energy(
+    x: &[num_complex::Complex32],
+    n: usize,
+    last: usize,
+    scale: f64,
+) -> Vec<f32> {
+    let mut out = vec![0f32; last + 1];
+    let mut e: f64 = x[..n].iter().map(|v| f64::from(v.norm_sqr())).sum();
+    for (tau, ie) in out.iter_mut().enumerate() {
+        *ie = if e > 1e-20 {
+            (1.0 / (e * scale)) as f32
+        } else {
+            0.0
+        };
+        if tau + n < x.len() {
+            e = (e + f64::from(x[tau + n].norm_sqr()) - f64::from(x[tau].norm_sqr())).max(0.0);
+        }
+    }
+    out
+}
+
+/// How far `value` stands above `others`, in robust standard deviations (median and MAD): the
+/// confirmation statistic of a reference signal against other cells' on the same samples.
+pub(crate) fn robust_z(value: f64, mut others: Vec<f64>) -> f64 {
+    if others.is_empty() {
+        return 0.0;
+    }
+    others.sort_by(f64::total_cmp);
+    let median = others[others.len() / 2];
+    let mut dev: Vec<f64> = others.iter().map(|v| (v - median).abs()).collect();
+    dev.sort_by(f64::total_cmp);
+    let mad = (1.4826 * dev[dev.len() / 2]).max(1e-6);
+    (value - median) / mad
+}
+
 /// Moving average of a per-subcarrier channel estimate over ±`half` neighbours: the channel is
 /// nearly flat over a few subcarriers (coherence bandwidth of hundreds of kHz), the estimate's
 /// noise is not, so this gains up to 2·half + 1 in estimate SNR.

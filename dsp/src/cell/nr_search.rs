@@ -18,6 +18,7 @@ use rustfft::{Fft, FftPlanner};
 use serde::Serialize;
 
 use super::nr;
+use super::{inverse_window_energy, robust_z, rotator};
 
 const N: usize = 256;
 /// Normal CP at 256 samples per symbol (no symbol of an SSB has the long one).
@@ -109,16 +110,6 @@ fn ssb_bin(k: usize) -> usize {
     (k as i64 - 120).rem_euclid(N as i64) as usize
 }
 
-fn rotator(w: f64, start: usize) -> impl FnMut() -> Complex32 {
-    let mut ph = num_complex::Complex64::from_polar(1.0, -w * start as f64);
-    let step = num_complex::Complex64::from_polar(1.0, -w);
-    move || {
-        let v = Complex32::new(ph.re as f32, ph.im as f32);
-        ph *= step;
-        v
-    }
-}
-
 impl NrSearcher {
     /// A searcher for SSBs of `scs_khz` (15 or 30).
     #[must_use]
@@ -179,19 +170,7 @@ impl NrSearcher {
         xf[..len].copy_from_slice(x);
         fwd.process(&mut xf);
         let last = len - 4 * SYM;
-        let mut inv_e = vec![0f32; last + 1];
-        let mut e: f64 = x[..N].iter().map(|v| f64::from(v.norm_sqr())).sum();
-        let mm = (m as f64) * (m as f64);
-        for (tau, ie) in inv_e.iter_mut().enumerate() {
-            *ie = if e > 1e-20 {
-                (1.0 / (e * mm)) as f32
-            } else {
-                0.0
-            };
-            if tau + N < len {
-                e = (e + f64::from(x[tau + N].norm_sqr()) - f64::from(x[tau].norm_sqr())).max(0.0);
-            }
-        }
+        let inv_e = inverse_window_energy(x, N, last, (m as f64) * (m as f64));
         // Offset hypotheses every half subcarrier; the FFT bin must divide that step.
         let step_hz = self.scs_hz / 2.0;
         let h_max = (self.cfg.cfo_range_hz / step_hz).floor() as i64;
@@ -355,17 +334,12 @@ impl NrSearcher {
                 .unwrap_or((0.0, 0.0, 0.0, 0))
         };
         let (rho, a2, y2, i_ssb) = dmrs_rho(pci);
-        let mut others: Vec<f64> = (0..40u16)
+        let others: Vec<f64> = (0..40u16)
             .map(|i| (pci + 1 + i * 25) % 1008)
             .filter(|&p| p != pci)
             .map(|p| dmrs_rho(p).0)
             .collect();
-        others.sort_by(f64::total_cmp);
-        let median = others[others.len() / 2];
-        let mut dev: Vec<f64> = others.iter().map(|v| (v - median).abs()).collect();
-        dev.sort_by(f64::total_cmp);
-        let mad = (1.4826 * dev[dev.len() / 2]).max(1e-6);
-        let dmrs_z = (rho - median) / mad;
+        let dmrs_z = robust_z(rho, others);
         // E|a|² = S + N/GROUP and E|y|² = S + N.
         let g = GROUP as f64;
         let s = ((g * a2 - y2) / (g - 1.0)).max(1e-30);
