@@ -278,6 +278,7 @@ pub struct OfdmEmitter<C: OfdmContent> {
     nco: Nco,
     shift: i64,
     emitted: u64,
+    upconversion_hz: Option<f64>,
 }
 
 impl<C: OfdmContent> std::fmt::Debug for OfdmEmitter<C> {
@@ -345,8 +346,18 @@ impl<C: OfdmContent> OfdmEmitter<C> {
             nco: Nco::new(residual, sample_rate_hz),
             shift,
             emitted: 0,
+            upconversion_hz: None,
             content,
         })
+    }
+
+    /// Applies NR's upconversion phase for a carrier at `f0_hz` (TS 38.211 §5.4): every symbol
+    /// is rotated by −2π·f0·(start of its body within the slot), as a 5G transmitter does. LTE
+    /// has no such term.
+    #[must_use]
+    pub fn with_upconversion_phase(mut self, f0_hz: f64) -> Self {
+        self.upconversion_hz = Some(f0_hz);
+        self
     }
 
     /// The content generator.
@@ -386,6 +397,14 @@ impl<C: OfdmContent> OfdmEmitter<C> {
         // by the phase that oscillator has at the start of its body.
         let turns = (self.shift * (self.emitted + cp as u64) as i64).rem_euclid(self.n_fft as i64);
         let phase = std::f64::consts::TAU * turns as f64 / self.n_fft as f64;
+        let upconversion = self.upconversion_hz.map_or(0.0, |f0| {
+            let slot_ts = 30_720u64 >> mu;
+            let body_in_slot = (self.t_ts + cp_ts) % slot_ts;
+            // f0 · t modulo one cycle, kept exact for GHz carriers.
+            let cycles = (f0 * body_in_slot as f64 / TS_RATE_HZ).fract();
+            -std::f64::consts::TAU * cycles
+        });
+        let phase = phase + upconversion;
         let rot = Complex32::new(phase.cos() as f32, phase.sin() as f32) * self.amplitude;
         for x in &mut self.ready {
             *x *= rot;

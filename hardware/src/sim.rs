@@ -601,12 +601,10 @@ impl SimSource {
         // Shift the carrier by less than one subcarrier so that the SSB sits exactly on `ssb`.
         let carrier = ssb - ssb_off_sc as f64 * scs;
         let content = NrContent::new(c.pci, mu, n_rb, ssb_off_sc, seed)?;
-        Ok(Box::new(OfdmEmitter::new(
-            content,
-            fs,
-            carrier - lo_hz,
-            power,
-        )?))
+        // A 5G transmitter restarts its carrier phase every symbol (TS 38.211 §5.4).
+        Ok(Box::new(
+            OfdmEmitter::new(content, fs, carrier - lo_hz, power)?.with_upconversion_phase(carrier),
+        ))
     }
 }
 

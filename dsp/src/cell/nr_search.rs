@@ -372,7 +372,10 @@ mod tests {
         let fs = 256.0 * scs;
         // A 20-RB-or-wider carrier with its SSB at the centre.
         let content = NrContent::new(pci, mu, 24, 0, seed).expect("cell");
-        let mut e = OfdmEmitter::new(content, fs, cfo_hz, 1.0).expect("rate");
+        // As a real transmitter: NR's per-symbol upconversion phase for a 3.5 GHz carrier.
+        let mut e = OfdmEmitter::new(content, fs, cfo_hz, 1.0)
+            .expect("rate")
+            .with_upconversion_phase(3.5e9 + 1234.5);
         let mut x = vec![Complex32::default(); (0.006 * fs) as usize];
         e.add_to(&mut x);
         let per_re = 1.0 / 288.0;
