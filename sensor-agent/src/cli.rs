@@ -228,6 +228,9 @@ pub struct ScanArgs {
     /// JSON Lines on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Energy and jammer verdicts only: do not name the carriers' cells.
+    #[arg(long)]
+    pub no_cell_search: bool,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
     #[command(flatten)]
@@ -594,6 +597,13 @@ fn cmd_scan(a: &ScanArgs, out: &mut dyn Write) -> Result<(), AgentError> {
     protocol::check_id("facility_id", &id.facility_id)
         .map_err(|e| AgentError::Input(e.to_string()))?;
     protocol::check_id("sensor_id", &id.sensor_id).map_err(|e| AgentError::Input(e.to_string()))?;
+    let mut cell_gaps = GapTracker::new(
+        id.clone(),
+        &PipelineConfig {
+            open_after: 1,
+            ..pipeline.clone()
+        },
+    );
     let mut gaps = GapTracker::new(
         id.clone(),
         &PipelineConfig {
@@ -607,6 +617,7 @@ fn cmd_scan(a: &ScanArgs, out: &mut dyn Write) -> Result<(), AgentError> {
         dwell_s: a.dwell_ms / 1e3,
         gain_db: a.gain_db,
         noise_figure_db: device.map(|p| p.noise_figure_db),
+        cell_search: !a.no_cell_search,
     };
     if a.json {
         writeln!(
@@ -639,6 +650,7 @@ fn cmd_scan(a: &ScanArgs, out: &mut dyn Write) -> Result<(), AgentError> {
             &opts,
             at,
             &mut gaps,
+            &mut cell_gaps,
             &mut jammers,
             |b| {
                 if json_mode {
@@ -709,6 +721,18 @@ fn band_text(b: &crate::scan::BandObservation) -> String {
         jam,
         a.carriers.len()
     );
+    for c in &b.cells {
+        s.push_str(&format!(
+            "\n    {:<5} cell PCI {:<4} {:>10.3} MHz  RSRP {:>6.1} {}  SINR {:>5.1} dB  margin {:>5.1} dB",
+            c.technology.as_str(),
+            c.cell.as_ref().and_then(|i| i.pci).map_or_else(|| "?".to_string(), |p| p.to_string()),
+            c.center_hz / 1e6,
+            c.power_dbm.unwrap_or(c.power_dbfs),
+            if c.power_dbm.is_some() { "dBm" } else { "dBFS" },
+            c.snr_db,
+            c.margin_db
+        ));
+    }
     for c in &a.carriers {
         s.push_str(&format!(
             "\n    {:<5} {:>10.3} MHz  bw {:>7.3} MHz  power {:>6.1} {}  margin {:>5.1} dB",

@@ -104,6 +104,8 @@ pub struct SweepOptions {
     pub gain_db: Option<f64>,
     /// Noise figure to use when the source does not know its own, dB.
     pub noise_figure_db: Option<f64>,
+    /// Name the energy carriers' cells by sync search (LTE PCI, NR SSB PCI).
+    pub cell_search: bool,
 }
 
 /// Counters of a sweep, for health reporting.
@@ -136,6 +138,8 @@ pub struct BandObservation {
     /// The analysis.
     #[serde(flatten)]
     pub analysis: Analysis,
+    /// Cells named by sync search on the band's carriers.
+    pub cells: Vec<crate::analysis::CarrierObs>,
 }
 
 /// Sweeps the plan once. `on_band` receives each band's observation and `on_event` each event;
@@ -151,6 +155,7 @@ pub fn sweep(
     opts: &SweepOptions,
     at: OffsetDateTime,
     gaps: &mut GapTracker,
+    cell_gaps: &mut GapTracker,
     jammers: &mut JammerTracker,
     mut on_band: impl FnMut(&BandObservation),
     mut on_event: impl FnMut(&Event),
@@ -164,12 +169,19 @@ pub fn sweep(
     let mut scratch = Vec::new();
     let mut buf = Vec::new();
     let mut frame = None;
+    let mut lte = opts.cell_search.then(|| {
+        dsp::cell::lte_search::LteSearcher::new(dsp::cell::lte_search::LteSearchConfig::default())
+    });
+    let mut nr = opts.cell_search.then(|| {
+        crate::analysis::NrSearchers::new(dsp::cell::nr_search::NrSearchConfig::default())
+    });
     for range in &scan_plan.ranges {
         if range.hops.hops.is_empty() {
             continue;
         }
         let mut pieces: Vec<Spectrum> = Vec::with_capacity(range.hops.hops.len());
         let mut segments = usize::MAX;
+        let mut hop_samples: Vec<(f64, f64, Vec<dsp::Complex32>)> = Vec::new();
         let mut calibration = None;
         for hop in &range.hops.hops {
             let tuned = source.tune(&Tuning {
@@ -183,6 +195,9 @@ pub fn sweep(
             let n = ((opts.dwell_s * fs) as usize).max(cfg.fft_size);
             buf.resize(n, dsp::Complex32::default());
             read_exactly(source, &mut buf, &mut health)?;
+            if opts.cell_search {
+                hop_samples.push((tuned.center_hz, fs, buf.clone()));
+            }
             let w = match welch.as_mut() {
                 Some(w) if (w.config().sample_rate_hz - fs).abs() < 1e-3 => w,
                 _ => welch.insert(Welch::new(WelchConfig {
@@ -237,6 +252,7 @@ pub fn sweep(
                     observed_at: at,
                     span_hz: slice.span_hz(),
                     analysis,
+                    cells: Vec::new(),
                 },
             ));
         }
@@ -259,6 +275,78 @@ pub fn sweep(
                 !dup
             });
         }
+        // Name the carriers that leak: LTE around each LTE carrier's centre, NR on the raster of
+        // the hops that hold an NR carrier.
+        let mut all_cells = Vec::new();
+        for (_, obs) in &mut kept {
+            let Some(band) = range.bands.iter().copied().find(|b| b.name == obs.band) else {
+                continue;
+            };
+            for c in obs.analysis.carriers.clone() {
+                let near = |h: &&(f64, f64, Vec<dsp::Complex32>)| {
+                    (c.center_hz - h.0).abs() + 0.6e6 <= h.1 / 2.0
+                };
+                match c.technology {
+                    dsp::carrier::Technology::Lte => {
+                        let (Some(s), Some(hop)) = (
+                            lte.as_mut(),
+                            hop_samples.iter().filter(near).min_by(|a, b| {
+                                (c.center_hz - a.0)
+                                    .abs()
+                                    .total_cmp(&(c.center_hz - b.0).abs())
+                            }),
+                        ) else {
+                            continue;
+                        };
+                        let view = crate::analysis::CaptureView {
+                            samples: &hop.2,
+                            sample_rate_hz: hop.1,
+                            center_hz: hop.0,
+                        };
+                        let found = crate::analysis::lte_cells(
+                            s,
+                            &view,
+                            &[c.center_hz - hop.0],
+                            calibration.as_ref(),
+                            &[band],
+                            None,
+                        );
+                        obs.cells.extend(found.into_iter().map(|(o, _)| o));
+                    }
+                    dsp::carrier::Technology::Nr => {
+                        let Some(searchers) = nr.as_mut() else {
+                            continue;
+                        };
+                        for hop in hop_samples.iter().filter(|h| {
+                            (c.center_hz - h.0).abs() < c.bandwidth_hz / 2.0 + h.1 / 2.0
+                        }) {
+                            let view = crate::analysis::CaptureView {
+                                samples: &hop.2,
+                                sample_rate_hz: hop.1,
+                                center_hz: hop.0,
+                            };
+                            for (o, _) in crate::analysis::nr_cells(
+                                searchers,
+                                &view,
+                                calibration.as_ref(),
+                                &[band],
+                            ) {
+                                let pci = o.cell.as_ref().and_then(|i| i.pci);
+                                if !obs
+                                    .cells
+                                    .iter()
+                                    .any(|k| k.cell.as_ref().and_then(|i| i.pci) == pci)
+                                {
+                                    obs.cells.push(o);
+                                }
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            all_cells.extend(obs.cells.iter().cloned());
+        }
         let all_carriers: Vec<_> = kept
             .iter()
             .flat_map(|(_, b)| b.analysis.carriers.iter().cloned())
@@ -273,6 +361,11 @@ pub fn sweep(
         }
         for e in gaps.observe(at, (range.lo_hz, range.hi_hz), &all_carriers) {
             on_event(&e);
+        }
+        if opts.cell_search {
+            for e in cell_gaps.observe(at, (range.lo_hz, range.hi_hz), &all_cells) {
+                on_event(&e);
+            }
         }
     }
     health.elapsed_s = started.elapsed().as_secs_f64();

@@ -19,6 +19,14 @@ fn id() -> Identity {
 }
 
 fn run_scan(scene: Scene, bands: &[&str]) -> (Vec<BandObservation>, Vec<Event>) {
+    run_scan_with(scene, bands, false)
+}
+
+fn run_scan_with(
+    scene: Scene,
+    bands: &[&str],
+    cell_search: bool,
+) -> (Vec<BandObservation>, Vec<Event>) {
     let bands: Vec<&'static Band> = bands
         .iter()
         .map(|b| bandplan::band(b).expect("band"))
@@ -35,14 +43,17 @@ fn run_scan(scene: Scene, bands: &[&str]) -> (Vec<BandObservation>, Vec<Event>) 
     let p = plan(&bands, "sim", &limits, 15.36e6, 0.8).expect("plan");
     let mut src = SimSource::new(scene).expect("scene");
     let mut gaps = GapTracker::new(id(), &cfg);
+    let mut cell_gaps = GapTracker::new(id(), &cfg);
     let mut jammers = JammerTracker::new(id(), 1);
     let mut obs = Vec::new();
     let mut events = Vec::new();
     let opts = SweepOptions {
         pipeline: cfg,
-        dwell_s: 0.004,
+        // Cell search needs a half-frame and the symbols around it.
+        dwell_s: if cell_search { 0.012 } else { 0.004 },
         gain_db: None,
         noise_figure_db: None,
+        cell_search,
     };
     let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("t");
     sweep(
@@ -51,6 +62,7 @@ fn run_scan(scene: Scene, bands: &[&str]) -> (Vec<BandObservation>, Vec<Event>) 
         &opts,
         at,
         &mut gaps,
+        &mut cell_gaps,
         &mut jammers,
         |b| obs.push(b.clone()),
         |e| events.push(e.clone()),
@@ -377,4 +389,36 @@ fn demo_leak_found_only_by_sync_search() {
             c.margin_db
         );
     }
+}
+
+/// The sweep names the cells behind the carriers it finds: the scene's PCIs, with sync gaps.
+#[test]
+fn sweep_names_the_leaking_cells() {
+    let scene = Scene::demo();
+    let (obs, events) = run_scan_with(scene.clone(), &["B4", "B7", "n78"], true);
+    for (band, cell) in [("B4", 4), ("B7", 5), ("n78", 6)] {
+        let o = obs.iter().find(|o| o.band == band).expect("band");
+        let pcis: Vec<Option<u16>> = o
+            .cells
+            .iter()
+            .map(|c| c.cell.as_ref().and_then(|i| i.pci))
+            .collect();
+        assert_eq!(
+            pcis,
+            vec![Some(scene.cells[cell].pci)],
+            "{band}: {:?}",
+            o.cells
+        );
+        assert!(o.cells[0].margin_db > 10.0);
+    }
+    let sync: Vec<u16> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Gap(g) if g.detector == protocol::Detector::Sync => {
+                g.cell.as_ref().and_then(|c| c.pci)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sync.len(), 3, "{sync:?}");
 }
