@@ -64,6 +64,26 @@ impl Resampler {
         }
     }
 
+    /// Transforms the longest prefix of `x` that gives at most `max_out` samples at
+    /// `rate_out_hz` with a whole-number input length: the one FFT behind any number of
+    /// [`Resampler::extract`] calls at that rate (as [`resample`] does for one).
+    ///
+    /// # Errors
+    /// As [`resample`].
+    pub fn for_output(
+        x: &[Complex32],
+        rate_in_hz: f64,
+        rate_out_hz: f64,
+        max_out: usize,
+    ) -> Result<Self, DspError> {
+        let (p, q) = rate_ratio(rate_in_hz, rate_out_hz)?;
+        // Output length a multiple of p so that the input length (out · q / p) is whole.
+        let max_out_from_input = x.len() as u64 * p / q;
+        let n_out = (max_out as u64).min(max_out_from_input) / p * p;
+        let n_in = (n_out * q / p) as usize;
+        Ok(Self::new(&x[..n_in], rate_in_hz))
+    }
+
     /// The view at `rate_out_hz` centred on `offset_hz`, at most `max_out` samples, using the
     /// longest prefix of the capture whose length fits the rate ratio exactly.
     ///
@@ -128,15 +148,11 @@ pub fn resample(
     rate_out_hz: f64,
     max_out: usize,
 ) -> Result<Vec<Complex32>, DspError> {
-    let (p, q) = rate_ratio(rate_in_hz, rate_out_hz)?;
-    // Output length a multiple of p so that the input length (out · q / p) is whole.
-    let max_out_from_input = x.len() as u64 * p / q;
-    let n_out = (max_out as u64).min(max_out_from_input) / p * p;
-    if n_out == 0 {
-        return Ok(Vec::new());
-    }
-    let n_in = (n_out * q / p) as usize;
-    Resampler::new(&x[..n_in], rate_in_hz).extract(offset_hz, rate_out_hz, usize::MAX)
+    Resampler::for_output(x, rate_in_hz, rate_out_hz, max_out)?.extract(
+        offset_hz,
+        rate_out_hz,
+        usize::MAX,
+    )
 }
 
 #[cfg(test)]

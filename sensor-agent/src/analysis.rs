@@ -216,6 +216,35 @@ pub fn analyze(
     }
 }
 
+/// A cell found by sync as a leak observation: power and floor are the signal and
+/// noise-plus-interference (per resource element, or per channel for GSM) in dBFS, and the
+/// margin is the SNR over the technology's sync threshold.
+fn sync_leak(
+    band: Option<&Band>,
+    technology: Technology,
+    (center_hz, bandwidth_hz): (f64, f64),
+    (power_dbfs, floor_dbfs, snr_db): (f64, f64, f64),
+    cell: CellId,
+    calibration: Option<&Calibration>,
+) -> CarrierObs {
+    let o = calibration.map(|c| c.offset_db(center_hz));
+    CarrierObs {
+        band: band.map_or_else(|| "unknown".to_string(), |b| b.name.to_string()),
+        technology,
+        center_hz,
+        bandwidth_hz,
+        channel_bw_hz: None,
+        power_dbfs,
+        floor_dbfs,
+        power_dbm: o.map(|o| power_dbfs + o),
+        floor_dbm: o.map(|o| floor_dbfs + o),
+        snr_db,
+        margin_db: snr_db - sync_threshold_db(technology),
+        cell: Some(cell),
+        detector: protocol::Detector::Sync,
+    }
+}
+
 /// A stretch of one capture: samples, rate and tuned centre.
 #[derive(Debug, Clone, Copy)]
 pub struct CaptureView<'a> {
@@ -242,6 +271,15 @@ pub fn lte_cells(
     use dsp::cell::lte_search::RATE_HZ;
     let mut out: Vec<(CarrierObs, dsp::cell::lte_search::LteCell)> = Vec::new();
     let max_out = (searcher.config().window_s * RATE_HZ) as usize;
+    // One FFT of the capture serves every offset searched.
+    let Ok(resampler) = dsp::resample::Resampler::for_output(
+        capture.samples,
+        capture.sample_rate_hz,
+        RATE_HZ,
+        max_out,
+    ) else {
+        return out;
+    };
     // A narrow capture with nothing at its centre may still hold a cell whose centre is off the
     // tuning (a hop of a sweep): search a 250 kHz grid across it as well (the offset range of
     // each search spans the gaps). Wide captures rely on the energy carriers as candidates.
@@ -262,7 +300,7 @@ pub fn lte_cells(
         calibration,
         bands,
         cfo_hint_hz,
-        max_out,
+        &resampler,
         &mut out,
     );
     if out.is_empty() {
@@ -273,7 +311,7 @@ pub fn lte_cells(
             calibration,
             bands,
             cfo_hint_hz,
-            max_out,
+            &resampler,
             &mut out,
         );
     }
@@ -288,18 +326,12 @@ fn search_offsets(
     calibration: Option<&Calibration>,
     bands: &[&'static Band],
     cfo_hint_hz: Option<f64>,
-    max_out: usize,
+    resampler: &dsp::resample::Resampler,
     out: &mut Vec<(CarrierObs, dsp::cell::lte_search::LteCell)>,
 ) {
     use dsp::cell::lte_search::RATE_HZ;
     for &off in offsets_hz {
-        let Ok(y) = dsp::resample::resample(
-            capture.samples,
-            capture.sample_rate_hz,
-            off,
-            RATE_HZ,
-            max_out,
-        ) else {
+        let Ok(y) = resampler.extract(off, RATE_HZ, usize::MAX) else {
             continue;
         };
         // Near the radio's known offset first (cheap); the whole range when that finds nothing.
@@ -325,26 +357,18 @@ fn search_offsets(
             let band = assign_band(freq, Technology::Lte, &same_duplex)
                 .filter(|b| b.technology == Technology::Lte);
             let earfcn = band.and_then(|b| bandplan::hz_to_earfcn(b, freq).ok());
-            let o = calibration.map(|c| c.offset_db(freq));
-            let obs = CarrierObs {
-                band: band.map_or_else(|| "unknown".to_string(), |b| b.name.to_string()),
-                technology: Technology::Lte,
-                center_hz: freq,
-                bandwidth_hz: 1.08e6,
-                channel_bw_hz: None,
-                power_dbfs: cell.rsrp_dbfs,
-                floor_dbfs: cell.noise_dbfs,
-                power_dbm: o.map(|o| cell.rsrp_dbfs + o),
-                floor_dbm: o.map(|o| cell.noise_dbfs + o),
-                snr_db: cell.sinr_db,
-                margin_db: cell.sinr_db - sync_threshold_db(Technology::Lte),
-                cell: Some(CellId {
+            let obs = sync_leak(
+                band,
+                Technology::Lte,
+                (freq, 1.08e6),
+                (cell.rsrp_dbfs, cell.noise_dbfs, cell.sinr_db),
+                CellId {
                     pci: Some(cell.pci),
                     earfcn,
                     ..CellId::default()
-                }),
-                detector: protocol::Detector::Sync,
-            };
+                },
+                calibration,
+            );
             if !out.iter().any(|(_, c)| c.pci == cell.pci) {
                 out.push((obs, cell));
             }
@@ -440,26 +464,18 @@ pub fn nr_cells(
                 for cell in searcher.search(&y, false) {
                     let ssb_hz = f + cell.cfo_hz;
                     let band = assign_band(ssb_hz, Technology::Nr, &nr_bands);
-                    let o = calibration.map(|c| c.offset_db(ssb_hz));
-                    let obs = CarrierObs {
-                        band: band.map_or_else(|| "unknown".to_string(), |b| b.name.to_string()),
-                        technology: Technology::Nr,
-                        center_hz: ssb_hz,
-                        bandwidth_hz: 240.0 * f64::from(scs) * 1e3,
-                        channel_bw_hz: None,
-                        power_dbfs: cell.rsrp_dbfs,
-                        floor_dbfs: cell.noise_dbfs,
-                        power_dbm: o.map(|o| cell.rsrp_dbfs + o),
-                        floor_dbm: o.map(|o| cell.noise_dbfs + o),
-                        snr_db: cell.sinr_db,
-                        margin_db: cell.sinr_db - sync_threshold_db(Technology::Nr),
-                        cell: Some(CellId {
+                    let obs = sync_leak(
+                        band,
+                        Technology::Nr,
+                        (ssb_hz, 240.0 * f64::from(scs) * 1e3),
+                        (cell.rsrp_dbfs, cell.noise_dbfs, cell.sinr_db),
+                        CellId {
                             pci: Some(cell.pci),
                             nr_arfcn: bandplan::hz_to_nr_arfcn(ssb_hz).ok(),
                             ..CellId::default()
-                        }),
-                        detector: protocol::Detector::Sync,
-                    };
+                        },
+                        calibration,
+                    );
                     match out.iter_mut().find(|(_, c)| c.pci == cell.pci) {
                         Some(prev) if prev.1.sinr_db < cell.sinr_db => *prev = (obs, cell),
                         Some(_) => {}
