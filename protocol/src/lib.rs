@@ -6,9 +6,20 @@
 //! `sensor_id` and `observed_at` (RFC 3339, UTC). Readers ignore unknown fields; a change of
 //! meaning bumps the schema version.
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
+
+mod decode;
+pub mod schema;
+mod status;
+
+pub use decode::{DecodeError, Message, decode};
+pub use status::{
+    BandSummary, CarrierSummary, SPECTRUM_SCHEMA, STATUS_SCHEMA, SensorHealth, SensorState,
+    SpectrumSummary, StatusEvent,
+};
 
 /// Topic prefix and version.
 pub const TOPIC_ROOT: &str = "centinela/v1";
@@ -16,6 +27,17 @@ pub const TOPIC_ROOT: &str = "centinela/v1";
 pub const GAP_SCHEMA: &str = "centinela.gap/1";
 /// Schema of jammer events.
 pub const JAMMER_SCHEMA: &str = "centinela.jammer/1";
+
+/// The schema name carried by payloads of a kind.
+#[must_use]
+pub fn schema_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Gap => GAP_SCHEMA,
+        Kind::Jammer => JAMMER_SCHEMA,
+        Kind::Status => STATUS_SCHEMA,
+        Kind::Spectrum => SPECTRUM_SCHEMA,
+    }
+}
 
 /// Errors of the wire format.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -35,7 +57,7 @@ pub enum ProtocolError {
 }
 
 /// Message kinds, the last topic level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     /// Coverage-gap events.
@@ -139,7 +161,7 @@ fn fnv1a64(data: &[u8], basis: u64) -> u64 {
 }
 
 /// Lifecycle of a gap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum GapState {
     /// First confirmed.
@@ -151,7 +173,7 @@ pub enum GapState {
 }
 
 /// How bad a gap is, from its margin.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Margin below 3 dB: a phone might sync on a good day.
@@ -177,7 +199,7 @@ impl Severity {
 }
 
 /// What found the gap.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Detector {
     /// A carrier above the floor.
@@ -187,7 +209,7 @@ pub enum Detector {
 }
 
 /// Radio technology, as on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Technology {
     /// 2G.
@@ -217,7 +239,7 @@ impl Technology {
 }
 
 /// Identity of a cell, as far as known.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct CellId {
     /// LTE or NR physical cell id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -237,9 +259,10 @@ pub struct CellId {
 }
 
 /// A coverage-gap event (`centinela.gap/1`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct GapEvent {
     /// `centinela.gap/1`.
+    #[schemars(extend("const" = "centinela.gap/1"))]
     pub schema: String,
     /// Unique id (UUIDv7).
     pub event_id: Uuid,
@@ -249,6 +272,7 @@ pub struct GapEvent {
     pub sensor_id: String,
     /// When observed (RFC 3339, UTC).
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub observed_at: OffsetDateTime,
     /// Stable key of this gap across its open, update and close events.
     pub gap_key: String,
@@ -286,9 +310,10 @@ pub struct GapEvent {
 }
 
 /// A jammer-health event (`centinela.jammer/1`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct JammerEvent {
     /// `centinela.jammer/1`.
+    #[schemars(extend("const" = "centinela.jammer/1"))]
     pub schema: String,
     /// Unique id (UUIDv7).
     pub event_id: Uuid,
@@ -298,6 +323,7 @@ pub struct JammerEvent {
     pub sensor_id: String,
     /// When observed (RFC 3339, UTC).
     #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
     pub observed_at: OffsetDateTime,
     /// Zone of the facility the sensor covers.
     pub zone: String,
@@ -314,7 +340,7 @@ pub struct JammerEvent {
 }
 
 /// Jammer state on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum JammerStateWire {
     /// Working.

@@ -1,0 +1,271 @@
+//! Reading a message off the wire: topic, schema, fields and the agreement between topic and
+//! payload, each failure with an error that says what and where.
+
+use serde::de::DeserializeOwned;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::{
+    GapEvent, JammerEvent, Kind, SpectrumSummary, StatusEvent, check_id, parse_topic, schema_name,
+};
+
+/// Largest payload accepted, bytes.
+pub const MAX_PAYLOAD_BYTES: usize = 64 * 1024;
+
+/// Why a message was rejected.
+#[derive(Debug, Clone, thiserror::Error, PartialEq)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The topic is not a Centinela v1 topic.
+    #[error("topic `{0}` is not centinela/v1/FACILITY/SENSOR/(gap|jammer|status|spectrum)")]
+    Topic(String),
+    /// The payload is larger than [`MAX_PAYLOAD_BYTES`].
+    #[error("{topic}: payload of {bytes} bytes is over the {MAX_PAYLOAD_BYTES}-byte limit")]
+    TooLarge {
+        /// Topic.
+        topic: String,
+        /// Payload size.
+        bytes: usize,
+    },
+    /// The payload is not a JSON object.
+    #[error("{topic}: payload is not JSON: {detail}")]
+    Json {
+        /// Topic.
+        topic: String,
+        /// Parser message with line and column.
+        detail: String,
+    },
+    /// `schema` is missing or names another kind or version.
+    #[error("{topic}: schema `{found}` does not match the topic (expected `{expected}`)")]
+    Schema {
+        /// Topic.
+        topic: String,
+        /// What the topic calls for.
+        expected: &'static str,
+        /// What the payload says (empty when absent).
+        found: String,
+    },
+    /// A field is missing or has the wrong type.
+    #[error("{topic}: {detail}")]
+    Fields {
+        /// Topic.
+        topic: String,
+        /// Deserializer message naming the field.
+        detail: String,
+    },
+    /// The payload's facility or sensor differs from its topic's.
+    #[error("{topic}: payload {field} `{payload}` differs from the topic's `{in_topic}`")]
+    Mismatch {
+        /// Topic.
+        topic: String,
+        /// `facility_id` or `sensor_id`.
+        field: &'static str,
+        /// Value in the payload.
+        payload: String,
+        /// Value in the topic.
+        in_topic: String,
+    },
+    /// A value is out of its range.
+    #[error("{topic}: {detail}")]
+    Value {
+        /// Topic.
+        topic: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+impl DecodeError {
+    /// Short reason label, for counters.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Topic(_) => "topic",
+            Self::TooLarge { .. } => "too_large",
+            Self::Json { .. } => "json",
+            Self::Schema { .. } => "schema",
+            Self::Fields { .. } => "fields",
+            Self::Mismatch { .. } => "mismatch",
+            Self::Value { .. } => "value",
+        }
+    }
+}
+
+/// A decoded, checked message.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Message {
+    /// `…/gap`.
+    Gap(GapEvent),
+    /// `…/jammer`.
+    Jammer(JammerEvent),
+    /// `…/status`.
+    Status(StatusEvent),
+    /// `…/spectrum`.
+    Spectrum(SpectrumSummary),
+}
+
+impl Message {
+    /// Kind of the message.
+    #[must_use]
+    pub fn kind(&self) -> Kind {
+        match self {
+            Self::Gap(_) => Kind::Gap,
+            Self::Jammer(_) => Kind::Jammer,
+            Self::Status(_) => Kind::Status,
+            Self::Spectrum(_) => Kind::Spectrum,
+        }
+    }
+
+    /// The event id.
+    #[must_use]
+    pub fn event_id(&self) -> Uuid {
+        match self {
+            Self::Gap(e) => e.event_id,
+            Self::Jammer(e) => e.event_id,
+            Self::Status(e) => e.event_id,
+            Self::Spectrum(e) => e.event_id,
+        }
+    }
+
+    /// Facility and sensor.
+    #[must_use]
+    pub fn source(&self) -> (&str, &str) {
+        match self {
+            Self::Gap(e) => (&e.facility_id, &e.sensor_id),
+            Self::Jammer(e) => (&e.facility_id, &e.sensor_id),
+            Self::Status(e) => (&e.facility_id, &e.sensor_id),
+            Self::Spectrum(e) => (&e.facility_id, &e.sensor_id),
+        }
+    }
+
+    /// When observed.
+    #[must_use]
+    pub fn observed_at(&self) -> OffsetDateTime {
+        match self {
+            Self::Gap(e) => e.observed_at,
+            Self::Jammer(e) => e.observed_at,
+            Self::Status(e) => e.observed_at,
+            Self::Spectrum(e) => e.observed_at,
+        }
+    }
+}
+
+fn typed<T: DeserializeOwned>(topic: &str, v: serde_json::Value) -> Result<T, DecodeError> {
+    serde_json::from_value(v).map_err(|e| DecodeError::Fields {
+        topic: topic.to_string(),
+        detail: e.to_string(),
+    })
+}
+
+/// Decodes and checks a message received on `topic`.
+///
+/// # Errors
+/// A [`DecodeError`] naming the topic and what is wrong.
+pub fn decode(topic: &str, payload: &[u8]) -> Result<Message, DecodeError> {
+    let (facility, sensor, kind) =
+        parse_topic(topic).map_err(|_| DecodeError::Topic(topic.to_string()))?;
+    let t = || topic.to_string();
+    if payload.len() > MAX_PAYLOAD_BYTES {
+        return Err(DecodeError::TooLarge {
+            topic: t(),
+            bytes: payload.len(),
+        });
+    }
+    let v: serde_json::Value = serde_json::from_slice(payload).map_err(|e| DecodeError::Json {
+        topic: t(),
+        detail: e.to_string(),
+    })?;
+    if !v.is_object() {
+        return Err(DecodeError::Json {
+            topic: t(),
+            detail: "the payload must be a JSON object".into(),
+        });
+    }
+    let expected = schema_name(kind);
+    let found = v.get("schema").and_then(|s| s.as_str()).unwrap_or_default();
+    if found != expected {
+        return Err(DecodeError::Schema {
+            topic: t(),
+            expected,
+            found: found.to_string(),
+        });
+    }
+    let msg = match kind {
+        Kind::Gap => Message::Gap(typed(topic, v)?),
+        Kind::Jammer => Message::Jammer(typed(topic, v)?),
+        Kind::Status => Message::Status(typed(topic, v)?),
+        Kind::Spectrum => Message::Spectrum(typed(topic, v)?),
+    };
+    let (pf, ps) = msg.source();
+    for (field, payload, in_topic) in [("facility_id", pf, &facility), ("sensor_id", ps, &sensor)] {
+        if payload != in_topic {
+            return Err(DecodeError::Mismatch {
+                topic: t(),
+                field,
+                payload: payload.to_string(),
+                in_topic: in_topic.clone(),
+            });
+        }
+    }
+    let value = |detail: String| DecodeError::Value { topic: t(), detail };
+    let year = msg.observed_at().year();
+    if !(2000..=2200).contains(&year) {
+        return Err(value(format!("observed_at year {year} is out of range")));
+    }
+    match &msg {
+        Message::Gap(g) => {
+            check_text(&g.zone, "zone").map_err(value)?;
+            check_text(&g.band, "band").map_err(value)?;
+            check_text(&g.gap_key, "gap_key").map_err(value)?;
+            if !(g.center_hz > 0.0 && g.center_hz < 300e9) {
+                return Err(value(format!("center_hz {} is out of range", g.center_hz)));
+            }
+            if !(g.bandwidth_hz >= 0.0 && g.bandwidth_hz < 1e9) {
+                return Err(value(format!(
+                    "bandwidth_hz {} is out of range",
+                    g.bandwidth_hz
+                )));
+            }
+            if let Some(pci) = g.cell.as_ref().and_then(|c| c.pci)
+                && pci > 1007
+            {
+                return Err(value(format!("cell.pci {pci} is over 1007")));
+            }
+        }
+        Message::Jammer(j) => {
+            check_text(&j.zone, "zone").map_err(value)?;
+            check_text(&j.band, "band").map_err(value)?;
+            if !(0.0..=1.0).contains(&j.covered_fraction) {
+                return Err(value(format!(
+                    "covered_fraction {} is outside 0–1",
+                    j.covered_fraction
+                )));
+            }
+        }
+        Message::Status(s) => {
+            check_text(&s.zone, "zone").map_err(value)?;
+            if !(s.heartbeat_s > 0.0 && s.heartbeat_s <= 86_400.0) {
+                return Err(value(format!(
+                    "heartbeat_s {} is outside (0, 86400]",
+                    s.heartbeat_s
+                )));
+            }
+        }
+        Message::Spectrum(_) => {}
+    }
+    // Identifiers inside the payload must also be valid topic levels.
+    check_id("facility_id", pf).map_err(|e| value(e.to_string()))?;
+    check_id("sensor_id", ps).map_err(|e| value(e.to_string()))?;
+    Ok(msg)
+}
+
+fn check_text(s: &str, field: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 128 || s.chars().any(char::is_control) {
+        Err(format!(
+            "{field} must be 1–128 characters without control characters"
+        ))
+    } else {
+        Ok(())
+    }
+}

@@ -1,0 +1,128 @@
+//! Sensor status (`centinela.status/1`, retained, also the Last Will) and spectrum summaries
+//! (`centinela.spectrum/1`, QoS 0).
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Schema of status messages.
+pub const STATUS_SCHEMA: &str = "centinela.status/1";
+/// Schema of spectrum summaries.
+pub const SPECTRUM_SCHEMA: &str = "centinela.spectrum/1";
+
+/// Whether a sensor is running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SensorState {
+    /// Connected and scanning.
+    Online,
+    /// Gone: published by the agent on a clean shutdown, or by the broker as its Last Will.
+    Offline,
+}
+
+/// Health figures of a running agent, sent with each heartbeat.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SensorHealth {
+    /// Seconds since the agent started.
+    pub uptime_s: f64,
+    /// Sweeps completed since start.
+    pub sweeps: u64,
+    /// Wall time of the last sweep, seconds.
+    pub last_sweep_s: f64,
+    /// Receive overflows since start.
+    pub overflows: u64,
+    /// Samples known lost in overflows since start.
+    pub lost_samples: u64,
+    /// Reads that timed out since start.
+    pub timeouts: u64,
+    /// Events waiting in the outbox.
+    pub queue_depth: u64,
+    /// Events dropped because the outbox was full, since start.
+    pub outbox_dropped: u64,
+    /// Sweeps that failed (source errors) since start.
+    pub sweep_errors: u64,
+}
+
+/// A sensor's status (`centinela.status/1`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StatusEvent {
+    /// `centinela.status/1`.
+    #[schemars(extend("const" = "centinela.status/1"))]
+    pub schema: String,
+    /// Unique id (UUIDv7).
+    pub event_id: Uuid,
+    /// Facility.
+    pub facility_id: String,
+    /// Sensor.
+    pub sensor_id: String,
+    /// When this status was written (RFC 3339, UTC). For a Last Will, the time of the connection
+    /// whose loss it announces.
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub observed_at: OffsetDateTime,
+    /// Online or offline.
+    pub state: SensorState,
+    /// Zone the sensor covers.
+    pub zone: String,
+    /// Position in the facility's plan, metres.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position_m: Option<[f64; 2]>,
+    /// Agent version.
+    pub agent_version: String,
+    /// Seconds between heartbeats; the server marks the sensor offline after three missed.
+    pub heartbeat_s: f64,
+    /// Planned bands the radio cannot reach.
+    #[serde(default)]
+    pub unreachable_bands: Vec<String>,
+    /// Health figures.
+    pub health: SensorHealth,
+}
+
+/// One carrier in a spectrum summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct CarrierSummary {
+    /// Centre, hertz.
+    pub center_hz: f64,
+    /// Occupied bandwidth, hertz.
+    pub bandwidth_hz: f64,
+    /// Channel power, dBFS.
+    pub power_dbfs: f64,
+}
+
+/// One band in a spectrum summary.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BandSummary {
+    /// Band name.
+    pub band: String,
+    /// Floor, dBm/Hz (absent when not calibrated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor_dbm_per_hz: Option<f64>,
+    /// Floor, dBFS/Hz.
+    pub floor_dbfs_per_hz: f64,
+    /// Floor over the thermal floor, dB (absent when not calibrated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noise_rise_db: Option<f64>,
+    /// Carriers above the floor.
+    pub carriers: Vec<CarrierSummary>,
+}
+
+/// A summary of one sweep's spectrum (`centinela.spectrum/1`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct SpectrumSummary {
+    /// `centinela.spectrum/1`.
+    #[schemars(extend("const" = "centinela.spectrum/1"))]
+    pub schema: String,
+    /// Unique id (UUIDv7).
+    pub event_id: Uuid,
+    /// Facility.
+    pub facility_id: String,
+    /// Sensor.
+    pub sensor_id: String,
+    /// When the sweep started (RFC 3339, UTC).
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(with = "String", extend("format" = "date-time"))]
+    pub observed_at: OffsetDateTime,
+    /// Bands of the sweep.
+    pub bands: Vec<BandSummary>,
+}
