@@ -1,1 +1,198 @@
-//! placeholder
+//! The Centinela central server: ingests the agents' events from MQTT, stores them in SQLite,
+//! draws each facility's gap map, serves the HTTP API and dashboard, and raises alerts.
+//!
+//! [`Server::start`] wires it together: the embedded broker (or an external one), the ingest
+//! session, the HTTP listener and the offline watchdog.
+
+pub mod alerts;
+pub mod broker;
+pub mod config;
+#[cfg(feature = "demo")]
+pub mod demo;
+pub mod http;
+pub mod ingest;
+pub mod map;
+pub mod metrics;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::alerts::Alerter;
+use crate::config::{ServerConfig, parse_broker_url};
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// Errors of the server.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    /// A listening port is taken.
+    #[error("cannot listen for the {what} on {addr}: {detail} (is another server or broker running? choose another address)")]
+    PortTaken {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        detail: String,
+    },
+    /// The embedded broker failed.
+    #[error("embedded MQTT broker: {0}")]
+    Broker(String),
+    /// The configuration is wrong.
+    #[error("configuration:\n  {}", .0.join("\n  "))]
+    Config(Vec<String>),
+    /// The database could not be opened.
+    #[error("database {path}: {source}")]
+    Database {
+        /// File.
+        path: String,
+        /// Cause.
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    /// HTTP address.
+    pub http_addr: SocketAddr,
+    /// Broker host and port the server ingests from.
+    pub broker: (String, u16),
+    /// Whether the broker is the embedded one.
+    pub embedded_broker: bool,
+    /// Store.
+    pub store: Store,
+    /// Metrics.
+    pub metrics: Metrics,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Starts everything the configuration asks for.
+    ///
+    /// # Errors
+    /// A taken port, a bad configuration, or a database that cannot be opened.
+    pub async fn start(cfg: ServerConfig) -> Result<Self, ServerError> {
+        let problems = cfg.problems("configuration");
+        if !problems.is_empty() {
+            return Err(ServerError::Config(problems));
+        }
+        let http = tokio::net::TcpListener::bind(cfg.server.http)
+            .await
+            .map_err(|e| ServerError::PortTaken {
+                what: "HTTP API",
+                addr: cfg.server.http,
+                detail: e.to_string(),
+            })?;
+        let http_addr = http.local_addr().map_err(|e| ServerError::PortTaken {
+            what: "HTTP API",
+            addr: cfg.server.http,
+            detail: e.to_string(),
+        })?;
+        let (broker, embedded_broker) = match &cfg.server.broker {
+            Some(url) => (
+                parse_broker_url(url).map_err(|e| ServerError::Config(vec![e]))?,
+                false,
+            ),
+            None => {
+                let addr = cfg.server.embedded_broker;
+                let a = tokio::task::spawn_blocking(move || broker::start_embedded(addr))
+                    .await
+                    .map_err(|e| ServerError::Broker(e.to_string()))??;
+                tracing::info!("embedded MQTT broker (MQTT v5) listening on mqtt://{a}");
+                ((a.ip().to_string(), a.port()), true)
+            }
+        };
+        let store = Store::open(&cfg.server.db)
+            .await
+            .map_err(|e| ServerError::Database {
+                path: cfg.server.db.display().to_string(),
+                source: e,
+            })?;
+        tracing::info!("storing in SQLite {}", cfg.server.db.display());
+        let metrics = Metrics::new();
+        let alerter = Alerter::new(cfg.server.webhook.clone(), metrics.clone());
+        let (tx, rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(ingest::run(
+            ingest::IngestOptions {
+                host: broker.0.clone(),
+                port: broker.1,
+                client_id: cfg.server.client_id.clone(),
+                credentials: cfg
+                    .server
+                    .broker_username
+                    .clone()
+                    .zip(cfg.server.broker_password.clone()),
+            },
+            store.clone(),
+            metrics.clone(),
+            alerter.clone(),
+            rx.clone(),
+        )));
+        {
+            let store = store.clone();
+            let alerter = alerter.clone();
+            let factor = cfg.server.offline_after_heartbeats;
+            let mut rx = rx.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                        _ = rx.changed() => break,
+                    }
+                    match store
+                        .expire_sensors(time::OffsetDateTime::now_utc(), factor)
+                        .await
+                    {
+                        Ok(a) => alerter.raise(a),
+                        Err(e) => tracing::error!("offline watchdog: {e}"),
+                    }
+                }
+            }));
+        }
+        let app = http::router(http::AppState {
+            config: Arc::new(cfg),
+            store: store.clone(),
+            metrics: metrics.clone(),
+        });
+        let mut rx_http = rx.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = axum::serve(http, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx_http.changed().await;
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::error!("HTTP server: {e}");
+            }
+        }));
+        tracing::info!("HTTP API and dashboard on http://{http_addr}/");
+        Ok(Self {
+            http_addr,
+            broker,
+            embedded_broker,
+            store,
+            metrics,
+            shutdown: tx,
+            tasks,
+        })
+    }
+
+    /// Stops the ingest session, the watchdog and the HTTP server, and waits for them.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.store.pool().close().await;
+    }
+}

@@ -1,0 +1,302 @@
+//! Server configuration (TOML): where the broker, database and HTTP listener are, alert
+//! settings, and the facilities with their floor plans.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// A point in a facility's plan, metres (x east, y north).
+pub type Point = [f64; 2];
+
+/// The whole server configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Listeners, storage, alerts.
+    #[serde(default)]
+    pub server: ServerSection,
+    /// Facilities the server maps.
+    #[serde(default, rename = "facility")]
+    pub facilities: Vec<Facility>,
+}
+
+/// Listeners, storage and alert settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSection {
+    /// External broker (`mqtt://HOST:PORT`); absent: run the embedded broker.
+    pub broker: Option<String>,
+    /// Listen address of the embedded broker (MQTT v5).
+    pub embedded_broker: SocketAddr,
+    /// Username and password for the external broker.
+    pub broker_username: Option<String>,
+    /// Password for the external broker.
+    pub broker_password: Option<String>,
+    /// MQTT client id of the ingest session (persistent: the broker keeps events while the
+    /// server is down).
+    pub client_id: String,
+    /// SQLite file.
+    pub db: PathBuf,
+    /// HTTP listen address.
+    pub http: SocketAddr,
+    /// Webhook that receives alerts as JSON (http:// only in this build).
+    pub webhook: Option<String>,
+    /// A sensor whose last message is older than this many heartbeats is offline.
+    pub offline_after_heartbeats: f64,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            broker: None,
+            embedded_broker: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            broker_username: None,
+            broker_password: None,
+            client_id: "centinela-server".into(),
+            db: PathBuf::from("centinela.db"),
+            http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            webhook: None,
+            offline_after_heartbeats: 3.0,
+        }
+    }
+}
+
+/// A facility: its outline, zones, sensors and jammers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Facility {
+    /// Identifier (topic level).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Latitude and longitude of the plan's origin, for GeoJSON in WGS 84. Without it the
+    /// GeoJSON is in plan metres.
+    #[serde(default)]
+    pub origin_latlon: Option<[f64; 2]>,
+    /// Outline polygon, metres.
+    pub outline: Vec<Point>,
+    /// Named zones.
+    #[serde(default, rename = "zone")]
+    pub zones: Vec<Zone>,
+    /// Sensors and where they stand.
+    #[serde(default, rename = "sensor")]
+    pub sensors: Vec<SensorSite>,
+    /// Jammers and where they stand.
+    #[serde(default, rename = "jammer")]
+    pub jammers: Vec<JammerSite>,
+}
+
+/// A named zone of a facility.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Zone {
+    /// Identifier (as the agents' `zone`).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Polygon, metres.
+    pub polygon: Vec<Point>,
+}
+
+/// A sensor's place.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorSite {
+    /// Sensor id.
+    pub id: String,
+    /// Zone it covers.
+    pub zone: String,
+    /// Position, metres.
+    pub position: Point,
+}
+
+/// A jammer's place.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JammerSite {
+    /// Name.
+    pub name: String,
+    /// Position, metres.
+    pub position: Point,
+    /// Bands it should cover.
+    #[serde(default)]
+    pub bands: Vec<String>,
+}
+
+impl ServerConfig {
+    /// Parses and checks a configuration, reporting every problem at once.
+    ///
+    /// # Errors
+    /// A list of problems, each naming the file and the setting.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self, Vec<String>> {
+        let c: Self = toml::from_str(text).map_err(|e| vec![format!("{origin}: {e}")])?;
+        let p = c.problems(origin);
+        if p.is_empty() { Ok(c) } else { Err(p) }
+    }
+
+    /// Every problem of a configuration.
+    #[must_use]
+    pub fn problems(&self, origin: &str) -> Vec<String> {
+        let mut p = Vec::new();
+        if let Some(b) = &self.server.broker
+            && let Err(e) = parse_broker_url(b)
+        {
+            p.push(format!("{origin}: server.broker: {e}"));
+        }
+        if let Some(w) = &self.server.webhook
+            && !w.starts_with("http://")
+        {
+            p.push(format!(
+                "{origin}: server.webhook `{w}` must start with http://"
+            ));
+        }
+        if !(self.server.offline_after_heartbeats >= 1.0) {
+            p.push(format!(
+                "{origin}: server.offline_after_heartbeats must be at least 1"
+            ));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for f in &self.facilities {
+            let at = format!("{origin}: facility `{}`", f.id);
+            if protocol::check_id("facility_id", &f.id).is_err() {
+                p.push(format!(
+                    "{at}: id must be 1–64 characters of A–Z, a–z, 0–9, - or _"
+                ));
+            }
+            if !ids.insert(&f.id) {
+                p.push(format!("{at}: defined twice"));
+            }
+            check_polygon(&f.outline, &format!("{at}: outline"), &mut p);
+            let mut zone_ids = std::collections::HashSet::new();
+            for z in &f.zones {
+                check_polygon(&z.polygon, &format!("{at}: zone `{}`", z.id), &mut p);
+                if !zone_ids.insert(&z.id) {
+                    p.push(format!("{at}: zone `{}` defined twice", z.id));
+                }
+            }
+            for s in &f.sensors {
+                if protocol::check_id("sensor_id", &s.id).is_err() {
+                    p.push(format!("{at}: sensor `{}`: bad id", s.id));
+                }
+                if !f.zones.iter().any(|z| z.id == s.zone) {
+                    p.push(format!(
+                        "{at}: sensor `{}` names zone `{}`, which is not defined",
+                        s.id, s.zone
+                    ));
+                }
+                if !s.position.iter().all(|v| v.is_finite()) {
+                    p.push(format!("{at}: sensor `{}`: position must be finite", s.id));
+                }
+            }
+            for j in &f.jammers {
+                if !j.position.iter().all(|v| v.is_finite()) {
+                    p.push(format!(
+                        "{at}: jammer `{}`: position must be finite",
+                        j.name
+                    ));
+                }
+            }
+        }
+        p
+    }
+
+    /// A facility by id.
+    #[must_use]
+    pub fn facility(&self, id: &str) -> Option<&Facility> {
+        self.facilities.iter().find(|f| f.id == id)
+    }
+}
+
+fn check_polygon(poly: &[Point], at: &str, p: &mut Vec<String>) {
+    if poly.len() < 3 {
+        p.push(format!("{at}: a polygon needs at least 3 points"));
+    }
+    if poly.iter().flatten().any(|v| !v.is_finite()) {
+        p.push(format!("{at}: coordinates must be finite"));
+    }
+}
+
+/// Splits `mqtt://HOST:PORT` into host and port.
+///
+/// # Errors
+/// A sentence saying what is wrong.
+pub fn parse_broker_url(url: &str) -> Result<(String, u16), String> {
+    let rest = url
+        .strip_prefix("mqtt://")
+        .ok_or_else(|| format!("`{url}` must look like mqtt://HOST:PORT"))?;
+    let (host, port) = rest
+        .rsplit_once(':')
+        .map_or((rest, Some(1883)), |(h, p)| (h, p.parse::<u16>().ok()));
+    let port = port.ok_or_else(|| format!("`{url}`: the port is not a number 1–65535"))?;
+    if host.is_empty() || port == 0 {
+        return Err(format!("`{url}` must look like mqtt://HOST:PORT"));
+    }
+    Ok((host.to_string(), port))
+}
+
+/// Point-in-polygon by ray casting.
+#[must_use]
+pub fn contains(poly: &[Point], p: Point) -> bool {
+    let mut inside = false;
+    let n = poly.len();
+    for i in 0..n {
+        let a = poly[i];
+        let b = poly[(i + 1) % n];
+        if (a[1] > p[1]) != (b[1] > p[1]) {
+            let x = a[0] + (p[1] - a[1]) / (b[1] - a[1]) * (b[0] - a[0]);
+            if p[0] < x {
+                inside = !inside;
+            }
+        }
+    }
+    inside
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            parse_broker_url("mqtt://127.0.0.1:1884"),
+            Ok(("127.0.0.1".into(), 1884))
+        );
+        assert_eq!(
+            parse_broker_url("mqtt://broker"),
+            Ok(("broker".into(), 1883))
+        );
+        assert!(parse_broker_url("http://x:1").is_err());
+        assert!(parse_broker_url("mqtt://x:99999").is_err());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let text = r#"
+[server]
+broker = "tcp://x"
+webhook = "ftp://y"
+[[facility]]
+id = "bad id"
+name = "x"
+outline = [[0,0],[1,0]]
+[[facility.sensor]]
+id = "s1"
+zone = "nowhere"
+position = [1, 2]
+"#;
+        let e = ServerConfig::from_toml(text, "server.toml").expect_err("bad");
+        assert_eq!(e.len(), 5, "{e:#?}");
+        assert!(e.iter().all(|m| m.starts_with("server.toml: ")));
+        let unknown = ServerConfig::from_toml("[server]\nhtpp = \"x\"\n", "s.toml").expect_err("u");
+        assert!(unknown[0].contains("htpp"), "{unknown:?}");
+    }
+
+    #[test]
+    fn polygon_containment() {
+        let sq = [[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]];
+        assert!(contains(&sq, [5.0, 5.0]));
+        assert!(!contains(&sq, [15.0, 5.0]));
+    }
+}

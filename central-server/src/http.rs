@@ -1,0 +1,379 @@
+//! HTTP API (axum) and the supervisors' dashboard.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::config::ServerConfig;
+use crate::map::{MapModel, geojson, png, svg};
+use crate::metrics::Metrics;
+use crate::store::{GapFilter, Store, parse_ts};
+
+/// Shared state of the handlers.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Configuration (facilities).
+    pub config: Arc<ServerConfig>,
+    /// Store.
+    pub store: Store,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+/// An API error: status and a sentence.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, axum::Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+fn bad(metrics: &Metrics, msg: String) -> ApiError {
+    metrics.bad_request();
+    ApiError(StatusCode::BAD_REQUEST, msg)
+}
+
+fn db_error(e: sqlx::Error) -> ApiError {
+    tracing::error!("database: {e}");
+    ApiError(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("database unavailable: {e}"),
+    )
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/api/health", get(health))
+        .route("/metrics", get(metrics))
+        .route("/api/facilities", get(facilities))
+        .route("/api/facilities/{id}", get(facility))
+        .route("/api/facilities/{id}/zones", get(zones))
+        .route("/api/facilities/{id}/sensors", get(sensors))
+        .route("/api/facilities/{id}/gaps", get(gaps))
+        .route("/api/facilities/{id}/gaps/history", get(history))
+        .route("/api/facilities/{id}/jammers", get(jammers))
+        .route("/api/facilities/{id}/spectrum", get(spectrum))
+        .route("/api/facilities/{id}/{file}", get(map_file))
+        .route("/api/rejects", get(rejects))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found(State(s): State<AppState>, uri: axum::http::Uri) -> ApiError {
+    s.metrics.bad_request();
+    ApiError(StatusCode::NOT_FOUND, format!("no such resource: {uri}"))
+}
+
+async fn dashboard() -> Html<&'static str> {
+    Html(include_str!("dashboard.html"))
+}
+
+async fn health(State(s): State<AppState>) -> Response {
+    let db = sqlx::query("SELECT 1").execute(s.store.pool()).await.is_ok();
+    let broker = s.metrics.connected();
+    let code = if db {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        axum::Json(json!({
+            "status": if db && broker { "ok" } else { "degraded" },
+            "database": db,
+            "broker_connected": broker,
+            "version": env!("CARGO_PKG_VERSION"),
+        })),
+    )
+        .into_response()
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let mut text = s.metrics.render();
+    // Gauges of the current state, read at scrape time.
+    if let Ok(rows) = s.store.sensors(None).await {
+        let online = rows.iter().filter(|r| r.state == "online").count();
+        text = text.replace("# EOF\n", "");
+        text.push_str(&format!(
+            "# HELP centinela_sensors_online Sensors online.\n# TYPE centinela_sensors_online gauge\ncentinela_sensors_online {online}\n"
+        ));
+        let mut active = 0;
+        for f in &s.config.facilities {
+            if let Ok(g) = s.store.gaps(&f.id, true, &GapFilter::default()).await {
+                active += g.len();
+            }
+        }
+        text.push_str(&format!(
+            "# HELP centinela_active_gaps Active gaps in configured facilities.\n# TYPE centinela_active_gaps gauge\ncentinela_active_gaps {active}\n# EOF\n"
+        ));
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn facilities(State(s): State<AppState>) -> ApiResult<axum::Json<serde_json::Value>> {
+    let sensors = s.store.sensors(None).await.map_err(db_error)?;
+    let mut out = Vec::new();
+    let mut ids: Vec<String> = s.config.facilities.iter().map(|f| f.id.clone()).collect();
+    for r in &sensors {
+        if !ids.contains(&r.facility_id) {
+            ids.push(r.facility_id.clone());
+        }
+    }
+    for id in ids {
+        let cfg = s.config.facility(&id);
+        let active = s
+            .store
+            .gaps(&id, true, &GapFilter::default())
+            .await
+            .map_err(db_error)?;
+        let critical = active.iter().filter(|g| g.severity == "critical").count();
+        let mine: Vec<_> = sensors.iter().filter(|r| r.facility_id == id).collect();
+        out.push(json!({
+            "id": id,
+            "name": cfg.map_or(id.as_str(), |f| f.name.as_str()),
+            "configured": cfg.is_some(),
+            "active_gaps": active.len(),
+            "critical_gaps": critical,
+            "sensors": mine.len(),
+            "sensors_online": mine.iter().filter(|r| r.state == "online").count(),
+        }));
+    }
+    Ok(axum::Json(json!(out)))
+}
+
+fn known(s: &AppState, id: &str) -> ApiResult<()> {
+    if protocol::check_id("facility_id", id).is_err() {
+        return Err(bad(&s.metrics, format!("`{id}` is not a facility id")));
+    }
+    Ok(())
+}
+
+fn configured<'a>(s: &'a AppState, id: &str) -> ApiResult<&'a crate::config::Facility> {
+    s.config.facility(id).ok_or_else(|| {
+        s.metrics.bad_request();
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!("facility `{id}` is not in the server's configuration"),
+        )
+    })
+}
+
+async fn facility(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let f = configured(&s, &id)?;
+    Ok(axum::Json(json!(f)))
+}
+
+fn filter(s: &AppState, q: &HashMap<String, String>, allowed: &[&str]) -> ApiResult<GapFilter> {
+    for k in q.keys() {
+        if !allowed.contains(&k.as_str()) {
+            return Err(bad(
+                &s.metrics,
+                format!(
+                    "unknown query parameter `{k}` (allowed: {})",
+                    allowed.join(", ")
+                ),
+            ));
+        }
+    }
+    let time = |k: &str| -> ApiResult<Option<OffsetDateTime>> {
+        q.get(k)
+            .map(|v| parse_ts(v).map_err(|e| bad(&s.metrics, format!("{k}: {e}"))))
+            .transpose()
+    };
+    let technology = q.get("technology").cloned();
+    if let Some(t) = &technology
+        && !["gsm", "umts", "lte", "nr", "unknown"].contains(&t.as_str())
+    {
+        return Err(bad(
+            &s.metrics,
+            format!("technology `{t}` is not one of gsm, umts, lte, nr, unknown"),
+        ));
+    }
+    let limit = q
+        .get("limit")
+        .map(|v| {
+            v.parse::<u32>()
+                .ok()
+                .filter(|n| (1..=100_000).contains(n))
+                .ok_or_else(|| bad(&s.metrics, format!("limit `{v}` is not 1–100000")))
+        })
+        .transpose()?;
+    Ok(GapFilter {
+        band: q.get("band").cloned(),
+        technology,
+        zone: q.get("zone").cloned(),
+        since: time("since")?,
+        until: time("until")?,
+        limit,
+    })
+}
+
+async fn gaps(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    known(&s, &id)?;
+    let f = filter(
+        &s,
+        &q,
+        &[
+            "band",
+            "technology",
+            "zone",
+            "since",
+            "until",
+            "limit",
+            "state",
+        ],
+    )?;
+    let active = match q.get("state").map(String::as_str) {
+        None | Some("active") => true,
+        Some("all") => false,
+        Some(other) => {
+            return Err(bad(
+                &s.metrics,
+                format!("state `{other}` is not `active` or `all`"),
+            ));
+        }
+    };
+    let rows = s.store.gaps(&id, active, &f).await.map_err(db_error)?;
+    Ok(axum::Json(json!(rows)))
+}
+
+async fn history(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    known(&s, &id)?;
+    let f = filter(
+        &s,
+        &q,
+        &["band", "technology", "zone", "since", "until", "limit"],
+    )?;
+    let rows = s.store.gap_history(&id, &f).await.map_err(db_error)?;
+    Ok(axum::Json(json!(rows)))
+}
+
+async fn jammers(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    known(&s, &id)?;
+    Ok(axum::Json(json!(
+        s.store.jammers(&id).await.map_err(db_error)?
+    )))
+}
+
+async fn sensors(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    known(&s, &id)?;
+    Ok(axum::Json(json!(
+        s.store.sensors(Some(&id)).await.map_err(db_error)?
+    )))
+}
+
+async fn spectrum(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    known(&s, &id)?;
+    Ok(axum::Json(json!(
+        s.store.spectra(&id).await.map_err(db_error)?
+    )))
+}
+
+async fn model(
+    s: &AppState,
+    id: &str,
+    q: &HashMap<String, String>,
+) -> ApiResult<(MapModel, Option<[f64; 2]>)> {
+    let f = configured(s, id)?;
+    let filt = filter(s, q, &["band"])?;
+    let gaps = s.store.gaps(id, true, &filt).await.map_err(db_error)?;
+    let sensors = s.store.sensors(Some(id)).await.map_err(db_error)?;
+    Ok((
+        MapModel::build(f, filt.band, &gaps, &sensors, OffsetDateTime::now_utc()),
+        f.origin_latlon,
+    ))
+}
+
+async fn zones(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let (m, _) = model(&s, &id, &q).await?;
+    Ok(axum::Json(json!(m.zones)))
+}
+
+async fn map_file(
+    State(s): State<AppState>,
+    Path((id, file)): Path<(String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Response> {
+    let fail = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("drawing: {e}"));
+    match file.as_str() {
+        "map.png" => {
+            let (m, _) = model(&s, &id, &q).await?;
+            let bytes = tokio::task::spawn_blocking(move || png(&m))
+                .await
+                .map_err(|e| fail(e.to_string()))?
+                .map_err(fail)?;
+            Ok(([(header::CONTENT_TYPE, "image/png")], bytes).into_response())
+        }
+        "map.svg" => {
+            let (m, _) = model(&s, &id, &q).await?;
+            let text = svg(&m).map_err(fail)?;
+            Ok(([(header::CONTENT_TYPE, "image/svg+xml")], text).into_response())
+        }
+        "map.geojson" => {
+            let (m, origin) = model(&s, &id, &q).await?;
+            Ok((
+                [(header::CONTENT_TYPE, "application/geo+json")],
+                geojson(&m, origin).to_string(),
+            )
+                .into_response())
+        }
+        _ => {
+            s.metrics.bad_request();
+            Err(ApiError(
+                StatusCode::NOT_FOUND,
+                format!("no such resource `{file}` (map.png, map.svg, map.geojson, gaps, zones, sensors, jammers, spectrum)"),
+            ))
+        }
+    }
+}
+
+async fn rejects(State(s): State<AppState>) -> ApiResult<axum::Json<serde_json::Value>> {
+    Ok(axum::Json(json!({
+        "rejected_total": s.metrics.rejected_total(),
+        "latest": s.store.rejects(50).await.map_err(db_error)?,
+    })))
+}

@@ -1,0 +1,148 @@
+//! `central-server`: see `central-server --help`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use central_server::config::ServerConfig;
+use central_server::{Server, ServerError};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Centinela central server: ingest, store, map, alert")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: embedded broker unless --broker, SQLite, HTTP API and dashboard.
+    Serve(ServeArgs),
+    /// Check a server configuration file and print every problem.
+    CheckConfig {
+        /// The file.
+        config: PathBuf,
+    },
+    /// Run the whole system on this machine: embedded broker, server and simulated sensors of
+    /// a demo prison.
+    #[cfg(feature = "demo")]
+    Demo(central_server::demo::DemoArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// Configuration file (TOML).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// External broker, mqtt://HOST:PORT (default: run the embedded one).
+    #[arg(long)]
+    broker: Option<String>,
+    /// Listen address of the embedded broker.
+    #[arg(long)]
+    mqtt: Option<std::net::SocketAddr>,
+    /// SQLite file.
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// HTTP listen address.
+    #[arg(long)]
+    http: Option<std::net::SocketAddr>,
+}
+
+fn load(path: &std::path::Path) -> Result<ServerConfig, ServerError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ServerError::Config(vec![format!("{}: {e}", path.display())]))?;
+    ServerConfig::from_toml(&text, &path.display().to_string()).map_err(ServerError::Config)
+}
+
+async fn serve(a: ServeArgs) -> Result<(), ServerError> {
+    let mut cfg = match &a.config {
+        Some(p) => load(p)?,
+        None => ServerConfig {
+            server: Default::default(),
+            facilities: Vec::new(),
+        },
+    };
+    if let Some(b) = a.broker {
+        cfg.server.broker = Some(b);
+    }
+    if let Some(m) = a.mqtt {
+        cfg.server.embedded_broker = m;
+    }
+    if let Some(d) = a.db {
+        cfg.server.db = d;
+    }
+    if let Some(h) = a.http {
+        cfg.server.http = h;
+    }
+    let server = Server::start(cfg).await?;
+    println!("dashboard: http://{}/", server.http_addr);
+    if server.embedded_broker {
+        println!(
+            "embedded MQTT broker: mqtt://{}:{}",
+            server.broker.0, server.broker.1
+        );
+    }
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    server.stop().await;
+    Ok(())
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rumqttd=off,rumqttc=warn,sqlx=warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let r = rt.block_on(async move {
+        match cli.command {
+            Command::Serve(a) => serve(a).await,
+            Command::CheckConfig { config } => load(&config).map(|c| {
+                println!(
+                    "{}: ok ({} facilities)",
+                    config.display(),
+                    c.facilities.len()
+                );
+            }),
+            #[cfg(feature = "demo")]
+            Command::Demo(a) => central_server::demo::run(a, wait_for_signal()).await,
+        }
+    });
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e {
+                ServerError::Config(_) | ServerError::PortTaken { .. } => ExitCode::from(2),
+                _ => ExitCode::FAILURE,
+            }
+        }
+    }
+}

@@ -1,0 +1,703 @@
+//! Storage: every accepted message once (by `event_id`), and the current state derived from
+//! them: gaps, jammer health and sensors. SQLite by default through sqlx, whose PostgreSQL
+//! driver takes the same queries when the system scales out.
+
+use std::path::Path;
+
+use protocol::{GapEvent, GapState, JammerEvent, JammerStateWire, Message, SensorState, Severity};
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::alerts::Alert;
+
+/// Fixed-width UTC timestamps, so that text order is time order.
+#[must_use]
+pub fn ts(t: OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+/// Parses an RFC 3339 timestamp (query parameters).
+///
+/// # Errors
+/// The parser's message.
+pub fn parse_ts(s: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(s, &Rfc3339).map_err(|e| format!("`{s}` is not RFC 3339: {e}"))
+}
+
+/// The store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+/// What ingesting a message did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Ingested {
+    /// Stored; the alerts it raised.
+    New(Vec<Alert>),
+    /// Already stored under this `event_id`: nothing changed.
+    Duplicate,
+}
+
+/// A gap's current state.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct GapRow {
+    /// Facility.
+    pub facility_id: String,
+    /// Sensor.
+    pub sensor_id: String,
+    /// Key of the gap.
+    pub gap_key: String,
+    /// `open`, `update` or `closed`.
+    pub state: String,
+    /// Zone.
+    pub zone: String,
+    /// Band.
+    pub band: String,
+    /// Technology.
+    pub technology: String,
+    /// Detector.
+    pub detector: String,
+    /// Centre, hertz.
+    pub center_hz: f64,
+    /// Bandwidth, hertz.
+    pub bandwidth_hz: f64,
+    /// PCI.
+    pub pci: Option<i64>,
+    /// EARFCN.
+    pub earfcn: Option<i64>,
+    /// NR-ARFCN.
+    pub nr_arfcn: Option<i64>,
+    /// ARFCN.
+    pub arfcn: Option<i64>,
+    /// BSIC.
+    pub bsic: Option<i64>,
+    /// Power, dBm.
+    pub power_dbm: Option<f64>,
+    /// Floor, dBm.
+    pub floor_dbm: Option<f64>,
+    /// Margin, dB.
+    pub margin_db: f64,
+    /// Severity.
+    pub severity: String,
+    /// First seen.
+    pub opened_at: String,
+    /// Last changed.
+    pub updated_at: String,
+    /// When closed.
+    pub closed_at: Option<String>,
+}
+
+/// Jammer health of a band at a sensor.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct JammerRow {
+    /// Facility.
+    pub facility_id: String,
+    /// Sensor.
+    pub sensor_id: String,
+    /// Band.
+    pub band: String,
+    /// Zone.
+    pub zone: String,
+    /// `effective`, `degraded` or `down`.
+    pub state: String,
+    /// Noise rise, dB.
+    pub noise_rise_db: f64,
+    /// Covered fraction.
+    pub covered_fraction: f64,
+    /// Last changed.
+    pub updated_at: String,
+}
+
+/// A sensor.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SensorRow {
+    /// Facility.
+    pub facility_id: String,
+    /// Sensor.
+    pub sensor_id: String,
+    /// Zone.
+    pub zone: String,
+    /// `online` or `offline`.
+    pub state: String,
+    /// Position, metres, as the sensor reported it.
+    pub position_m: Option<[f64; 2]>,
+    /// Heartbeat period, seconds.
+    pub heartbeat_s: f64,
+    /// Last message.
+    pub last_seen: String,
+    /// Last status payload.
+    pub status: serde_json::Value,
+}
+
+/// Filters of gap queries.
+#[derive(Debug, Clone, Default)]
+pub struct GapFilter {
+    /// Band name.
+    pub band: Option<String>,
+    /// Technology.
+    pub technology: Option<String>,
+    /// Zone.
+    pub zone: Option<String>,
+    /// From (inclusive).
+    pub since: Option<OffsetDateTime>,
+    /// Until (exclusive).
+    pub until: Option<OffsetDateTime>,
+    /// Most rows.
+    pub limit: Option<u32>,
+}
+
+fn wire<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+impl Store {
+    /// Opens (creating if needed) the SQLite file and runs the migrations.
+    ///
+    /// # Errors
+    /// Opening or migrating the database.
+    pub async fn open(path: &Path) -> Result<Self, sqlx::Error> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(std::time::Duration::from_secs(10));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for health checks.
+    #[must_use]
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
+    /// Stores a decoded message and updates the current state, in one transaction.
+    ///
+    /// # Errors
+    /// Database failures (the message is then not acknowledged and comes again).
+    pub async fn ingest(
+        &self,
+        msg: &Message,
+        payload: &str,
+        received_at: OffsetDateTime,
+    ) -> Result<Ingested, sqlx::Error> {
+        let (facility, sensor) = msg.source();
+        let mut tx = self.pool.begin().await?;
+        if let Message::Spectrum(s) = msg {
+            sqlx::query(
+                "INSERT INTO spectra (facility_id, sensor_id, observed_at, payload) VALUES (?, ?, ?, ?)
+                 ON CONFLICT (facility_id, sensor_id) DO UPDATE SET observed_at = excluded.observed_at,
+                 payload = excluded.payload WHERE excluded.observed_at >= spectra.observed_at",
+            )
+            .bind(facility)
+            .bind(sensor)
+            .bind(ts(s.observed_at))
+            .bind(payload)
+            .execute(&mut *tx)
+            .await?;
+            self.touch_sensor(&mut tx, facility, sensor, msg.observed_at())
+                .await?;
+            tx.commit().await?;
+            return Ok(Ingested::New(Vec::new()));
+        }
+        let inserted = sqlx::query(
+            "INSERT INTO events (event_id, kind, facility_id, sensor_id, observed_at, received_at, payload)
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(msg.event_id().to_string())
+        .bind(msg.kind().as_str())
+        .bind(facility)
+        .bind(sensor)
+        .bind(ts(msg.observed_at()))
+        .bind(ts(received_at))
+        .bind(payload)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            tx.rollback().await?;
+            return Ok(Ingested::Duplicate);
+        }
+        let mut alerts = Vec::new();
+        match msg {
+            Message::Gap(g) => {
+                self.apply_gap(&mut tx, g, &mut alerts).await?;
+                self.touch_sensor(&mut tx, facility, sensor, g.observed_at)
+                    .await?;
+            }
+            Message::Jammer(j) => {
+                self.apply_jammer(&mut tx, j, &mut alerts).await?;
+                self.touch_sensor(&mut tx, facility, sensor, j.observed_at)
+                    .await?;
+            }
+            Message::Status(s) => {
+                let prev: Option<(String, String)> = sqlx::query_as(
+                    "SELECT state, last_seen FROM sensors WHERE facility_id = ? AND sensor_id = ?",
+                )
+                .bind(facility)
+                .bind(sensor)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let at = ts(s.observed_at);
+                let newer = prev.as_ref().is_none_or(|(_, seen)| at >= *seen)
+                    || s.state == SensorState::Offline;
+                if newer {
+                    let state = wire(&s.state);
+                    sqlx::query(
+                        "INSERT INTO sensors (facility_id, sensor_id, zone, state, position_x, position_y,
+                         heartbeat_s, last_seen, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                         ON CONFLICT (facility_id, sensor_id) DO UPDATE SET zone = excluded.zone,
+                         state = excluded.state, position_x = excluded.position_x,
+                         position_y = excluded.position_y, heartbeat_s = excluded.heartbeat_s,
+                         last_seen = max(sensors.last_seen, excluded.last_seen), status = excluded.status",
+                    )
+                    .bind(facility)
+                    .bind(sensor)
+                    .bind(&s.zone)
+                    .bind(&state)
+                    .bind(s.position_m.map(|p| p[0]))
+                    .bind(s.position_m.map(|p| p[1]))
+                    .bind(s.heartbeat_s)
+                    .bind(&at)
+                    .bind(payload)
+                    .execute(&mut *tx)
+                    .await?;
+                    if s.state == SensorState::Offline
+                        && prev.as_ref().is_some_and(|(st, _)| st == "online")
+                    {
+                        alerts.push(Alert::SensorOffline {
+                            facility_id: facility.to_string(),
+                            sensor_id: sensor.to_string(),
+                            zone: s.zone.clone(),
+                            reason: "the sensor said so (clean shutdown or Last Will)".into(),
+                        });
+                    }
+                }
+            }
+            _ => {}
+        }
+        tx.commit().await?;
+        Ok(Ingested::New(alerts))
+    }
+
+    async fn touch_sensor(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        facility: &str,
+        sensor: &str,
+        at: OffsetDateTime,
+    ) -> Result<(), sqlx::Error> {
+        // Events prove the sensor alive only if it has said hello; the status carries its zone.
+        sqlx::query(
+            "UPDATE sensors SET last_seen = max(last_seen, ?) WHERE facility_id = ? AND sensor_id = ?",
+        )
+        .bind(ts(at))
+        .bind(facility)
+        .bind(sensor)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn apply_gap(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        g: &GapEvent,
+        alerts: &mut Vec<Alert>,
+    ) -> Result<(), sqlx::Error> {
+        let prev: Option<(String, String, String)> = sqlx::query_as(
+            "SELECT state, severity, updated_at FROM gaps WHERE facility_id = ? AND sensor_id = ? AND gap_key = ?",
+        )
+        .bind(&g.facility_id)
+        .bind(&g.sensor_id)
+        .bind(&g.gap_key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let at = ts(g.observed_at);
+        if prev.as_ref().is_some_and(|(_, _, upd)| *upd > at) {
+            return Ok(()); // an older event delivered late: history only
+        }
+        let cell = g.cell.clone().unwrap_or_default();
+        let state = wire(&g.state);
+        let severity = wire(&g.severity);
+        let closed_at = (g.state == GapState::Closed).then(|| at.clone());
+        sqlx::query(
+            "INSERT INTO gaps (facility_id, sensor_id, gap_key, state, zone, band, technology, detector,
+             center_hz, bandwidth_hz, pci, earfcn, nr_arfcn, arfcn, bsic, power_dbm, floor_dbm, margin_db,
+             severity, opened_at, updated_at, closed_at, last_event_id)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (facility_id, sensor_id, gap_key) DO UPDATE SET state = excluded.state,
+             zone = excluded.zone, band = excluded.band, technology = excluded.technology,
+             detector = excluded.detector, center_hz = excluded.center_hz,
+             bandwidth_hz = excluded.bandwidth_hz, pci = excluded.pci, earfcn = excluded.earfcn,
+             nr_arfcn = excluded.nr_arfcn, arfcn = excluded.arfcn, bsic = excluded.bsic,
+             power_dbm = excluded.power_dbm, floor_dbm = excluded.floor_dbm,
+             margin_db = excluded.margin_db, severity = excluded.severity,
+             opened_at = CASE WHEN gaps.state = 'closed' AND excluded.state != 'closed'
+                              THEN excluded.opened_at ELSE gaps.opened_at END,
+             updated_at = excluded.updated_at, closed_at = excluded.closed_at,
+             last_event_id = excluded.last_event_id",
+        )
+        .bind(&g.facility_id)
+        .bind(&g.sensor_id)
+        .bind(&g.gap_key)
+        .bind(&state)
+        .bind(&g.zone)
+        .bind(&g.band)
+        .bind(g.technology.as_str())
+        .bind(wire(&g.detector))
+        .bind(g.center_hz)
+        .bind(g.bandwidth_hz)
+        .bind(cell.pci.map(i64::from))
+        .bind(cell.earfcn.map(i64::from))
+        .bind(cell.nr_arfcn.map(i64::from))
+        .bind(cell.arfcn.map(i64::from))
+        .bind(cell.bsic.map(i64::from))
+        .bind(g.power_dbm)
+        .bind(g.floor_dbm)
+        .bind(g.margin_db)
+        .bind(&severity)
+        .bind(&at)
+        .bind(&at)
+        .bind(closed_at)
+        .bind(g.event_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        let was_critical_open = prev
+            .as_ref()
+            .is_some_and(|(st, sev, _)| st != "closed" && sev == "critical");
+        if g.state != GapState::Closed && g.severity == Severity::Critical && !was_critical_open {
+            alerts.push(Alert::CriticalGap {
+                facility_id: g.facility_id.clone(),
+                sensor_id: g.sensor_id.clone(),
+                zone: g.zone.clone(),
+                band: g.band.clone(),
+                technology: g.technology.as_str().to_string(),
+                pci: cell.pci,
+                margin_db: g.margin_db,
+            });
+        }
+        Ok(())
+    }
+
+    async fn apply_jammer(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        j: &JammerEvent,
+        alerts: &mut Vec<Alert>,
+    ) -> Result<(), sqlx::Error> {
+        let prev: Option<(String, String)> = sqlx::query_as(
+            "SELECT state, updated_at FROM jammers WHERE facility_id = ? AND sensor_id = ? AND band = ?",
+        )
+        .bind(&j.facility_id)
+        .bind(&j.sensor_id)
+        .bind(&j.band)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let at = ts(j.observed_at);
+        if prev.as_ref().is_some_and(|(_, upd)| *upd > at) {
+            return Ok(());
+        }
+        let state = wire(&j.state);
+        sqlx::query(
+            "INSERT INTO jammers (facility_id, sensor_id, band, zone, state, noise_rise_db,
+             covered_fraction, updated_at, last_event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (facility_id, sensor_id, band) DO UPDATE SET zone = excluded.zone,
+             state = excluded.state, noise_rise_db = excluded.noise_rise_db,
+             covered_fraction = excluded.covered_fraction, updated_at = excluded.updated_at,
+             last_event_id = excluded.last_event_id",
+        )
+        .bind(&j.facility_id)
+        .bind(&j.sensor_id)
+        .bind(&j.band)
+        .bind(&j.zone)
+        .bind(&state)
+        .bind(j.noise_rise_db)
+        .bind(j.covered_fraction)
+        .bind(&at)
+        .bind(j.event_id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if j.state == JammerStateWire::Down && prev.as_ref().is_none_or(|(st, _)| st != "down") {
+            alerts.push(Alert::JammerDown {
+                facility_id: j.facility_id.clone(),
+                sensor_id: j.sensor_id.clone(),
+                zone: j.zone.clone(),
+                band: j.band.clone(),
+                noise_rise_db: j.noise_rise_db,
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a rejected message (the newest 1,000 are kept).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn reject(&self, topic: &str, reason: &str, detail: &str) -> Result<(), sqlx::Error> {
+        sqlx::query("INSERT INTO rejects (received_at, topic, reason, detail) VALUES (?, ?, ?, ?)")
+            .bind(ts(OffsetDateTime::now_utc()))
+            .bind(topic.chars().take(256).collect::<String>())
+            .bind(reason)
+            .bind(detail.chars().take(1024).collect::<String>())
+            .execute(&self.pool)
+            .await?;
+        sqlx::query("DELETE FROM rejects WHERE id <= (SELECT max(id) - 1000 FROM rejects)")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The newest rejected messages.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn rejects(&self, limit: u32) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
+            "SELECT received_at, topic, reason, detail FROM rejects ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(at, topic, reason, detail)| {
+                serde_json::json!({"received_at": at, "topic": topic, "reason": reason, "detail": detail})
+            })
+            .collect())
+    }
+
+    /// Gaps of a facility: the active ones (`active`), or all current rows.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn gaps(
+        &self,
+        facility: &str,
+        active: bool,
+        f: &GapFilter,
+    ) -> Result<Vec<GapRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT * FROM gaps WHERE facility_id = ?1 AND (?2 = 0 OR state != 'closed')
+             AND (?3 IS NULL OR band = ?3) AND (?4 IS NULL OR technology = ?4)
+             AND (?5 IS NULL OR zone = ?5) AND (?6 IS NULL OR updated_at >= ?6)
+             AND (?7 IS NULL OR updated_at < ?7)
+             ORDER BY margin_db DESC, sensor_id, gap_key LIMIT ?8",
+        )
+        .bind(facility)
+        .bind(active)
+        .bind(&f.band)
+        .bind(&f.technology)
+        .bind(&f.zone)
+        .bind(f.since.map(ts))
+        .bind(f.until.map(ts))
+        .bind(f.limit.unwrap_or(10_000))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| GapRow {
+                facility_id: r.get("facility_id"),
+                sensor_id: r.get("sensor_id"),
+                gap_key: r.get("gap_key"),
+                state: r.get("state"),
+                zone: r.get("zone"),
+                band: r.get("band"),
+                technology: r.get("technology"),
+                detector: r.get("detector"),
+                center_hz: r.get("center_hz"),
+                bandwidth_hz: r.get("bandwidth_hz"),
+                pci: r.get("pci"),
+                earfcn: r.get("earfcn"),
+                nr_arfcn: r.get("nr_arfcn"),
+                arfcn: r.get("arfcn"),
+                bsic: r.get("bsic"),
+                power_dbm: r.get("power_dbm"),
+                floor_dbm: r.get("floor_dbm"),
+                margin_db: r.get("margin_db"),
+                severity: r.get("severity"),
+                opened_at: r.get("opened_at"),
+                updated_at: r.get("updated_at"),
+                closed_at: r.get("closed_at"),
+            })
+            .collect())
+    }
+
+    /// Gap events of a facility, newest first, as they arrived.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn gap_history(
+        &self,
+        facility: &str,
+        f: &GapFilter,
+    ) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT payload FROM events WHERE facility_id = ?1 AND kind = 'gap'
+             AND (?2 IS NULL OR observed_at >= ?2) AND (?3 IS NULL OR observed_at < ?3)
+             AND (?4 IS NULL OR json_extract(payload, '$.band') = ?4)
+             AND (?5 IS NULL OR json_extract(payload, '$.technology') = ?5)
+             AND (?6 IS NULL OR json_extract(payload, '$.zone') = ?6)
+             ORDER BY observed_at DESC, event_id DESC LIMIT ?7",
+        )
+        .bind(facility)
+        .bind(f.since.map(ts))
+        .bind(f.until.map(ts))
+        .bind(&f.band)
+        .bind(&f.technology)
+        .bind(&f.zone)
+        .bind(f.limit.unwrap_or(1000))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(p,)| serde_json::from_str(&p).ok())
+            .collect())
+    }
+
+    /// Jammer health rows of a facility.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn jammers(&self, facility: &str) -> Result<Vec<JammerRow>, sqlx::Error> {
+        let rows = sqlx::query("SELECT * FROM jammers WHERE facility_id = ? ORDER BY band, sensor_id")
+            .bind(facility)
+            .fetch_all(&self.pool)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| JammerRow {
+                facility_id: r.get("facility_id"),
+                sensor_id: r.get("sensor_id"),
+                band: r.get("band"),
+                zone: r.get("zone"),
+                state: r.get("state"),
+                noise_rise_db: r.get("noise_rise_db"),
+                covered_fraction: r.get("covered_fraction"),
+                updated_at: r.get("updated_at"),
+            })
+            .collect())
+    }
+
+    /// Sensors of a facility (all facilities when `None`).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn sensors(&self, facility: Option<&str>) -> Result<Vec<SensorRow>, sqlx::Error> {
+        let rows = sqlx::query(
+            "SELECT * FROM sensors WHERE (?1 IS NULL OR facility_id = ?1) ORDER BY facility_id, sensor_id",
+        )
+        .bind(facility)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let x: Option<f64> = r.get("position_x");
+                let y: Option<f64> = r.get("position_y");
+                let status: String = r.get("status");
+                SensorRow {
+                    facility_id: r.get("facility_id"),
+                    sensor_id: r.get("sensor_id"),
+                    zone: r.get("zone"),
+                    state: r.get("state"),
+                    position_m: x.zip(y).map(|(x, y)| [x, y]),
+                    heartbeat_s: r.get("heartbeat_s"),
+                    last_seen: r.get("last_seen"),
+                    status: serde_json::from_str(&status).unwrap_or_default(),
+                }
+            })
+            .collect())
+    }
+
+    /// Marks offline the online sensors not heard from for `factor` heartbeats; returns alerts.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn expire_sensors(
+        &self,
+        now: OffsetDateTime,
+        factor: f64,
+    ) -> Result<Vec<Alert>, sqlx::Error> {
+        let mut alerts = Vec::new();
+        for s in self.sensors(None).await? {
+            if s.state != "online" {
+                continue;
+            }
+            let Ok(seen) = parse_ts(&s.last_seen) else {
+                continue;
+            };
+            let silent = (now - seen).as_seconds_f64();
+            if silent > factor * s.heartbeat_s {
+                let n = sqlx::query(
+                    "UPDATE sensors SET state = 'offline' WHERE facility_id = ? AND sensor_id = ? AND state = 'online' AND last_seen = ?",
+                )
+                .bind(&s.facility_id)
+                .bind(&s.sensor_id)
+                .bind(&s.last_seen)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+                if n > 0 {
+                    alerts.push(Alert::SensorOffline {
+                        facility_id: s.facility_id,
+                        sensor_id: s.sensor_id,
+                        zone: s.zone,
+                        reason: format!("silent for {silent:.0} s"),
+                    });
+                }
+            }
+        }
+        Ok(alerts)
+    }
+
+    /// Number of stored events of each kind.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn event_counts(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        sqlx::query_as("SELECT kind, count(*) FROM events GROUP BY kind ORDER BY kind")
+            .fetch_all(&self.pool)
+            .await
+    }
+
+    /// Latest spectrum summary of each sensor of a facility.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn spectra(&self, facility: &str) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+        let rows: Vec<(String,)> =
+            sqlx::query_as("SELECT payload FROM spectra WHERE facility_id = ? ORDER BY sensor_id")
+                .bind(facility)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(p,)| serde_json::from_str(&p).ok())
+            .collect())
+    }
+}
