@@ -95,11 +95,10 @@ pub struct CarrierSummary {
 pub struct BandSummary {
     /// Band name.
     pub band: String,
-    /// Floor, dBm/Hz (absent when not calibrated).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub floor_dbm_per_hz: Option<f64>,
-    /// Floor, dBFS/Hz.
-    pub floor_dbfs_per_hz: f64,
+    /// `dbm` when the sensor is calibrated, else `dbfs`.
+    pub unit: String,
+    /// Floor density in that unit per hertz.
+    pub floor_db_per_hz: f64,
     /// Floor over the thermal floor, dB (absent when not calibrated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub noise_rise_db: Option<f64>,

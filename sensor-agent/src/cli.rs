@@ -47,6 +47,70 @@ pub enum Command {
     Record(RecordArgs),
     /// Print the built-in demo facility scene as TOML (a starting point for your own).
     Scene,
+    /// Run the agent: sweep continuously and publish gap, jammer and status messages over MQTT.
+    Run(RunArgs),
+    /// Check an agent configuration file and print every problem at once.
+    CheckConfig(CheckConfigArgs),
+}
+
+/// `run` arguments.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Agent configuration (TOML); `CENTINELA_<SECTION>_<KEY>` variables override it.
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
+/// `check-config` arguments.
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// Agent configuration (TOML).
+    pub config: PathBuf,
+}
+
+fn load_agent_config(path: &std::path::Path) -> Result<crate::daemon::config::AgentConfig, AgentError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| AgentError::Input(format!("{}: {e}", path.display())))?;
+    crate::daemon::config::AgentConfig::load(&text, &path.display().to_string())
+        .map_err(|p| AgentError::Input(p.join("\n")))
+}
+
+fn cmd_run(a: &RunArgs) -> Result<(), AgentError> {
+    let cfg = load_agent_config(&a.config)?;
+    let rt = tokio::runtime::Runtime::new()
+        .map_err(|e| AgentError::Input(format!("starting the runtime: {e}")))?;
+    rt.block_on(async move {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("signal received: shutting down");
+            let _ = tx.send(true);
+        });
+        crate::daemon::run(cfg, rx).await.map(|_| ())
+    })
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+        match term {
+            Ok(mut t) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = t.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// Who the observations are attributed to.
@@ -114,7 +178,7 @@ impl PipelineArgs {
     }
 }
 
-fn select_bands(country: Option<&str>, bands: &[String]) -> Result<Vec<&'static Band>, AgentError> {
+pub(crate) fn select_bands(country: Option<&str>, bands: &[String]) -> Result<Vec<&'static Band>, AgentError> {
     if !bands.is_empty() {
         return bands
             .iter()
@@ -231,6 +295,10 @@ pub struct ScanArgs {
     /// Energy and jammer verdicts only: do not name the carriers' cells.
     #[arg(long)]
     pub no_cell_search: bool,
+    /// LTE downlink centres (Hz, comma-separated) to sync-search every sweep even without an
+    /// energy carrier (cells hidden under a jammer).
+    #[arg(long, value_delimiter = ',')]
+    pub watch_hz: Vec<f64>,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
     #[command(flatten)]
@@ -320,6 +388,20 @@ pub fn run(command: Command, out: &mut dyn Write) -> Result<(), AgentError> {
         }
         Command::Bands(a) => cmd_bands(&a, out),
         Command::Scan(a) => cmd_scan(&a, out),
+        Command::Run(a) => cmd_run(&a),
+        Command::CheckConfig(a) => {
+            let cfg = load_agent_config(&a.config)?;
+            writeln!(
+                out,
+                "{}: ok (sensor {}/{} in zone {}, broker {})",
+                a.config.display(),
+                cfg.sensor.facility,
+                cfg.sensor.id,
+                cfg.sensor.zone,
+                cfg.mqtt.broker
+            )
+            .map_err(AgentError::Output)
+        }
         Command::Record(a) => cmd_record(&a),
         Command::Scene => {
             let text =
@@ -370,7 +452,7 @@ fn cmd_replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<(), AgentError> {
     Ok(())
 }
 
-fn device_profile(name: Option<&str>) -> Result<Option<&'static DeviceProfile>, AgentError> {
+pub(crate) fn device_profile(name: Option<&str>) -> Result<Option<&'static DeviceProfile>, AgentError> {
     name.map(|d| {
         profile::profile(d).ok_or_else(|| {
             let known: Vec<&str> = profile::PROFILES.iter().map(|p| p.id).collect();
@@ -536,7 +618,7 @@ pub fn open_source(spec: &str) -> Result<Box<dyn IqSource>, AgentError> {
 }
 
 /// Tuning limits and scanning rate for a source and an optional device profile.
-fn limits_for(
+pub(crate) fn limits_for(
     spec: &str,
     device: Option<&'static DeviceProfile>,
     rate: Option<f64>,
@@ -618,6 +700,8 @@ fn cmd_scan(a: &ScanArgs, out: &mut dyn Write) -> Result<(), AgentError> {
         gain_db: a.gain_db,
         noise_figure_db: device.map(|p| p.noise_figure_db),
         cell_search: !a.no_cell_search,
+        watch_hz: a.watch_hz.clone(),
+        cancel: None,
     };
     if a.json {
         writeln!(

@@ -51,6 +51,40 @@ impl Default for PipelineConfig {
     }
 }
 
+impl PipelineConfig {
+    /// Checks the values, naming the first that is wrong.
+    ///
+    /// # Errors
+    /// A sentence naming the setting.
+    pub fn check(&self) -> Result<(), String> {
+        if !(self.fft_size.is_power_of_two() && (256..=65536).contains(&self.fft_size)) {
+            return Err(format!(
+                "fft_size {} must be a power of two, 256–65536",
+                self.fft_size
+            ));
+        }
+        if !(0.0..1.0).contains(&self.overlap) {
+            return Err(format!("overlap {} must be in [0, 1)", self.overlap));
+        }
+        if !(self.average_s.is_finite() && self.average_s > 0.0) {
+            return Err(format!("average_s {} must be positive", self.average_s));
+        }
+        if !(0.0..0.45).contains(&self.edge_crop) {
+            return Err(format!("edge_crop {} must be in [0, 0.45)", self.edge_crop));
+        }
+        if self.open_after == 0 || self.close_after == 0 {
+            return Err("open_after and close_after must be at least 1".into());
+        }
+        if !(self.update_delta_db.is_finite() && self.update_delta_db > 0.0) {
+            return Err(format!(
+                "update_delta_db {} must be positive",
+                self.update_delta_db
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Who is observing: identifiers that go on the wire.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Identity {

@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod cli;
 pub mod config;
+pub mod daemon;
 pub mod psd_csv;
 pub mod replay;
 pub mod scan;
@@ -26,6 +27,9 @@ pub enum AgentError {
     /// A command-line or config value is wrong.
     #[error("{0}")]
     Input(String),
+    /// A sweep was abandoned for shutdown.
+    #[error("cancelled")]
+    Cancelled,
     /// Writing output failed.
     #[error("writing output: {0}")]
     Output(#[source] std::io::Error),

@@ -106,6 +106,11 @@ pub struct SweepOptions {
     pub noise_figure_db: Option<f64>,
     /// Name the energy carriers' cells by sync search (LTE PCI, NR SSB PCI).
     pub cell_search: bool,
+    /// LTE downlink centres (hertz) to sync-search every sweep even without an energy carrier:
+    /// a cell hidden under a jammer's floor is found only this way.
+    pub watch_hz: Vec<f64>,
+    /// Set to abandon the sweep between hops (shutdown).
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// Counters of a sweep, for health reporting.
@@ -184,6 +189,13 @@ pub fn sweep(
         let mut hop_samples: Vec<(f64, f64, Vec<dsp::Complex32>)> = Vec::new();
         let mut calibration = None;
         for hop in &range.hops.hops {
+            if opts
+                .cancel
+                .as_ref()
+                .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+            {
+                return Err(AgentError::Cancelled);
+            }
             let tuned = source.tune(&Tuning {
                 center_hz: hop.center_hz,
                 sample_rate_hz: hop.sample_rate_hz,
@@ -343,6 +355,47 @@ pub fn sweep(
                         }
                     }
                     _ => {}
+                }
+            }
+            // Known channels: search for a cell even where energy shows nothing.
+            if let Some(s) = lte.as_mut() {
+                for &f in &opts.watch_hz {
+                    if !(band.dl_low_hz..=band.dl_high_hz).contains(&f)
+                        || band.technology != dsp::carrier::Technology::Lte
+                        || obs.cells.iter().any(|k| (k.center_hz - f).abs() < 1e6)
+                    {
+                        continue;
+                    }
+                    let Some(hop) = hop_samples
+                        .iter()
+                        .filter(|h| (f - h.0).abs() + 0.6e6 <= h.1 / 2.0)
+                        .min_by(|a, b| (f - a.0).abs().total_cmp(&(f - b.0).abs()))
+                    else {
+                        continue;
+                    };
+                    let view = crate::analysis::CaptureView {
+                        samples: &hop.2,
+                        sample_rate_hz: hop.1,
+                        center_hz: hop.0,
+                    };
+                    let found = crate::analysis::lte_cells(
+                        s,
+                        &view,
+                        &[f - hop.0],
+                        calibration.as_ref(),
+                        &[band],
+                        None,
+                    );
+                    for (o, _) in found {
+                        let pci = o.cell.as_ref().and_then(|i| i.pci);
+                        if !obs
+                            .cells
+                            .iter()
+                            .any(|k| k.cell.as_ref().and_then(|i| i.pci) == pci)
+                        {
+                            obs.cells.push(o);
+                        }
+                    }
                 }
             }
             all_cells.extend(obs.cells.iter().cloned());

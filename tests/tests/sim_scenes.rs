@@ -54,6 +54,8 @@ fn run_scan_with(
         gain_db: None,
         noise_figure_db: None,
         cell_search,
+        watch_hz: Vec::new(),
+        cancel: None,
     };
     let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("t");
     sweep(

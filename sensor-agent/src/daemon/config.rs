@@ -1,0 +1,403 @@
+//! The agent's configuration file (`agent.toml`), with `CENTINELA_<SECTION>_<KEY>` environment
+//! overrides (for example `CENTINELA_MQTT_BROKER=mqtt://10.0.0.5:1883`) and a check that
+//! reports every problem at once.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::PipelineConfig;
+
+/// The whole agent configuration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Who and where the sensor is.
+    pub sensor: SensorSection,
+    /// The radio.
+    pub source: SourceSection,
+    /// What to scan.
+    #[serde(default)]
+    pub scan: ScanSection,
+    /// Spectrum pipeline and thresholds.
+    #[serde(default)]
+    pub pipeline: PipelineConfig,
+    /// Broker connection.
+    pub mqtt: MqttSection,
+    /// Persistent outbox.
+    #[serde(default)]
+    pub outbox: OutboxSection,
+}
+
+/// Identity and place of the sensor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SensorSection {
+    /// Facility id (topic level).
+    pub facility: String,
+    /// Sensor id (topic level).
+    pub id: String,
+    /// Zone of the facility it covers.
+    pub zone: String,
+    /// Position in the facility's plan, metres (x east, y north).
+    #[serde(default)]
+    pub position_m: Option<[f64; 2]>,
+}
+
+/// The radio.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSection {
+    /// `sim` (the demo facility, seen from `sensor.position_m`), `sim:SCENE.toml`,
+    /// `soapy:DEVICE-ARGS` (for example `soapy:driver=rtlsdr`).
+    pub spec: String,
+    /// Device profile for tuning limits and noise figure (`rtl-sdr`, `hackrf`, `b210`, …).
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Sample rate while scanning, hertz.
+    #[serde(default)]
+    pub sample_rate_hz: Option<f64>,
+    /// Gain, dB.
+    #[serde(default)]
+    pub gain_db: Option<f64>,
+}
+
+/// What to scan and how often.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ScanSection {
+    /// Country band plan (`CO`, `MX`, `GT`, `EC`, `UY`, `DO`).
+    pub country: String,
+    /// Explicit bands instead of the country plan.
+    pub bands: Vec<String>,
+    /// Capture per hop, milliseconds.
+    pub dwell_ms: f64,
+    /// Pause between sweeps, seconds.
+    pub interval_s: f64,
+    /// Name cells by sync search.
+    pub cell_search: bool,
+    /// Downlink centres (hertz) to sync-search every sweep even when energy shows nothing there:
+    /// the operators' known channels around the facility, where a cell may hide under a jammer.
+    pub watch_hz: Vec<f64>,
+}
+
+impl Default for ScanSection {
+    fn default() -> Self {
+        Self {
+            country: "CO".into(),
+            bands: Vec::new(),
+            dwell_ms: 20.0,
+            interval_s: 0.0,
+            cell_search: true,
+            watch_hz: Vec::new(),
+        }
+    }
+}
+
+/// Broker connection.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttSection {
+    /// `mqtt://HOST:PORT`.
+    pub broker: String,
+    /// Username.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// CA certificate (PEM) for TLS.
+    #[serde(default)]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM).
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (PEM).
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
+    /// Seconds between heartbeats (retained status with health figures).
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_s: f64,
+    /// Publish a spectrum summary per sweep (QoS 0).
+    #[serde(default)]
+    pub spectrum: bool,
+}
+
+fn default_heartbeat() -> f64 {
+    10.0
+}
+
+/// Persistent outbox.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboxSection {
+    /// Directory.
+    pub dir: PathBuf,
+    /// Most events kept; see [`crate::daemon::outbox`] for what goes when full.
+    pub max_events: usize,
+}
+
+impl Default for OutboxSection {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("centinela-outbox"),
+            max_events: 100_000,
+        }
+    }
+}
+
+const SECTIONS: [&str; 6] = ["sensor", "source", "scan", "pipeline", "mqtt", "outbox"];
+
+/// Applies `CENTINELA_<SECTION>_<KEY>=value` overrides to a parsed TOML document. Values are
+/// read as TOML (numbers, booleans, arrays) and otherwise taken as strings.
+fn apply_env(doc: &mut toml::Table, vars: impl Iterator<Item = (String, String)>) {
+    for (k, v) in vars {
+        let Some(rest) = k.strip_prefix("CENTINELA_") else {
+            continue;
+        };
+        let lower = rest.to_ascii_lowercase();
+        let Some(section) = SECTIONS
+            .iter()
+            .find(|s| lower.starts_with(&format!("{s}_")))
+        else {
+            continue;
+        };
+        let key = &lower[section.len() + 1..];
+        let value = toml::from_str::<toml::Table>(&format!("v = {v}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or(toml::Value::String(v));
+        let entry = doc
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if let toml::Value::Table(t) = entry {
+            t.insert(key.to_string(), value);
+        }
+    }
+}
+
+impl AgentConfig {
+    /// Parses a configuration with the process's environment overrides.
+    ///
+    /// # Errors
+    /// Every problem, each naming the file and the setting.
+    pub fn load(text: &str, origin: &str) -> Result<Self, Vec<String>> {
+        Self::load_with_env(text, origin, std::env::vars())
+    }
+
+    /// Parses a configuration with the given environment overrides.
+    ///
+    /// # Errors
+    /// Every problem, each naming the file and the setting.
+    pub fn load_with_env(
+        text: &str,
+        origin: &str,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self, Vec<String>> {
+        let mut doc: toml::Table = toml::from_str(text).map_err(|e| vec![format!("{origin}: {e}")])?;
+        apply_env(&mut doc, env);
+        let c: Self = doc
+            .try_into()
+            .map_err(|e: toml::de::Error| vec![format!("{origin}: {}", e.message())])?;
+        let p = c.problems(origin);
+        if p.is_empty() { Ok(c) } else { Err(p) }
+    }
+
+    /// Every problem of the configuration.
+    #[must_use]
+    pub fn problems(&self, origin: &str) -> Vec<String> {
+        let mut p = Vec::new();
+        let mut push = |s: String| p.push(format!("{origin}: {s}"));
+        if let Err(e) = protocol::check_id("facility_id", &self.sensor.facility) {
+            push(format!("sensor.facility: {e}"));
+        }
+        if let Err(e) = protocol::check_id("sensor_id", &self.sensor.id) {
+            push(format!("sensor.id: {e}"));
+        }
+        if self.sensor.zone.trim().is_empty() {
+            push("sensor.zone must not be empty".into());
+        }
+        if let Some(pos) = self.sensor.position_m
+            && !pos.iter().all(|v| v.is_finite())
+        {
+            push("sensor.position_m must be two finite numbers".into());
+        }
+        let (kind, arg) = self
+            .source
+            .spec
+            .split_once(':')
+            .unwrap_or((&self.source.spec, ""));
+        match kind {
+            "sim" if !arg.is_empty() && !Path::new(arg).exists() => {
+                push(format!("source.spec: scene file `{arg}` does not exist"));
+            }
+            "sim" | "soapy" => {}
+            other => push(format!(
+                "source.spec: unknown source `{other}` (use sim, sim:SCENE.toml or soapy:DEVICE-ARGS)"
+            )),
+        }
+        if let Err(e) = crate::cli::device_profile(self.source.device.as_deref()) {
+            push(format!("source.device: {e}"));
+        }
+        if let Some(r) = self.source.sample_rate_hz
+            && !(r.is_finite() && r > 0.0)
+        {
+            push(format!("source.sample_rate_hz {r} must be positive"));
+        }
+        if let Err(e) = crate::cli::select_bands(Some(&self.scan.country), &self.scan.bands) {
+            push(format!("scan: {e}"));
+        }
+        if !(self.scan.dwell_ms.is_finite() && self.scan.dwell_ms > 0.0) {
+            push(format!("scan.dwell_ms {} must be positive", self.scan.dwell_ms));
+        }
+        if !(self.scan.interval_s.is_finite() && self.scan.interval_s >= 0.0) {
+            push(format!(
+                "scan.interval_s {} must be zero or more",
+                self.scan.interval_s
+            ));
+        }
+        for f in &self.scan.watch_hz {
+            if !(f.is_finite() && *f > 1e6) {
+                push(format!("scan.watch_hz: {f} is not a frequency in hertz"));
+            }
+        }
+        if let Err(e) = self.pipeline.check() {
+            push(format!("pipeline: {e}"));
+        }
+        if let Err(e) = parse_broker(&self.mqtt.broker) {
+            push(format!("mqtt.broker: {e}"));
+        }
+        if self.mqtt.username.is_some() != self.mqtt.password.is_some() {
+            push("mqtt.username and mqtt.password go together".into());
+        }
+        for (name, f) in [
+            ("tls_ca", &self.mqtt.tls_ca),
+            ("tls_cert", &self.mqtt.tls_cert),
+            ("tls_key", &self.mqtt.tls_key),
+        ] {
+            if let Some(f) = f {
+                if !f.exists() {
+                    push(format!("mqtt.{name}: `{}` does not exist", f.display()));
+                }
+                push(format!(
+                    "mqtt.{name}: this build has no TLS support yet; use a local broker bridge (Mosquitto with TLS) for now"
+                ));
+            }
+        }
+        if !(self.mqtt.heartbeat_s.is_finite() && (1.0..=3600.0).contains(&self.mqtt.heartbeat_s)) {
+            push(format!(
+                "mqtt.heartbeat_s {} must be 1–3600",
+                self.mqtt.heartbeat_s
+            ));
+        }
+        if self.outbox.max_events == 0 {
+            push("outbox.max_events must be at least 1".into());
+        }
+        if self.outbox.dir.as_os_str().is_empty() {
+            push("outbox.dir must not be empty".into());
+        }
+        p
+    }
+}
+
+/// Splits `mqtt://HOST:PORT`.
+///
+/// # Errors
+/// A sentence saying what is wrong.
+pub fn parse_broker(url: &str) -> Result<(String, u16), String> {
+    let rest = url
+        .strip_prefix("mqtt://")
+        .ok_or_else(|| format!("`{url}` must look like mqtt://HOST:PORT"))?;
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("`{url}`: port `{p}` is not 1–65535"))?,
+        ),
+        None => (rest, 1883),
+    };
+    if host.is_empty() || port == 0 {
+        return Err(format!("`{url}` must look like mqtt://HOST:PORT"));
+    }
+    Ok((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_committed_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.example.toml");
+        let text = std::fs::read_to_string(&path).expect("example exists");
+        let c = AgentConfig::load_with_env(&text, "agent.example.toml", std::iter::empty())
+            .unwrap_or_else(|e| panic!("{e:#?}"));
+        assert_eq!(c.scan.country, "CO");
+        assert!(c.sensor.position_m.is_some());
+    }
+
+    #[test]
+    fn env_overrides_win() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.example.toml"),
+        )
+        .expect("example");
+        let env = [
+            ("CENTINELA_MQTT_BROKER", "mqtt://10.0.0.5:1884"),
+            ("CENTINELA_SENSOR_ID", "yard-2"),
+            ("CENTINELA_SCAN_DWELL_MS", "40"),
+            ("CENTINELA_TESTDATA", "/elsewhere"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let c = AgentConfig::load_with_env(&text, "x", env.into_iter()).expect("ok");
+        assert_eq!(c.mqtt.broker, "mqtt://10.0.0.5:1884");
+        assert_eq!(c.sensor.id, "yard-2");
+        assert_eq!(c.scan.dwell_ms, 40.0);
+    }
+
+    #[test]
+    fn every_problem_at_once() {
+        let text = r#"
+[sensor]
+facility = "la picota"
+id = "s/1"
+zone = ""
+[source]
+spec = "usb:0"
+device = "walkie-talkie"
+[scan]
+country = "XX"
+dwell_ms = -1
+[mqtt]
+broker = "tcp://x"
+heartbeat_s = 0
+[outbox]
+max_events = 0
+"#;
+        let e = AgentConfig::load_with_env(text, "agent.toml", std::iter::empty())
+            .expect_err("bad");
+        assert!(e.len() >= 9, "{e:#?}");
+        assert!(e.iter().all(|m| m.starts_with("agent.toml: ")), "{e:#?}");
+        for needle in [
+            "sensor.facility",
+            "sensor.id",
+            "sensor.zone",
+            "source.spec",
+            "source.device",
+            "scan:",
+            "scan.dwell_ms",
+            "mqtt.broker",
+            "mqtt.heartbeat_s",
+            "outbox.max_events",
+        ] {
+            assert!(e.iter().any(|m| m.contains(needle)), "{needle}: {e:#?}");
+        }
+        let unknown = AgentConfig::load_with_env(
+            "[sensor]\nfacility='f'\nid='s'\nzone='z'\ncolour='red'\n[source]\nspec='sim'\n[mqtt]\nbroker='mqtt://h:1'\n",
+            "a.toml",
+            std::iter::empty(),
+        )
+        .expect_err("unknown field");
+        assert!(unknown[0].contains("colour"), "{unknown:?}");
+    }
+}

@@ -1,0 +1,280 @@
+//! The persistent outbox: every event is a file on disk until the broker acknowledges it, so
+//! events survive broker outages and agent restarts. Files are written to a temporary name,
+//! synced and renamed, so a crash never leaves half an event.
+//!
+//! Bounded: with `max_events` waiting, a new event first drops the oldest gap *update* (a later
+//! update or close of the same gap carries the current state), and only when no update is
+//! waiting the oldest event of any kind. Drops are counted and reported in the status.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+/// One waiting message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Topic.
+    pub topic: String,
+    /// JSON payload.
+    pub payload: String,
+}
+
+#[derive(Debug)]
+struct State {
+    next_seq: u64,
+    /// seq → droppable (a gap update).
+    index: BTreeMap<u64, bool>,
+    dropped: u64,
+}
+
+/// The outbox directory.
+#[derive(Debug)]
+pub struct Outbox {
+    dir: PathBuf,
+    max_events: usize,
+    state: Mutex<State>,
+}
+
+/// Errors of the outbox.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// A file operation failed.
+    #[error("outbox {path}: {source}")]
+    Io {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> OutboxError + '_ {
+    move |source| OutboxError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn parse_name(name: &str) -> Option<(u64, bool)> {
+    let stem = name.strip_suffix(".json")?;
+    let (seq, tag) = stem.split_once('-')?;
+    Some((seq.parse().ok()?, tag == "u"))
+}
+
+impl Outbox {
+    /// Opens (creating) the directory and indexes what is waiting from a previous run. Files
+    /// that are not outbox entries are moved to `quarantine/` with a warning.
+    ///
+    /// # Errors
+    /// The directory cannot be created or read.
+    pub fn open(dir: &Path, max_events: usize) -> Result<Self, OutboxError> {
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        let mut index = BTreeMap::new();
+        for e in fs::read_dir(dir).map_err(io(dir))? {
+            let e = e.map_err(io(dir))?;
+            let name = e.file_name().to_string_lossy().to_string();
+            if e.path().is_dir() {
+                continue;
+            }
+            if name.ends_with(".tmp") {
+                let _ = fs::remove_file(e.path());
+                continue;
+            }
+            let valid = parse_name(&name).filter(|_| {
+                fs::read(e.path())
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
+                    .is_some()
+            });
+            match valid {
+                Some((seq, droppable)) => {
+                    index.insert(seq, droppable);
+                }
+                None => {
+                    let q = dir.join("quarantine");
+                    let _ = fs::create_dir_all(&q);
+                    tracing::warn!(
+                        "outbox {}: `{name}` is not an outbox entry; moved to quarantine/",
+                        dir.display()
+                    );
+                    let _ = fs::rename(e.path(), q.join(&name));
+                }
+            }
+        }
+        let next_seq = index.keys().next_back().map_or(0, |s| s + 1);
+        if !index.is_empty() {
+            tracing::info!(
+                "outbox {}: {} event(s) waiting from a previous run",
+                dir.display(),
+                index.len()
+            );
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            max_events: max_events.max(1),
+            state: Mutex::new(State {
+                next_seq,
+                index,
+                dropped: 0,
+            }),
+        })
+    }
+
+    fn path(&self, seq: u64, droppable: bool) -> PathBuf {
+        self.dir
+            .join(format!("{seq:016}-{}.json", if droppable { "u" } else { "e" }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds a message; `droppable` marks a gap update. Returns its sequence number.
+    ///
+    /// # Errors
+    /// Writing the file failed (disk full, permissions): the event is not accepted.
+    pub fn push(&self, entry: &Entry, droppable: bool) -> Result<u64, OutboxError> {
+        let mut st = self.lock();
+        while st.index.len() >= self.max_events {
+            let victim = st
+                .index
+                .iter()
+                .find(|&(_, &d)| d)
+                .or_else(|| st.index.iter().next())
+                .map(|(&s, &d)| (s, d));
+            let Some((seq, d)) = victim else { break };
+            st.index.remove(&seq);
+            st.dropped += 1;
+            let _ = fs::remove_file(self.path(seq, d));
+            tracing::warn!(
+                "outbox full ({} events): dropped event {seq}",
+                self.max_events
+            );
+        }
+        let seq = st.next_seq;
+        let path = self.path(seq, droppable);
+        let tmp = path.with_extension("tmp");
+        let bytes = serde_json::to_vec(entry).unwrap_or_default();
+        let write = || -> std::io::Result<()> {
+            let mut f = fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_data()?;
+            fs::rename(&tmp, &path)?;
+            Ok(())
+        };
+        write().map_err(io(&path))?;
+        st.next_seq += 1;
+        st.index.insert(seq, droppable);
+        Ok(seq)
+    }
+
+    /// The broker has the message: forget it.
+    pub fn ack(&self, seq: u64) {
+        let mut st = self.lock();
+        if let Some(d) = st.index.remove(&seq) {
+            let p = self.path(seq, d);
+            if let Err(e) = fs::remove_file(&p) {
+                tracing::warn!("outbox {}: {e}", p.display());
+            }
+        }
+    }
+
+    /// Up to `n` waiting messages with sequence numbers above `after`, oldest first.
+    #[must_use]
+    pub fn next_after(&self, after: Option<u64>, n: usize) -> Vec<(u64, Entry)> {
+        let seqs: Vec<(u64, bool)> = {
+            let st = self.lock();
+            let from = after.map_or(0, |a| a + 1);
+            st.index
+                .range(from..)
+                .take(n)
+                .map(|(&s, &d)| (s, d))
+                .collect()
+        };
+        let mut out = Vec::with_capacity(seqs.len());
+        for (s, d) in seqs {
+            match fs::read(self.path(s, d))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
+            {
+                Some(e) => out.push((s, e)),
+                None => {
+                    // Dropped or acknowledged meanwhile.
+                }
+            }
+        }
+        out
+    }
+
+    /// Messages waiting.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lock().index.len()
+    }
+
+    /// Whether nothing waits.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Messages dropped because the outbox was full, since open.
+    #[must_use]
+    pub fn dropped(&self) -> u64 {
+        self.lock().dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn e(n: u32) -> Entry {
+        Entry {
+            topic: "centinela/v1/f/s/gap".into(),
+            payload: format!("{{\"n\":{n}}}"),
+        }
+    }
+
+    #[test]
+    fn survives_reopen_and_forgets_acknowledged() {
+        let dir = tempfile::tempdir().expect("dir");
+        let ob = Outbox::open(dir.path(), 100).expect("open");
+        let a = ob.push(&e(1), false).expect("push");
+        let b = ob.push(&e(2), true).expect("push");
+        ob.ack(a);
+        drop(ob);
+        std::fs::write(dir.path().join("junk.txt"), "x").expect("junk");
+        let ob = Outbox::open(dir.path(), 100).expect("reopen");
+        let waiting = ob.next_after(None, 10);
+        assert_eq!(waiting, vec![(b, e(2))]);
+        assert!(dir.path().join("quarantine/junk.txt").exists());
+        let c = ob.push(&e(3), false).expect("push");
+        assert!(c > b, "sequence continues after a restart");
+    }
+
+    #[test]
+    fn when_full_drops_updates_first_then_the_oldest() {
+        let dir = tempfile::tempdir().expect("dir");
+        let ob = Outbox::open(dir.path(), 3).expect("open");
+        let open = ob.push(&e(1), false).expect("push");
+        let upd = ob.push(&e(2), true).expect("push");
+        let close = ob.push(&e(3), false).expect("push");
+        let next = ob.push(&e(4), false).expect("push");
+        let left: Vec<u64> = ob.next_after(None, 10).iter().map(|(s, _)| *s).collect();
+        assert_eq!(left, vec![open, close, next], "the update went first");
+        assert!(!left.contains(&upd));
+        let last = ob.push(&e(5), false).expect("push");
+        let left: Vec<u64> = ob.next_after(None, 10).iter().map(|(s, _)| *s).collect();
+        assert_eq!(left, vec![close, next, last], "then the oldest");
+        assert_eq!(ob.dropped(), 2);
+        assert_eq!(ob.len(), 3);
+    }
+}

@@ -1,0 +1,318 @@
+//! Wiring of the agent: plan, source, scanning thread, outbox, MQTT link, shutdown.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use hardware::IqSource;
+use hardware::sim::{Scene, SimSource};
+use protocol::{BandSummary, CarrierSummary, GapState, Kind, SPECTRUM_SCHEMA, SpectrumSummary};
+use time::OffsetDateTime;
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::AgentError;
+use crate::config::{Identity, PipelineConfig};
+use crate::daemon::config::{AgentConfig, parse_broker};
+use crate::daemon::outbox::{Entry, Outbox};
+use crate::daemon::publisher::{self, LinkOptions, LinkStats, StatusSource};
+use crate::scan::{BandObservation, SweepOptions, plan, sweep};
+use crate::tracker::{Event, GapTracker, JammerTracker};
+
+/// What a run did, returned after shutdown.
+#[derive(Debug, Clone, Default)]
+pub struct RunReport {
+    /// Sweeps completed.
+    pub sweeps: u64,
+    /// Events written to the outbox.
+    pub events: u64,
+    /// Link counters.
+    pub link: LinkStats,
+    /// Events still waiting in the outbox.
+    pub waiting: usize,
+}
+
+fn open_source(cfg: &AgentConfig) -> Result<Box<dyn IqSource>, AgentError> {
+    let spec = cfg.source.spec.as_str();
+    if let Some(rest) = spec.strip_prefix("sim") {
+        let mut scene = match rest.strip_prefix(':') {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| {
+                    hardware::HwError::Io {
+                        path: path.into(),
+                        source,
+                    }
+                })?;
+                Scene::from_toml(&text).map_err(|e| AgentError::Input(format!("{path}: {e}")))?
+            }
+            None => Scene::demo(),
+        };
+        if let Some(p) = cfg.sensor.position_m {
+            scene.radio.position_m = p;
+        }
+        // Each sensor of a facility hears its own noise.
+        scene.seed ^= protocol::event_id(OffsetDateTime::UNIX_EPOCH, cfg.sensor.id.as_bytes())
+            .as_u128() as u64;
+        return Ok(Box::new(SimSource::new(scene)?));
+    }
+    crate::cli::open_source(spec)
+}
+
+fn spectrum_summary(id: &Identity, at: OffsetDateTime, bands: &[BandObservation]) -> SpectrumSummary {
+    SpectrumSummary {
+        schema: SPECTRUM_SCHEMA.into(),
+        event_id: protocol::event_id(
+            at,
+            format!("spectrum {} {}", id.facility_id, id.sensor_id).as_bytes(),
+        ),
+        facility_id: id.facility_id.clone(),
+        sensor_id: id.sensor_id.clone(),
+        observed_at: at,
+        bands: bands
+            .iter()
+            .map(|b| {
+                let a = &b.analysis;
+                let j = a.jammers.first();
+                BandSummary {
+                    band: b.band.clone(),
+                    unit: serde_json::to_value(a.unit)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default(),
+                    floor_db_per_hz: a.floor_db_per_hz,
+                    noise_rise_db: j.map(|j| j.assessment.noise_rise_db),
+                    carriers: a
+                        .carriers
+                        .iter()
+                        .map(|c| CarrierSummary {
+                            center_hz: c.center_hz,
+                            bandwidth_hz: c.bandwidth_hz,
+                            power_dbfs: c.power_dbfs,
+                        })
+                        .collect(),
+                }
+            })
+            .collect(),
+    }
+}
+
+/// Runs the agent until `shutdown` turns true.
+///
+/// # Errors
+/// A configuration the radio cannot run, a source that cannot be opened, an outbox directory
+/// that cannot be used.
+pub async fn run(
+    cfg: AgentConfig,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<RunReport, AgentError> {
+    let problems = cfg.problems("configuration");
+    if !problems.is_empty() {
+        return Err(AgentError::Input(problems.join("\n")));
+    }
+    let bands = crate::cli::select_bands(Some(&cfg.scan.country), &cfg.scan.bands)?;
+    let device = crate::cli::device_profile(cfg.source.device.as_deref())?;
+    let (dev_name, limits, rate) =
+        crate::cli::limits_for(&cfg.source.spec, device, cfg.source.sample_rate_hz);
+    let pipeline: PipelineConfig = cfg.pipeline.clone();
+    let scan_plan = plan(&bands, &dev_name, &limits, rate, 1.0 - 2.0 * pipeline.edge_crop)?;
+    let mut unreachable = Vec::new();
+    for r in &scan_plan.ranges {
+        if r.hops.warning(&dev_name, &limits).is_some() {
+            unreachable.extend(r.bands.iter().map(|b| b.name.to_string()));
+        }
+    }
+    for w in &scan_plan.warnings {
+        tracing::warn!("{w}");
+    }
+    let outbox = Arc::new(
+        Outbox::open(&cfg.outbox.dir, cfg.outbox.max_events)
+            .map_err(|e| AgentError::Input(e.to_string()))?,
+    );
+    let id = Identity {
+        facility_id: cfg.sensor.facility.clone(),
+        sensor_id: cfg.sensor.id.clone(),
+        zone: cfg.sensor.zone.clone(),
+    };
+    let status = Arc::new(StatusSource::new(
+        id.facility_id.clone(),
+        id.sensor_id.clone(),
+        id.zone.clone(),
+        cfg.sensor.position_m,
+        unreachable,
+        cfg.mqtt.heartbeat_s,
+        outbox.clone(),
+    ));
+    let (host, port) = parse_broker(&cfg.mqtt.broker).map_err(AgentError::Input)?;
+    let wake = Arc::new(Notify::new());
+    let (qos0_tx, qos0_rx) = mpsc::channel(16);
+    let (link_stop_tx, link_stop_rx) = watch::channel(false);
+    let link = tokio::spawn(publisher::run(
+        LinkOptions {
+            host,
+            port,
+            credentials: cfg.mqtt.username.clone().zip(cfg.mqtt.password.clone()),
+        },
+        status.clone(),
+        outbox.clone(),
+        wake.clone(),
+        qos0_rx,
+        link_stop_rx,
+    ));
+    tracing::info!(
+        "agent {}/{} scanning {} hop(s) on {dev_name}; outbox {}",
+        id.facility_id,
+        id.sensor_id,
+        scan_plan.hop_count(),
+        cfg.outbox.dir.display()
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let (opened_tx, opened_rx) = std::sync::mpsc::channel::<Result<(), AgentError>>();
+    let scanner = {
+        let stop = stop.clone();
+        let outbox = outbox.clone();
+        let status = status.clone();
+        let wake = wake.clone();
+        let cfg = cfg.clone();
+        std::thread::Builder::new()
+            .name(format!("scan-{}", cfg.sensor.id))
+            .spawn(move || {
+                // The radio lives on this thread (SoapySDR handles are not Send).
+                let mut source = match open_source(&cfg) {
+                    Ok(s) => {
+                        let _ = opened_tx.send(Ok(()));
+                        s
+                    }
+                    Err(e) => {
+                        let _ = opened_tx.send(Err(e));
+                        return (0, 0);
+                    }
+                };
+                let mut gaps = GapTracker::new(id.clone(), &pipeline);
+                let mut cell_gaps = GapTracker::new(id.clone(), &pipeline);
+                let mut jammers = JammerTracker::new(id.clone(), 1);
+                let opts = SweepOptions {
+                    pipeline: pipeline.clone(),
+                    dwell_s: cfg.scan.dwell_ms / 1e3,
+                    gain_db: cfg.source.gain_db,
+                    noise_figure_db: device.map(|p| p.noise_figure_db),
+                    cell_search: cfg.scan.cell_search,
+                    watch_hz: cfg.scan.watch_hz.clone(),
+                    cancel: Some(stop.clone()),
+                };
+                let mut sweeps = 0u64;
+                let mut events = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let at = OffsetDateTime::now_utc();
+                    let mut observed = Vec::new();
+                    let r = sweep(
+                        source.as_mut(),
+                        &scan_plan,
+                        &opts,
+                        at,
+                        &mut gaps,
+                        &mut cell_gaps,
+                        &mut jammers,
+                        |b| {
+                            if cfg.mqtt.spectrum {
+                                observed.push(b.clone());
+                            }
+                        },
+                        |e| {
+                            let (kind, droppable, payload) = match e {
+                                Event::Gap(g) => (
+                                    Kind::Gap,
+                                    g.state == GapState::Update,
+                                    serde_json::to_string(g),
+                                ),
+                                Event::Jammer(j) => (Kind::Jammer, false, serde_json::to_string(j)),
+                            };
+                            let Ok(payload) = payload else { return };
+                            let topic = protocol::topic(&id.facility_id, &id.sensor_id, kind)
+                                .unwrap_or_default();
+                            match outbox.push(&Entry { topic, payload }, droppable) {
+                                Ok(_) => {
+                                    events += 1;
+                                    wake.notify_one();
+                                }
+                                Err(err) => tracing::error!("event lost: {err}"),
+                            }
+                        },
+                        |_, _| {},
+                    );
+                    let mut h = status
+                        .health
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    match r {
+                        Ok(health) => {
+                            sweeps += 1;
+                            h.sweeps = sweeps;
+                            h.last_sweep_s = health.elapsed_s;
+                            h.overflows += health.overflows;
+                            h.lost_samples += health.lost_samples;
+                            h.timeouts += health.timeouts;
+                            drop(h);
+                            if cfg.mqtt.spectrum {
+                                let s = spectrum_summary(&id, at, &observed);
+                                if let Ok(p) = serde_json::to_vec(&s) {
+                                    let t = protocol::topic(&id.facility_id, &id.sensor_id, Kind::Spectrum)
+                                        .unwrap_or_default();
+                                    let _ = qos0_tx.try_send((t, p));
+                                }
+                            }
+                            tracing::debug!("sweep {sweeps} in {:.2} s", health.elapsed_s);
+                        }
+                        Err(AgentError::Cancelled) => break,
+                        Err(e) => {
+                            h.sweep_errors += 1;
+                            drop(h);
+                            tracing::error!("sweep failed: {e}; retrying in 2 s");
+                            for _ in 0..20 {
+                                if stop.load(Ordering::Relaxed) {
+                                    break;
+                                }
+                                std::thread::sleep(Duration::from_millis(100));
+                            }
+                        }
+                    }
+                    let mut pause = cfg.scan.interval_s;
+                    while pause > 0.0 && !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_secs_f64(pause.min(0.1)));
+                        pause -= 0.1;
+                    }
+                }
+                (sweeps, events)
+            })
+            .map_err(|e| AgentError::Input(format!("starting the scanning thread: {e}")))?
+    };
+    let opened = tokio::task::spawn_blocking(move || opened_rx.recv())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| Err(AgentError::Input("the scanning thread ended".into())));
+    if let Err(e) = opened {
+        let _ = link_stop_tx.send(true);
+        let _ = link.await;
+        return Err(e);
+    }
+    let _ = shutdown.wait_for(|v| *v).await;
+    tracing::info!("stopping: finishing the current sweep");
+    stop.store(true, Ordering::Relaxed);
+    let (sweeps, events) = tokio::task::spawn_blocking(move || scanner.join())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    wake.notify_one();
+    let _ = link_stop_tx.send(true);
+    let link = link.await.unwrap_or_default();
+    let waiting = outbox.len();
+    tracing::info!(
+        "stopped after {sweeps} sweep(s); {events} event(s) written, {waiting} still in the outbox"
+    );
+    Ok(RunReport {
+        sweeps,
+        events,
+        link,
+        waiting,
+    })
+}
