@@ -19,7 +19,9 @@ pub fn start_embedded(addr: SocketAddr) -> Result<SocketAddr, ServerError> {
         addr,
         detail: e.to_string(),
     })?;
-    let addr = probe.local_addr().map_err(|e| ServerError::Broker(e.to_string()))?;
+    let addr = probe
+        .local_addr()
+        .map_err(|e| ServerError::Broker(e.to_string()))?;
     drop(probe);
     let text = format!(
         r#"

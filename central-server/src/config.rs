@@ -151,7 +151,9 @@ impl ServerConfig {
                 "{origin}: server.webhook `{w}` must start with http://"
             ));
         }
-        if !(self.server.offline_after_heartbeats >= 1.0) {
+        if self.server.offline_after_heartbeats.is_nan()
+            || self.server.offline_after_heartbeats < 1.0
+        {
             p.push(format!(
                 "{origin}: server.offline_after_heartbeats must be at least 1"
             ));

@@ -82,7 +82,10 @@ async fn dashboard() -> Html<&'static str> {
 }
 
 async fn health(State(s): State<AppState>) -> Response {
-    let db = sqlx::query("SELECT 1").execute(s.store.pool()).await.is_ok();
+    let db = sqlx::query("SELECT 1")
+        .execute(s.store.pool())
+        .await
+        .is_ok();
     let broker = s.metrics.connected();
     let code = if db {
         StatusCode::OK
@@ -365,7 +368,9 @@ async fn map_file(
             s.metrics.bad_request();
             Err(ApiError(
                 StatusCode::NOT_FOUND,
-                format!("no such resource `{file}` (map.png, map.svg, map.geojson, gaps, zones, sensors, jammers, spectrum)"),
+                format!(
+                    "no such resource `{file}` (map.png, map.svg, map.geojson, gaps, zones, sensors, jammers, spectrum)"
+                ),
             ))
         }
     }

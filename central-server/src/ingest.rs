@@ -80,7 +80,7 @@ pub async fn run(
             Err(e) => {
                 metrics.set_connected(false);
                 failures += 1;
-                if failures == 1 || failures % 30 == 0 {
+                if failures == 1 || failures.is_multiple_of(30) {
                     tracing::warn!(
                         "ingest: broker mqtt://{}:{} unreachable ({e}); retrying",
                         opts.host,

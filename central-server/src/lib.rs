@@ -32,7 +32,9 @@ use crate::store::Store;
 #[non_exhaustive]
 pub enum ServerError {
     /// A listening port is taken.
-    #[error("cannot listen for the {what} on {addr}: {detail} (is another server or broker running? choose another address)")]
+    #[error(
+        "cannot listen for the {what} on {addr}: {detail} (is another server or broker running? choose another address)"
+    )]
     PortTaken {
         /// Which listener.
         what: &'static str,

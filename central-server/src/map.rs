@@ -505,7 +505,8 @@ pub fn geojson(m: &MapModel, origin_latlon: Option<[f64; 2]>) -> serde_json::Val
         "centinela:generated_at": m.generated_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
     });
     if origin_latlon.is_none() {
-        fc["centinela:coordinates"] = "facility plan metres (x east, y north); no origin_latlon configured".into();
+        fc["centinela:coordinates"] =
+            "facility plan metres (x east, y north); no origin_latlon configured".into();
     }
     fc
 }

@@ -584,10 +584,11 @@ impl Store {
     /// # Errors
     /// Database failures.
     pub async fn jammers(&self, facility: &str) -> Result<Vec<JammerRow>, sqlx::Error> {
-        let rows = sqlx::query("SELECT * FROM jammers WHERE facility_id = ? ORDER BY band, sensor_id")
-            .bind(facility)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM jammers WHERE facility_id = ? ORDER BY band, sensor_id")
+                .bind(facility)
+                .fetch_all(&self.pool)
+                .await?;
         Ok(rows
             .iter()
             .map(|r| JammerRow {

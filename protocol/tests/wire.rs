@@ -117,8 +117,8 @@ fn committed_schemas_are_current() {
         if bless {
             std::fs::write(&path, &generated).expect("write schema");
         }
-        let committed = std::fs::read_to_string(&path)
-            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let committed =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(
             committed,
             generated,

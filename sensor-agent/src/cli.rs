@@ -68,7 +68,9 @@ pub struct CheckConfigArgs {
     pub config: PathBuf,
 }
 
-fn load_agent_config(path: &std::path::Path) -> Result<crate::daemon::config::AgentConfig, AgentError> {
+fn load_agent_config(
+    path: &std::path::Path,
+) -> Result<crate::daemon::config::AgentConfig, AgentError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| AgentError::Input(format!("{}: {e}", path.display())))?;
     crate::daemon::config::AgentConfig::load(&text, &path.display().to_string())
@@ -178,7 +180,10 @@ impl PipelineArgs {
     }
 }
 
-pub(crate) fn select_bands(country: Option<&str>, bands: &[String]) -> Result<Vec<&'static Band>, AgentError> {
+pub(crate) fn select_bands(
+    country: Option<&str>,
+    bands: &[String],
+) -> Result<Vec<&'static Band>, AgentError> {
     if !bands.is_empty() {
         return bands
             .iter()
@@ -452,7 +457,9 @@ fn cmd_replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<(), AgentError> {
     Ok(())
 }
 
-pub(crate) fn device_profile(name: Option<&str>) -> Result<Option<&'static DeviceProfile>, AgentError> {
+pub(crate) fn device_profile(
+    name: Option<&str>,
+) -> Result<Option<&'static DeviceProfile>, AgentError> {
     name.map(|d| {
         profile::profile(d).ok_or_else(|| {
             let known: Vec<&str> = profile::PROFILES.iter().map(|p| p.id).collect();

@@ -186,3 +186,137 @@ print(json.dumps({
 pub fn python_with_py3gpp() -> Option<PathBuf> {
     python_with("py3gpp", "CENTINELA_REQUIRE_PY3GPP")
 }
+
+/// A free TCP port on loopback (bound, then released).
+///
+/// # Panics
+/// When no port can be bound.
+#[must_use]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A Mosquitto broker started by a test on a loopback port, with persistence in its own
+/// directory so that sessions and queued messages survive a restart.
+#[derive(Debug)]
+pub struct Mosquitto {
+    /// Port.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl Mosquitto {
+    /// Starts Mosquitto, or returns `None` (with a message) when it is not installed and
+    /// `CENTINELA_REQUIRE_MOSQUITTO` is not set.
+    ///
+    /// # Panics
+    /// When it is required and missing, or does not start.
+    #[must_use]
+    pub fn start() -> Option<Self> {
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).exists());
+        let Some(_) = bin else {
+            assert!(
+                std::env::var_os("CENTINELA_REQUIRE_MOSQUITTO").is_none(),
+                "CENTINELA_REQUIRE_MOSQUITTO is set but mosquitto is not installed"
+            );
+            eprintln!("skipped: mosquitto is not installed (apt install mosquitto)");
+            return None;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut m = Self {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        std::fs::write(
+            m.dir.path().join("mosquitto.conf"),
+            format!(
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\nmax_inflight_messages 64\n",
+                m.port,
+                m.dir.path().display()
+            ),
+        )
+        .expect("conf");
+        m.restart();
+        Some(m)
+    }
+
+    /// Starts (again) on the same port and waits until it accepts connections.
+    ///
+    /// # Panics
+    /// When it does not come up within 10 s.
+    pub fn restart(&mut self) {
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("mosquitto");
+        let log = std::fs::File::create(self.dir.path().join("mosquitto.log")).expect("log");
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(self.dir.path().join("mosquitto.conf"))
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn mosquitto");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!(
+            "mosquitto did not start on port {}: {}",
+            self.port,
+            std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+        );
+    }
+
+    /// Stops it with SIGTERM (it saves its persistence file) and waits.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Headless Chromium, or `None` (with a message) when it is not installed and
+/// `CENTINELA_REQUIRE_CHROMIUM` is not set.
+///
+/// # Panics
+/// When it is required and missing.
+#[must_use]
+pub fn chromium() -> Option<PathBuf> {
+    let found = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CENTINELA_REQUIRE_CHROMIUM").is_none(),
+            "CENTINELA_REQUIRE_CHROMIUM is set but chromium is not installed"
+        );
+        eprintln!("skipped: chromium is not installed (apt install chromium)");
+    }
+    found
+}

@@ -194,7 +194,8 @@ impl AgentConfig {
         origin: &str,
         env: impl Iterator<Item = (String, String)>,
     ) -> Result<Self, Vec<String>> {
-        let mut doc: toml::Table = toml::from_str(text).map_err(|e| vec![format!("{origin}: {e}")])?;
+        let mut doc: toml::Table =
+            toml::from_str(text).map_err(|e| vec![format!("{origin}: {e}")])?;
         apply_env(&mut doc, env);
         let c: Self = doc
             .try_into()
@@ -248,7 +249,10 @@ impl AgentConfig {
             push(format!("scan: {e}"));
         }
         if !(self.scan.dwell_ms.is_finite() && self.scan.dwell_ms > 0.0) {
-            push(format!("scan.dwell_ms {} must be positive", self.scan.dwell_ms));
+            push(format!(
+                "scan.dwell_ms {} must be positive",
+                self.scan.dwell_ms
+            ));
         }
         if !(self.scan.interval_s.is_finite() && self.scan.interval_s >= 0.0) {
             push(format!(
@@ -374,8 +378,8 @@ heartbeat_s = 0
 [outbox]
 max_events = 0
 "#;
-        let e = AgentConfig::load_with_env(text, "agent.toml", std::iter::empty())
-            .expect_err("bad");
+        let e =
+            AgentConfig::load_with_env(text, "agent.toml", std::iter::empty()).expect_err("bad");
         assert!(e.len() >= 9, "{e:#?}");
         assert!(e.iter().all(|m| m.starts_with("agent.toml: ")), "{e:#?}");
         for needle in [

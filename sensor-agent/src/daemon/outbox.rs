@@ -126,8 +126,10 @@ impl Outbox {
     }
 
     fn path(&self, seq: u64, droppable: bool) -> PathBuf {
-        self.dir
-            .join(format!("{seq:016}-{}.json", if droppable { "u" } else { "e" }))
+        self.dir.join(format!(
+            "{seq:016}-{}.json",
+            if droppable { "u" } else { "e" }
+        ))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {

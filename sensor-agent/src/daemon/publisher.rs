@@ -10,9 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use protocol::{
-    Kind, STATUS_SCHEMA, SensorHealth, SensorState, StatusEvent, event_id, topic,
-};
+use protocol::{Kind, STATUS_SCHEMA, SensorHealth, SensorState, StatusEvent, event_id, topic};
 use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{LastWill, Packet, PubAckReason};
@@ -94,7 +92,11 @@ impl StatusSource {
             schema: STATUS_SCHEMA.into(),
             event_id: event_id(
                 now,
-                format!("status {} {} {n} {state:?}", self.facility_id, self.sensor_id).as_bytes(),
+                format!(
+                    "status {} {} {n} {state:?}",
+                    self.facility_id, self.sensor_id
+                )
+                .as_bytes(),
             ),
             facility_id: self.facility_id.clone(),
             sensor_id: self.sensor_id.clone(),
@@ -215,7 +217,7 @@ pub async fn run(
                     Ok(_) => {}
                     Err(e) => {
                         failures += 1;
-                        if failures == 1 || failures % 40 == 0 {
+                        if failures == 1 || failures.is_multiple_of(40) {
                             tracing::warn!("broker mqtt://{}:{}: {e}; events wait in the outbox ({} now)", opts.host, opts.port, outbox.len());
                         }
                         break;

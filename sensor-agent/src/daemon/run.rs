@@ -36,12 +36,11 @@ fn open_source(cfg: &AgentConfig) -> Result<Box<dyn IqSource>, AgentError> {
     if let Some(rest) = spec.strip_prefix("sim") {
         let mut scene = match rest.strip_prefix(':') {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| {
-                    hardware::HwError::Io {
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| hardware::HwError::Io {
                         path: path.into(),
                         source,
-                    }
-                })?;
+                    })?;
                 Scene::from_toml(&text).map_err(|e| AgentError::Input(format!("{path}: {e}")))?
             }
             None => Scene::demo(),
@@ -57,7 +56,11 @@ fn open_source(cfg: &AgentConfig) -> Result<Box<dyn IqSource>, AgentError> {
     crate::cli::open_source(spec)
 }
 
-fn spectrum_summary(id: &Identity, at: OffsetDateTime, bands: &[BandObservation]) -> SpectrumSummary {
+fn spectrum_summary(
+    id: &Identity,
+    at: OffsetDateTime,
+    bands: &[BandObservation],
+) -> SpectrumSummary {
     SpectrumSummary {
         schema: SPECTRUM_SCHEMA.into(),
         event_id: protocol::event_id(
@@ -113,7 +116,13 @@ pub async fn run(
     let (dev_name, limits, rate) =
         crate::cli::limits_for(&cfg.source.spec, device, cfg.source.sample_rate_hz);
     let pipeline: PipelineConfig = cfg.pipeline.clone();
-    let scan_plan = plan(&bands, &dev_name, &limits, rate, 1.0 - 2.0 * pipeline.edge_crop)?;
+    let scan_plan = plan(
+        &bands,
+        &dev_name,
+        &limits,
+        rate,
+        1.0 - 2.0 * pipeline.edge_crop,
+    )?;
     let mut unreachable = Vec::new();
     for r in &scan_plan.ranges {
         if r.hops.warning(&dev_name, &limits).is_some() {
@@ -254,8 +263,12 @@ pub async fn run(
                             if cfg.mqtt.spectrum {
                                 let s = spectrum_summary(&id, at, &observed);
                                 if let Ok(p) = serde_json::to_vec(&s) {
-                                    let t = protocol::topic(&id.facility_id, &id.sensor_id, Kind::Spectrum)
-                                        .unwrap_or_default();
+                                    let t = protocol::topic(
+                                        &id.facility_id,
+                                        &id.sensor_id,
+                                        Kind::Spectrum,
+                                    )
+                                    .unwrap_or_default();
                                     let _ = qos0_tx.try_send((t, p));
                                 }
                             }

@@ -1,0 +1,409 @@
+//! `central-server demo`: the whole system on one machine. The embedded broker, the server and
+//! four simulated sensors of a demo prison, each a full agent (simulated radio seen from its
+//! position, scanning thread, outbox, MQTT link) in this process.
+//!
+//! The demo prison: two jammers (Pabellones covering B28, B5/GSM850, B2/B25, B4/B66 and
+//! 2.6 GHz; a failing perimeter jammer on B28) and n78 left uncovered on purpose, two concrete
+//! cell blocks that shield their inmates from it, operators' cells outside at known positions. [`truth`] computes from
+//! the same channel model which zones leak, so the map can be checked against it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hardware::sim::{JammerCondition, Scene, SimCell, Wall};
+use sensor_agent::daemon::config::{
+    AgentConfig, MqttSection, OutboxSection, ScanSection, SensorSection, SourceSection,
+};
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::config::{Facility, JammerSite, SensorSite, ServerConfig, ServerSection, Zone};
+use crate::{Server, ServerError};
+
+/// Facility id of the demo.
+pub const FACILITY: &str = "demo-prison";
+
+/// `demo` arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// HTTP address of the dashboard and API.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Address of the embedded MQTT broker.
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    pub mqtt: SocketAddr,
+    /// Working directory for the SQLite file, the outboxes and the scene.
+    #[arg(long, default_value = "centinela-demo")]
+    pub dir: PathBuf,
+    /// Print the simulator's ground truth (which zones leak, per cell) as JSON and exit.
+    #[arg(long)]
+    pub truth: bool,
+}
+
+/// The demo prison's radio scene (the sensor position is set per sensor).
+#[must_use]
+pub fn scene() -> Scene {
+    let mut s = Scene::demo();
+    s.name = "demo-prison (central-server demo)".into();
+    // The cell blocks are concrete with steel mesh: 35 dB per wall.
+    for (x0, y0, x1, y1) in [(5.0, 5.0, 75.0, 55.0), (85.0, 5.0, 155.0, 55.0)] {
+        for (a, b) in [
+            ([x0, y0], [x1, y0]),
+            ([x1, y0], [x1, y1]),
+            ([x1, y1], [x0, y1]),
+            ([x0, y1], [x0, y0]),
+        ] {
+            s.walls.push(Wall {
+                from_m: a,
+                to_m: b,
+                loss_db: 35.0,
+            });
+        }
+    }
+    // The main jammer, in the corridor between the blocks, covers every band but n78: n78 is
+    // left uncovered on purpose. The perimeter jammer's amplifier is failing.
+    s.jammers[0].name = "Pabellones".into();
+    s.jammers[0].position_m = [80.0, 60.0];
+    s.jammers[0].bands_hz = vec![
+        [758e6, 803e6],
+        [869e6, 894e6],
+        [1930e6, 1995e6],
+        [2110e6, 2200e6],
+        [2496e6, 2690e6],
+    ];
+    s.jammers[0].eirp_dbm_per_band = 36.0;
+    s.jammers[1].name = "Perimetro".into();
+    s.jammers[1].position_m = [80.0, 100.0];
+    s.jammers[1].condition = JammerCondition::Degraded;
+    s
+}
+
+/// The sensors: id, zone, position.
+#[must_use]
+pub fn sensors() -> Vec<(&'static str, &'static str, [f64; 2])> {
+    vec![
+        ("pab-a", "pabellon-a", [40.0, 30.0]),
+        ("pab-b", "pabellon-b", [125.0, 30.0]),
+        ("patio", "patio", [125.0, 90.0]),
+        ("perimetro", "perimetro", [40.0, 100.0]),
+    ]
+}
+
+/// The demo facility as the server sees it.
+#[must_use]
+pub fn facility() -> Facility {
+    let rect = |x0: f64, y0: f64, x1: f64, y1: f64| vec![[x0, y0], [x1, y0], [x1, y1], [x0, y1]];
+    let s = scene();
+    Facility {
+        id: FACILITY.into(),
+        name: "Demo prison (simulated)".into(),
+        origin_latlon: Some([4.5709, -74.1371]),
+        outline: rect(0.0, 0.0, 160.0, 120.0),
+        zones: vec![
+            Zone {
+                id: "pabellon-a".into(),
+                name: "Pabellón A".into(),
+                polygon: rect(5.0, 5.0, 75.0, 55.0),
+            },
+            Zone {
+                id: "pabellon-b".into(),
+                name: "Pabellón B".into(),
+                polygon: rect(85.0, 5.0, 155.0, 55.0),
+            },
+            Zone {
+                id: "patio".into(),
+                name: "Patio".into(),
+                polygon: rect(85.0, 65.0, 155.0, 115.0),
+            },
+            Zone {
+                id: "perimetro".into(),
+                name: "Perímetro norte".into(),
+                polygon: rect(5.0, 65.0, 75.0, 115.0),
+            },
+        ],
+        sensors: sensors()
+            .into_iter()
+            .map(|(id, zone, position)| SensorSite {
+                id: id.into(),
+                zone: zone.into(),
+                position,
+            })
+            .collect(),
+        jammers: s
+            .jammers
+            .iter()
+            .map(|j| JammerSite {
+                name: j.name.clone(),
+                position: j.position_m,
+                bands: j
+                    .bands_hz
+                    .iter()
+                    .map(|b| format!("{:.0}-{:.0} MHz", b[0] / 1e6, b[1] / 1e6))
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// One cell as a sensor's position receives it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CellTruth {
+    /// Cell label.
+    pub cell: String,
+    /// Centre, hertz.
+    pub center_hz: f64,
+    /// Received power, dBm.
+    pub power_dbm: f64,
+    /// SINR over thermal noise and jammers in the cell's bandwidth, dB.
+    pub sinr_db: f64,
+    /// SINR over the technology's sync threshold, dB.
+    pub margin_db: f64,
+}
+
+/// A zone's ground truth.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ZoneTruth {
+    /// Zone.
+    pub zone: String,
+    /// Sensor standing in it.
+    pub sensor: String,
+    /// Every cell, strongest margin first.
+    pub cells: Vec<CellTruth>,
+}
+
+impl ZoneTruth {
+    /// Whether any cell is usable (margin above zero).
+    #[must_use]
+    pub fn leaks(&self) -> bool {
+        self.cells.iter().any(|c| c.margin_db > 0.0)
+    }
+}
+
+fn sync_threshold_db(c: &SimCell) -> f64 {
+    match c.technology {
+        dsp::carrier::Technology::Gsm => 6.0,
+        _ => -6.0,
+    }
+}
+
+/// The simulator's ground truth at each sensor: the same path loss, walls, jammer powers and
+/// thermal noise the simulated radio hears.
+#[must_use]
+pub fn truth() -> Vec<ZoneTruth> {
+    let base = scene();
+    sensors()
+        .into_iter()
+        .map(|(id, zone, pos)| {
+            let mut s = base.clone();
+            s.radio.position_m = pos;
+            let mut cells: Vec<CellTruth> = s
+                .cells
+                .iter()
+                .map(|c| {
+                    let bw = if c.bandwidth_hz > 0.0 {
+                        c.bandwidth_hz * 0.9
+                    } else {
+                        200e3
+                    };
+                    let lo = c.center_hz - bw / 2.0;
+                    let hi = c.center_hz + bw / 2.0;
+                    let thermal_dbm = -174.0 + s.radio.noise_figure_db + 10.0 * bw.log10();
+                    let mut noise_mw = 10f64.powf(thermal_dbm / 10.0);
+                    for j in &s.jammers {
+                        for b in &j.bands_hz {
+                            let overlap = (hi.min(b[1]) - lo.max(b[0])).max(0.0);
+                            if overlap > 0.0 {
+                                let p = s.jammer_power_dbm(j, *b);
+                                noise_mw += 10f64.powf(p / 10.0) * overlap / (b[1] - b[0]);
+                            }
+                        }
+                    }
+                    let power = s.cell_power_dbm(c);
+                    let sinr = power - 10.0 * noise_mw.log10();
+                    CellTruth {
+                        cell: c.name.clone(),
+                        center_hz: c.center_hz,
+                        power_dbm: power,
+                        sinr_db: sinr,
+                        margin_db: sinr - sync_threshold_db(c),
+                    }
+                })
+                .collect();
+            cells.sort_by(|a, b| b.margin_db.total_cmp(&a.margin_db));
+            ZoneTruth {
+                zone: zone.into(),
+                sensor: id.into(),
+                cells,
+            }
+        })
+        .collect()
+}
+
+/// The server configuration of the demo.
+#[must_use]
+pub fn server_config(args: &DemoArgs) -> ServerConfig {
+    ServerConfig {
+        server: ServerSection {
+            broker: None,
+            embedded_broker: args.mqtt,
+            db: args.dir.join("centinela.db"),
+            http: args.http,
+            ..ServerSection::default()
+        },
+        facilities: vec![facility()],
+    }
+}
+
+/// The agent configuration of one demo sensor.
+#[must_use]
+pub fn agent_config(
+    dir: &std::path::Path,
+    broker: (&str, u16),
+    id: &str,
+    zone: &str,
+    pos: [f64; 2],
+) -> AgentConfig {
+    AgentConfig {
+        sensor: SensorSection {
+            facility: FACILITY.into(),
+            id: id.into(),
+            zone: zone.into(),
+            position_m: Some(pos),
+        },
+        source: SourceSection {
+            spec: format!("sim:{}", dir.join("scene.toml").display()),
+            device: None,
+            sample_rate_hz: None,
+            gain_db: None,
+        },
+        scan: ScanSection {
+            interval_s: 1.0,
+            ..ScanSection::default()
+        },
+        pipeline: sensor_agent::config::PipelineConfig::default(),
+        mqtt: MqttSection {
+            broker: format!("mqtt://{}:{}", broker.0, broker.1),
+            username: None,
+            password: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            heartbeat_s: 5.0,
+            spectrum: true,
+        },
+        outbox: OutboxSection {
+            dir: dir.join("outbox").join(id),
+            max_events: 10_000,
+        },
+    }
+}
+
+/// A running demo.
+#[derive(Debug)]
+pub struct Demo {
+    /// The server.
+    pub server: Server,
+    stop: watch::Sender<bool>,
+    agents: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Demo {
+    /// Starts the server and the simulated sensors.
+    ///
+    /// # Errors
+    /// As [`Server::start`]; a working directory that cannot be written.
+    pub async fn start(args: &DemoArgs) -> Result<Self, ServerError> {
+        std::fs::create_dir_all(&args.dir)
+            .map_err(|e| ServerError::Config(vec![format!("{}: {e}", args.dir.display())]))?;
+        let scene_text = toml::to_string(&scene())
+            .map_err(|e| ServerError::Config(vec![format!("demo scene: {e}")]))?;
+        std::fs::write(args.dir.join("scene.toml"), scene_text)
+            .map_err(|e| ServerError::Config(vec![format!("{}: {e}", args.dir.display())]))?;
+        let server = Server::start(server_config(args)).await?;
+        let (stop, rx) = watch::channel(false);
+        let mut agents = Vec::new();
+        for (id, zone, pos) in sensors() {
+            let cfg = agent_config(
+                &args.dir,
+                (&server.broker.0, server.broker.1),
+                id,
+                zone,
+                pos,
+            );
+            let rx = rx.clone();
+            agents.push(tokio::spawn(async move {
+                if let Err(e) = sensor_agent::daemon::run(cfg, rx).await {
+                    tracing::error!("demo sensor {id}: {e}");
+                }
+            }));
+        }
+        Ok(Self {
+            server,
+            stop,
+            agents,
+        })
+    }
+
+    /// Stops the sensors (they say offline), then the server.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        for a in self.agents {
+            let _ = a.await;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.server.stop().await;
+    }
+}
+
+/// Runs the demo until `until` completes.
+///
+/// # Errors
+/// As [`Demo::start`].
+pub async fn run(
+    args: DemoArgs,
+    until: impl std::future::Future<Output = ()>,
+) -> Result<(), ServerError> {
+    if args.truth {
+        let t = truth();
+        println!("{}", serde_json::to_string_pretty(&t).unwrap_or_default());
+        return Ok(());
+    }
+    let demo = Demo::start(&args).await?;
+    println!(
+        "Centinela demo: {} simulated sensors of `{FACILITY}`",
+        sensors().len()
+    );
+    println!("dashboard: http://{}/", demo.server.http_addr);
+    println!(
+        "gap map:   http://{}/api/facilities/{FACILITY}/map.png",
+        demo.server.http_addr
+    );
+    println!(
+        "MQTT:      mqtt://{}:{} (embedded broker)",
+        demo.server.broker.0, demo.server.broker.1
+    );
+    println!("Zones that leak in the simulator's truth:");
+    for z in truth() {
+        let leaking: Vec<String> = z
+            .cells
+            .iter()
+            .filter(|c| c.margin_db > 0.0)
+            .map(|c| format!("{} ({:+.0} dB)", c.cell, c.margin_db))
+            .collect();
+        println!(
+            "  {:<11} {}",
+            z.zone,
+            if leaking.is_empty() {
+                "none".to_string()
+            } else {
+                leaking.join(", ")
+            }
+        );
+    }
+    println!("Ctrl-C stops it.");
+    until.await;
+    tracing::info!("stopping the demo");
+    demo.stop().await;
+    Ok(())
+}

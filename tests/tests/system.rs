@@ -1,0 +1,663 @@
+//! The system end to end over real brokers on loopback: agents → broker (embedded rumqttd or
+//! Mosquitto) → server → SQLite → HTTP API, with broker and server restarts, bad messages, the
+//! demo's map against the simulator's truth, and the dashboard in headless Chromium.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use centinela_tests::{Mosquitto, chromium, free_port};
+use central_server::Server;
+use central_server::config::{ServerConfig, ServerSection};
+use central_server::demo::{self, Demo, DemoArgs};
+use protocol::{
+    Detector, GAP_SCHEMA, GapEvent, GapState, Kind, Severity, Technology, event_id, topic,
+};
+use sensor_agent::daemon::outbox::{Entry, Outbox};
+use sensor_agent::daemon::publisher::{self, LinkOptions, LinkStats, StatusSource};
+use serde_json::Value;
+use time::OffsetDateTime;
+use tokio::sync::{Notify, mpsc, watch};
+
+const FAC: &str = "test-prison";
+
+fn loopback0() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+async fn start_server(broker_port: Option<u16>, db: &Path, client_id: &str) -> Server {
+    let cfg = ServerConfig {
+        server: ServerSection {
+            broker: broker_port.map(|p| format!("mqtt://127.0.0.1:{p}")),
+            embedded_broker: loopback0(),
+            client_id: client_id.into(),
+            db: db.to_path_buf(),
+            http: loopback0(),
+            ..ServerSection::default()
+        },
+        facilities: vec![demo::facility()],
+    };
+    Server::start(cfg).await.expect("server starts")
+}
+
+async fn get(server: &Server, path: &str) -> Value {
+    let url = format!("http://{}{path}", server.http_addr);
+    reqwest::get(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+async fn stored_gaps(server: &Server) -> i64 {
+    server
+        .store
+        .event_counts()
+        .await
+        .expect("counts")
+        .into_iter()
+        .find(|(k, _)| k == "gap")
+        .map_or(0, |(_, n)| n)
+}
+
+fn gap(sensor: &str, n: u32) -> GapEvent {
+    let at = OffsetDateTime::now_utc();
+    GapEvent {
+        schema: GAP_SCHEMA.into(),
+        event_id: event_id(at, format!("{sensor} test gap {n}").as_bytes()),
+        facility_id: FAC.into(),
+        sensor_id: sensor.into(),
+        observed_at: at,
+        gap_key: format!("energy/nr/{}", n % 7),
+        state: if n < 7 {
+            GapState::Open
+        } else {
+            GapState::Update
+        },
+        zone: "patio".into(),
+        band: "n78".into(),
+        technology: Technology::Nr,
+        center_hz: 3.5e9,
+        bandwidth_hz: 38e6,
+        cell: None,
+        power_dbm: Some(-60.0),
+        floor_dbm: Some(-90.0),
+        power_dbfs: -50.0,
+        floor_dbfs: -80.0,
+        margin_db: 20.0 + f64::from(n % 5),
+        severity: Severity::Critical,
+        detector: Detector::Energy,
+    }
+}
+
+/// A simulated agent's link: the real outbox and publisher, fed with synthetic gap events.
+struct Feeder {
+    outbox: Arc<Outbox>,
+    wake: Arc<Notify>,
+    stop: watch::Sender<bool>,
+    link: tokio::task::JoinHandle<LinkStats>,
+    ids: Vec<uuid::Uuid>,
+    sensor: String,
+    _qos0: mpsc::Sender<(String, Vec<u8>)>,
+}
+
+impl Feeder {
+    fn start(dir: &Path, port: u16, sensor: &str) -> Self {
+        let outbox = Arc::new(Outbox::open(dir, 100_000).expect("outbox"));
+        let status = Arc::new(StatusSource::new(
+            FAC.into(),
+            sensor.into(),
+            "patio".into(),
+            Some([120.0, 90.0]),
+            Vec::new(),
+            2.0,
+            outbox.clone(),
+        ));
+        let wake = Arc::new(Notify::new());
+        let (stop, rx) = watch::channel(false);
+        let (qos0, qrx) = mpsc::channel(4);
+        let link = tokio::spawn(publisher::run(
+            LinkOptions {
+                host: "127.0.0.1".into(),
+                port,
+                credentials: None,
+            },
+            status,
+            outbox.clone(),
+            wake.clone(),
+            qrx,
+            rx,
+        ));
+        Self {
+            outbox,
+            wake,
+            stop,
+            link,
+            ids: Vec::new(),
+            sensor: sensor.into(),
+            _qos0: qos0,
+        }
+    }
+
+    fn push(&mut self, n: u32) {
+        let g = gap(&self.sensor, n);
+        self.ids.push(g.event_id);
+        let e = Entry {
+            topic: topic(FAC, &self.sensor, Kind::Gap).expect("topic"),
+            payload: serde_json::to_string(&g).expect("json"),
+        };
+        self.outbox
+            .push(&e, g.state == GapState::Update)
+            .expect("push");
+        self.wake.notify_one();
+    }
+
+    async fn push_paced(&mut self, range: std::ops::Range<u32>) {
+        for n in range {
+            self.push(n);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    async fn finish(self) -> (LinkStats, Vec<uuid::Uuid>) {
+        let _ = self.stop.send(true);
+        (self.link.await.expect("link"), self.ids)
+    }
+}
+
+async fn history_ids(server: &Server) -> Vec<String> {
+    let v = get(
+        server,
+        &format!("/api/facilities/{FAC}/gaps/history?limit=100000"),
+    )
+    .await;
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|e| e["event_id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+fn assert_exactly_once(stored: &[String], sent: &[uuid::Uuid]) {
+    let mut s = stored.to_vec();
+    s.sort();
+    let before = s.len();
+    s.dedup();
+    assert_eq!(before, s.len(), "an event is stored twice");
+    let mut want: Vec<String> = sent.iter().map(ToString::to_string).collect();
+    want.sort();
+    assert_eq!(
+        s.len(),
+        want.len(),
+        "stored {} of {} events",
+        s.len(),
+        want.len()
+    );
+    assert_eq!(s, want, "the stored events are the sent ones");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_outage_every_event_arrives_once() {
+    let Some(mut mq) = Mosquitto::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let server = start_server(Some(mq.port), &dir.path().join("c.db"), "srv-outage").await;
+    wait_for("the server's session", Duration::from_secs(10), || async {
+        server.metrics.connected()
+    })
+    .await;
+    let mut feeder = Feeder::start(&dir.path().join("outbox"), mq.port, "feeder-1");
+    feeder.push_paced(0..100).await;
+    wait_for("the first 100 events", Duration::from_secs(20), || async {
+        stored_gaps(&server).await == 100
+    })
+    .await;
+    mq.stop();
+    // The broker is down: events wait in the outbox.
+    feeder.push_paced(100..250).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        feeder.outbox.len() >= 150,
+        "events wait on disk while the broker is down ({} waiting)",
+        feeder.outbox.len()
+    );
+    assert_eq!(stored_gaps(&server).await, 100);
+    mq.restart();
+    feeder.push_paced(250..300).await;
+    wait_for("all 300 events", Duration::from_secs(40), || async {
+        stored_gaps(&server).await == 300
+    })
+    .await;
+    wait_for("an empty outbox", Duration::from_secs(10), || async {
+        feeder.outbox.is_empty()
+    })
+    .await;
+    let (stats, sent) = feeder.finish().await;
+    assert!(stats.connects >= 2, "the link reconnected: {stats:?}");
+    assert_exactly_once(&history_ids(&server).await, &sent);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_restart_loses_and_doubles_nothing() {
+    let Some(mq) = Mosquitto::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("c.db");
+    let server = start_server(Some(mq.port), &db, "srv-restart").await;
+    wait_for("the server's session", Duration::from_secs(10), || async {
+        server.metrics.connected()
+    })
+    .await;
+    let mut feeder = Feeder::start(&dir.path().join("outbox"), mq.port, "feeder-2");
+    feeder.push_paced(0..100).await;
+    wait_for("100 events", Duration::from_secs(20), || async {
+        stored_gaps(&server).await == 100
+    })
+    .await;
+    server.stop().await;
+    // The server is down: the broker queues for its persistent session.
+    feeder.push_paced(100..200).await;
+    wait_for(
+        "the broker to take them",
+        Duration::from_secs(20),
+        || async { feeder.outbox.is_empty() },
+    )
+    .await;
+    let server = start_server(Some(mq.port), &db, "srv-restart").await;
+    wait_for(
+        "200 events after the restart",
+        Duration::from_secs(30),
+        || async { stored_gaps(&server).await == 200 },
+    )
+    .await;
+    // The same events again (an agent that restarted before its acks): stored once.
+    let (_, sent) = feeder.finish().await;
+    let mut raw = rumqttc::v5::MqttOptions::new("replayer", "127.0.0.1", mq.port);
+    raw.set_keep_alive(Duration::from_secs(5));
+    let (client, mut el) = rumqttc::v5::AsyncClient::new(raw, 100);
+    tokio::spawn(async move { while el.poll().await.is_ok() {} });
+    let dups = |text: String| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("centinela_events_duplicate_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    let d0 = dups(server.metrics.render());
+    let stored_before: Vec<Value> = get(
+        &server,
+        &format!("/api/facilities/{FAC}/gaps/history?limit=50"),
+    )
+    .await
+    .as_array()
+    .expect("array")
+    .clone();
+    for e in &stored_before {
+        client
+            .publish(
+                format!("centinela/v1/{FAC}/feeder-2/gap"),
+                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                false,
+                e.to_string(),
+            )
+            .await
+            .expect("publish");
+    }
+    wait_for(
+        "the duplicates to be seen",
+        Duration::from_secs(20),
+        || async { dups(server.metrics.render()) >= d0 + 50 },
+    )
+    .await;
+    assert_eq!(stored_gaps(&server).await, 200);
+    assert_exactly_once(&history_ids(&server).await, &sent);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_mismatched_messages_are_rejected_and_counted() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = start_server(None, &dir.path().join("c.db"), "srv-bad").await;
+    wait_for("the server's session", Duration::from_secs(10), || async {
+        server.metrics.connected()
+    })
+    .await;
+    let mut raw = rumqttc::v5::MqttOptions::new("prankster", "127.0.0.1", server.broker.1);
+    raw.set_keep_alive(Duration::from_secs(5));
+    let (client, mut el) = rumqttc::v5::AsyncClient::new(raw, 100);
+    tokio::spawn(async move { while el.poll().await.is_ok() {} });
+    let good = serde_json::to_value(gap("s1", 1)).expect("json");
+    let mut other_facility = good.clone();
+    other_facility["facility_id"] = "another-prison".into();
+    let mut wrong_schema = good.clone();
+    wrong_schema["schema"] = "centinela.jammer/1".into();
+    let bad: Vec<(String, Vec<u8>)> = vec![
+        (format!("centinela/v1/{FAC}/s1/gap"), b"{not json".to_vec()),
+        (
+            format!("centinela/v1/{FAC}/s1/gap"),
+            other_facility.to_string().into_bytes(),
+        ),
+        (
+            format!("centinela/v1/{FAC}/s1/gap"),
+            wrong_schema.to_string().into_bytes(),
+        ),
+        (format!("centinela/v1/{FAC}/s1/gap"), vec![b' '; 70_000]),
+        (
+            format!("centinela/v1/{FAC}/s1/status"),
+            good.to_string().into_bytes(),
+        ),
+    ];
+    for (t, p) in &bad {
+        client
+            .publish(
+                t.clone(),
+                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                false,
+                p.clone(),
+            )
+            .await
+            .expect("publish");
+    }
+    client
+        .publish(
+            format!("centinela/v1/{FAC}/s1/gap"),
+            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+            false,
+            good.to_string(),
+        )
+        .await
+        .expect("publish");
+    wait_for(
+        "the good event after the bad ones",
+        Duration::from_secs(10),
+        || async { stored_gaps(&server).await == 1 },
+    )
+    .await;
+    let r = get(&server, "/api/rejects").await;
+    assert_eq!(r["rejected_total"], 5, "{r}");
+    let reasons: Vec<&str> = r["latest"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|x| x["reason"].as_str())
+        .collect();
+    for want in ["json", "mismatch", "schema", "too_large"] {
+        assert!(reasons.contains(&want), "{want} in {reasons:?}");
+    }
+    assert!(
+        r["latest"]
+            .as_array()
+            .expect("a")
+            .iter()
+            .any(|x| x["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("another-prison")),
+        "the error names the facility: {r}"
+    );
+    let gaps = get(&server, &format!("/api/facilities/{FAC}/gaps")).await;
+    assert_eq!(gaps.as_array().expect("a").len(), 1, "{gaps}");
+    // Bad HTTP requests get a clear error too.
+    let url = format!(
+        "http://{}/api/facilities/{FAC}/gaps?colour=red",
+        server.http_addr
+    );
+    let resp = reqwest::get(&url).await.expect("http");
+    assert_eq!(resp.status(), 400);
+    let body: Value = resp.json().await.expect("json");
+    assert!(
+        body["error"].as_str().expect("e").contains("colour"),
+        "{body}"
+    );
+    let health = get(&server, "/api/health").await;
+    assert_eq!(health["status"], "ok", "{health}");
+    server.stop().await;
+}
+
+/// A real agent (simulated radio at the demo's patio, n78 only) publishes through `broker_port`
+/// (embedded when `None`); the API returns its gap with the cell the agent named.
+async fn agent_to_api(broker_port: Option<u16>) {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = start_server(broker_port, &dir.path().join("c.db"), "srv-agent").await;
+    let scene = toml::to_string(&demo::scene()).expect("scene");
+    std::fs::write(dir.path().join("scene.toml"), scene).expect("write");
+    let mut cfg = demo::agent_config(
+        dir.path(),
+        (&server.broker.0, server.broker.1),
+        "patio",
+        "patio",
+        [125.0, 90.0],
+    );
+    cfg.scan.bands = vec!["n78".into()];
+    cfg.scan.interval_s = 0.0;
+    cfg.mqtt.heartbeat_s = 1.0;
+    let (stop, rx) = watch::channel(false);
+    let agent = tokio::spawn(sensor_agent::daemon::run(cfg, rx));
+    let path = format!("/api/facilities/{}/gaps?band=n78", demo::FACILITY);
+    wait_for(
+        "the agent's n78 gap in the API",
+        Duration::from_secs(120),
+        || async {
+            get(&server, &path)
+                .await
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        },
+    )
+    .await;
+    let gaps = get(&server, &path).await;
+    let g = &gaps[0];
+    assert_eq!(g["zone"], "patio");
+    assert_eq!(g["technology"], "nr");
+    assert_eq!(g["severity"], "critical", "{g}");
+    let sensors = get(
+        &server,
+        &format!("/api/facilities/{}/sensors", demo::FACILITY),
+    )
+    .await;
+    assert_eq!(sensors[0]["state"], "online", "{sensors}");
+    let _ = stop.send(true);
+    let report = agent.await.expect("join").expect("agent ran");
+    assert!(report.sweeps >= 2, "{report:?}");
+    assert_eq!(report.waiting, 0, "everything was delivered: {report:?}");
+    wait_for(
+        "the sensor to say offline",
+        Duration::from_secs(10),
+        || async {
+            get(
+                &server,
+                &format!("/api/facilities/{}/sensors", demo::FACILITY),
+            )
+            .await[0]["state"]
+                == "offline"
+        },
+    )
+    .await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_to_api_through_the_embedded_broker() {
+    agent_to_api(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_to_api_through_mosquitto() {
+    let Some(mq) = Mosquitto::start() else {
+        return;
+    };
+    agent_to_api(Some(mq.port)).await;
+    drop(mq);
+}
+
+/// The demo: the map's zones against the simulator's truth, the map files, and the dashboard
+/// in headless Chromium.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_map_matches_the_simulators_truth_and_the_dashboard_shows_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let args = DemoArgs {
+        http: loopback0(),
+        mqtt: SocketAddr::from(([127, 0, 0, 1], free_port())),
+        dir: dir.path().to_path_buf(),
+        truth: false,
+    };
+    let d = Demo::start(&args).await.expect("demo starts");
+    let truth = demo::truth();
+    assert!(
+        truth.iter().any(|z| z.leaks()) && truth.iter().any(|z| !z.leaks()),
+        "the demo has both leaking and sealed zones"
+    );
+    let zones_path = format!("/api/facilities/{}/zones", demo::FACILITY);
+    let agreement = |zones: &Value| -> usize {
+        truth
+            .iter()
+            .filter(|t| {
+                zones
+                    .as_array()
+                    .and_then(|a| a.iter().find(|z| z["id"] == t.zone.as_str()))
+                    .is_some_and(|z| (z["status"] != "ok") == t.leaks())
+            })
+            .count()
+    };
+    let t0 = Instant::now();
+    let mut best = 0;
+    while t0.elapsed() < Duration::from_secs(240) {
+        let zones = get(&d.server, &zones_path).await;
+        best = agreement(&zones);
+        let sensors = get(
+            &d.server,
+            &format!("/api/facilities/{}/sensors", demo::FACILITY),
+        )
+        .await;
+        let swept = sensors.as_array().is_some_and(|a| {
+            a.len() == 4
+                && a.iter()
+                    .all(|s| s["status"]["health"]["sweeps"].as_u64() >= Some(3))
+        });
+        if best == truth.len() && swept {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let zones = get(&d.server, &zones_path).await;
+    eprintln!(
+        "demo map after {:.0} s: {}/{} zones agree with the simulator; zones {zones}",
+        t0.elapsed().as_secs_f64(),
+        agreement(&zones),
+        truth.len()
+    );
+    assert_eq!(best, truth.len(), "map zones {zones} vs truth {truth:?}");
+    // Leaking zones name the uncovered band.
+    for t in truth.iter().filter(|t| t.leaks()) {
+        let z = zones
+            .as_array()
+            .and_then(|a| a.iter().find(|z| z["id"] == t.zone.as_str()))
+            .expect("zone");
+        assert!(
+            z["bands"]
+                .as_array()
+                .expect("bands")
+                .iter()
+                .any(|b| b == "n78"),
+            "{z}"
+        );
+    }
+    // Map files.
+    let base = format!(
+        "http://{}/api/facilities/{}",
+        d.server.http_addr,
+        demo::FACILITY
+    );
+    let png = reqwest::get(format!("{base}/map.png"))
+        .await
+        .expect("png")
+        .bytes()
+        .await
+        .expect("bytes");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert!(png.len() > 10_000, "a real picture: {} bytes", png.len());
+    std::fs::write(dir.path().join("map.png"), &png).expect("write");
+    let svg = reqwest::get(format!("{base}/map.svg"))
+        .await
+        .expect("svg")
+        .text()
+        .await
+        .expect("text");
+    assert!(svg.contains("<svg") && svg.contains("Patio"), "svg");
+    let gj: Value = reqwest::get(format!("{base}/map.geojson"))
+        .await
+        .expect("gj")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(gj["type"], "FeatureCollection");
+    let zone_features = gj["features"]
+        .as_array()
+        .expect("f")
+        .iter()
+        .filter(|f| f["properties"]["kind"] == "zone")
+        .count();
+    assert_eq!(zone_features, 4);
+    let lon = gj["features"][0]["geometry"]["coordinates"][0][0][0]
+        .as_f64()
+        .expect("lon");
+    assert!(
+        (lon + 74.14).abs() < 0.01,
+        "WGS 84 longitude near the origin: {lon}"
+    );
+    // Dashboard in headless Chromium.
+    if let Some(chrome) = chromium() {
+        let profile = tempfile::tempdir().expect("profile");
+        let url = format!("http://{}/", d.server.http_addr);
+        let out = std::process::Command::new(chrome)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--virtual-time-budget=8000",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(&url)
+            .output()
+            .expect("chromium runs");
+        let dom = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            dom.contains("map.svg"),
+            "the dashboard loads the map: {}",
+            &dom[..dom.len().min(2000)]
+        );
+        assert!(
+            dom.contains("sev-critical"),
+            "the gaps table shows the critical gaps"
+        );
+        assert!(dom.contains(">n78<"), "the gaps table names n78");
+        assert!(dom.contains("st-online"), "sensors are shown online");
+        assert!(dom.contains("Demo prison"), "the facility list");
+    }
+    d.stop().await;
+}
