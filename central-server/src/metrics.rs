@@ -95,7 +95,7 @@ impl Metrics {
         );
         registry.register(
             "broker_connected",
-            "1 while the ingest session is connected",
+            "1 while the ingest session is connected and subscribed",
             broker_connected.clone(),
         );
         registry.register(

@@ -205,8 +205,36 @@ impl Store {
         payload: &str,
         received_at: OffsetDateTime,
     ) -> Result<Ingested, sqlx::Error> {
-        let (facility, sensor) = msg.source();
+        let mut out = self.ingest_batch(&[(msg, payload)], received_at).await?;
+        Ok(out.pop().unwrap_or(Ingested::Duplicate))
+    }
+
+    /// Stores several messages in one transaction (one commit for all), in order.
+    ///
+    /// # Errors
+    /// Database failures: then none of them is stored.
+    pub async fn ingest_batch(
+        &self,
+        batch: &[(&Message, &str)],
+        received_at: OffsetDateTime,
+    ) -> Result<Vec<Ingested>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        let mut out = Vec::with_capacity(batch.len());
+        for (msg, payload) in batch {
+            out.push(self.apply(&mut tx, msg, payload, received_at).await?);
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn apply(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        msg: &Message,
+        payload: &str,
+        received_at: OffsetDateTime,
+    ) -> Result<Ingested, sqlx::Error> {
+        let (facility, sensor) = msg.source();
         if let Message::Spectrum(s) = msg {
             sqlx::query(
                 "INSERT INTO spectra (facility_id, sensor_id, observed_at, payload) VALUES (?, ?, ?, ?)
@@ -219,9 +247,8 @@ impl Store {
             .bind(payload)
             .execute(&mut *tx)
             .await?;
-            self.touch_sensor(&mut tx, facility, sensor, msg.observed_at())
+            self.touch_sensor(tx, facility, sensor, msg.observed_at())
                 .await?;
-            tx.commit().await?;
             return Ok(Ingested::New(Vec::new()));
         }
         let inserted = sqlx::query(
@@ -239,19 +266,18 @@ impl Store {
         .await?
         .rows_affected();
         if inserted == 0 {
-            tx.rollback().await?;
             return Ok(Ingested::Duplicate);
         }
         let mut alerts = Vec::new();
         match msg {
             Message::Gap(g) => {
-                self.apply_gap(&mut tx, g, &mut alerts).await?;
-                self.touch_sensor(&mut tx, facility, sensor, g.observed_at)
+                self.apply_gap(tx, g, &mut alerts).await?;
+                self.touch_sensor(tx, facility, sensor, g.observed_at)
                     .await?;
             }
             Message::Jammer(j) => {
-                self.apply_jammer(&mut tx, j, &mut alerts).await?;
-                self.touch_sensor(&mut tx, facility, sensor, j.observed_at)
+                self.apply_jammer(tx, j, &mut alerts).await?;
+                self.touch_sensor(tx, facility, sensor, j.observed_at)
                     .await?;
             }
             Message::Status(s) => {
@@ -300,7 +326,6 @@ impl Store {
             }
             _ => {}
         }
-        tx.commit().await?;
         Ok(Ingested::New(alerts))
     }
 

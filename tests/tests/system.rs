@@ -661,3 +661,64 @@ async fn demo_map_matches_the_simulators_truth_and_the_dashboard_shows_it() {
     }
     d.stop().await;
 }
+
+/// A burst far larger than the ingest session's receive window (3,000 QoS 1 events from four
+/// publishers at once): every event is stored. Before the fix, ingest waited forever on its own
+/// ack channel after about 1,200 messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_keeps_up_with_a_burst_larger_than_its_window() {
+    let Some(mq) = Mosquitto::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let server = start_server(Some(mq.port), &dir.path().join("c.db"), "srv-burst").await;
+    wait_for("the server's session", Duration::from_secs(10), || async {
+        server.metrics.connected()
+    })
+    .await;
+    let per = 750u32;
+    let mut tasks = Vec::new();
+    for a in 0..4u32 {
+        let port = mq.port;
+        tasks.push(tokio::spawn(async move {
+            let mut o = rumqttc::v5::MqttOptions::new(format!("burst-{a}"), "127.0.0.1", port);
+            o.set_keep_alive(Duration::from_secs(10));
+            let (client, mut el) = rumqttc::v5::AsyncClient::new(o, 256);
+            let sensor = format!("burst-{a}");
+            let pubber = tokio::spawn(async move {
+                for n in 0..per {
+                    let g = gap(&sensor, n);
+                    client
+                        .publish(
+                            format!("centinela/v1/{FAC}/{sensor}/gap"),
+                            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                            false,
+                            serde_json::to_vec(&g).expect("json"),
+                        )
+                        .await
+                        .expect("publish");
+                }
+            });
+            let mut acked = 0;
+            while acked < per {
+                if let Ok(rumqttc::v5::Event::Incoming(
+                    rumqttc::v5::mqttbytes::v5::Packet::PubAck(_),
+                )) = el.poll().await
+                {
+                    acked += 1;
+                }
+            }
+            pubber.await.expect("publisher");
+        }));
+    }
+    for t in tasks {
+        t.await.expect("burst");
+    }
+    wait_for(
+        "all 3000 events of the burst",
+        Duration::from_secs(60),
+        || async { stored_gaps(&server).await == i64::from(4 * per) },
+    )
+    .await;
+    server.stop().await;
+}
