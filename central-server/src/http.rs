@@ -318,7 +318,8 @@ async fn model(
     q: &HashMap<String, String>,
 ) -> ApiResult<(MapModel, Option<[f64; 2]>)> {
     let f = configured(s, id)?;
-    let filt = filter(s, q, &["band"])?;
+    // `t` is the dashboard's cache-buster; it means nothing here.
+    let filt = filter(s, q, &["band", "t"])?;
     let gaps = s.store.gaps(id, true, &filt).await.map_err(db_error)?;
     let sensors = s.store.sensors(Some(id)).await.map_err(db_error)?;
     Ok((

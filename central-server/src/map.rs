@@ -313,8 +313,9 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, m: &MapModel) -> Draw
             closed,
             colour.stroke_width(3),
         )))?;
-        let cx = pts.iter().map(|p| p.0).sum::<f64>() / pts.len() as f64;
-        let cy = pts.iter().map(|p| p.1).sum::<f64>() / pts.len() as f64;
+        // Label in the zone's top-left corner, clear of the sensors inside.
+        let cx = pts.iter().map(|p| p.0).fold(f64::MAX, f64::min) + 0.02 * (x1 - x0);
+        let cy = pts.iter().map(|p| p.1).fold(f64::MIN, f64::max) - 0.03 * (y1 - y0);
         let label = if z.active_gaps > 0 {
             format!("{}: {} ({})", z.name, z.status, z.bands.join(","))
         } else {
@@ -336,14 +337,14 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, m: &MapModel) -> Draw
         BLACK.stroke_width(2),
     )))?;
     // Jammers and sensors.
-    for (name, p, bands) in &m.jammers {
+    for (name, p, _) in &m.jammers {
         chart.draw_series(std::iter::once(TriangleMarker::new(
             (p[0], p[1]),
             9,
             RGBColor(90, 0, 140).filled(),
         )))?;
         chart.draw_series(std::iter::once(Text::new(
-            format!("{name} [{}]", bands.join(",")),
+            format!("jammer {name}"),
             (p[0], p[1]),
             ("sans-serif", 11).into_font().color(&RGBColor(90, 0, 140)),
         )))?;
