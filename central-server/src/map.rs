@@ -345,7 +345,7 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, m: &MapModel) -> Draw
         )))?;
         chart.draw_series(std::iter::once(Text::new(
             format!("jammer {name}"),
-            (p[0], p[1]),
+            (p[0] + 0.015 * (x1 - x0), p[1]),
             ("sans-serif", 11).into_font().color(&RGBColor(90, 0, 140)),
         )))?;
     }
@@ -362,7 +362,7 @@ fn draw<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, m: &MapModel) -> Draw
         )))?;
         chart.draw_series(std::iter::once(Text::new(
             format!("{} ({})", s.id, s.state),
-            (s.position[0], s.position[1]),
+            (s.position[0] + 0.015 * (x1 - x0), s.position[1]),
             ("sans-serif", 11).into_font().color(&fill),
         )))?;
     }

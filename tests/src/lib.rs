@@ -234,17 +234,111 @@ impl Mosquitto {
             dir,
             child: None,
         };
+        m.write_conf("");
+        m.restart();
+        Some(m)
+    }
+
+    fn write_conf(&self, extra: &str) {
+        // Run as the test's own user, so that Mosquitto can write its persistence file and read
+        // the TLS files in the test's private directory (as root it would switch to `mosquitto`).
+        let user = Command::new("id")
+            .arg("-un")
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "root".into());
         std::fs::write(
-            m.dir.path().join("mosquitto.conf"),
+            self.dir.path().join("mosquitto.conf"),
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\nmax_inflight_messages 64\n",
-                m.port,
-                m.dir.path().display()
+                "user {user}\nlistener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\nmax_inflight_messages 64\n{extra}",
+                self.port,
+                self.dir.path().display()
             ),
         )
         .expect("conf");
+    }
+
+    /// Starts Mosquitto with a second, TLS listener whose certificate (for `127.0.0.1` and
+    /// `localhost`) is signed by a CA made here with `openssl`. Returns the broker, the TLS port
+    /// and the CA's PEM file.
+    ///
+    /// # Panics
+    /// When openssl fails.
+    #[must_use]
+    pub fn start_with_tls() -> Option<(Self, u16, PathBuf)> {
+        let mut m = Self::start()?;
+        m.stop();
+        let d = m.dir.path().to_path_buf();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&d)
+                .output()
+                .expect("openssl runs");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=Centinela test CA",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        std::fs::write(
+            d.join("ext.cnf"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n",
+        )
+        .expect("ext");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext.cnf",
+        ]);
+        let tls_port = free_port();
+        m.write_conf(&format!(
+            "listener {tls_port} 127.0.0.1\ncafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\n",
+            d.display()
+        ));
         m.restart();
-        Some(m)
+        Some((m, tls_port, d.join("ca.pem")))
     }
 
     /// Starts (again) on the same port and waits until it accepts connections.

@@ -138,6 +138,7 @@ impl Feeder {
                 host: "127.0.0.1".into(),
                 port,
                 credentials: None,
+                tls: None,
             },
             status,
             outbox.clone(),
@@ -720,5 +721,94 @@ async fn ingest_keeps_up_with_a_burst_larger_than_its_window() {
         || async { stored_gaps(&server).await == i64::from(4 * per) },
     )
     .await;
+    server.stop().await;
+}
+
+/// The agent's link over TLS: Mosquitto with a certificate from a CA made by the test; the
+/// agent trusts that CA and checks the broker's name. A link that trusts another CA never
+/// delivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_link_over_tls() {
+    let Some((mq, tls_port, ca)) = Mosquitto::start_with_tls() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let server = start_server(Some(mq.port), &dir.path().join("c.db"), "srv-tls").await;
+    wait_for("the server's session", Duration::from_secs(10), || async {
+        server.metrics.connected()
+    })
+    .await;
+    let start_link = |sensor: &str, ca_pem: Vec<u8>, sub: &str| {
+        let outbox = Arc::new(Outbox::open(&dir.path().join(sub), 1000).expect("outbox"));
+        let status = Arc::new(StatusSource::new(
+            FAC.into(),
+            sensor.into(),
+            "patio".into(),
+            None,
+            Vec::new(),
+            1.0,
+            outbox.clone(),
+        ));
+        let (stop, rx) = watch::channel(false);
+        let (_q, qrx) = mpsc::channel(1);
+        let link = tokio::spawn(publisher::run(
+            LinkOptions {
+                host: "127.0.0.1".into(),
+                port: tls_port,
+                credentials: None,
+                tls: Some(publisher::TlsFiles {
+                    ca: ca_pem,
+                    client: None,
+                }),
+            },
+            status,
+            outbox.clone(),
+            Arc::new(Notify::new()),
+            qrx,
+            rx,
+        ));
+        (outbox, stop, link)
+    };
+    let g = gap("tls-1", 1);
+    let (outbox, stop, link) = start_link("tls-1", std::fs::read(&ca).expect("ca"), "ob1");
+    outbox
+        .push(
+            &Entry {
+                topic: topic(FAC, "tls-1", Kind::Gap).expect("topic"),
+                payload: serde_json::to_string(&g).expect("json"),
+            },
+            false,
+        )
+        .expect("push");
+    wait_for("the gap sent over TLS", Duration::from_secs(20), || async {
+        stored_gaps(&server).await == 1
+    })
+    .await;
+    let sensors = get(&server, &format!("/api/facilities/{FAC}/sensors")).await;
+    assert_eq!(sensors[0]["state"], "online", "{sensors}");
+    let _ = stop.send(true);
+    let stats = link.await.expect("link");
+    assert!(stats.connects >= 1 && stats.acked >= 1, "{stats:?}");
+    // A link that trusts a different CA (the broker's own certificate is not a CA) gets nowhere.
+    let wrong = std::fs::read(ca.with_file_name("server.pem")).expect("server cert");
+    let (outbox2, stop2, link2) = start_link("tls-2", wrong, "ob2");
+    outbox2
+        .push(
+            &Entry {
+                topic: topic(FAC, "tls-2", Kind::Gap).expect("topic"),
+                payload: serde_json::to_string(&gap("tls-2", 1)).expect("json"),
+            },
+            false,
+        )
+        .expect("push");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = stop2.send(true);
+    let stats2 = link2.await.expect("link");
+    assert_eq!(
+        stats2.connects, 0,
+        "an untrusted broker is refused: {stats2:?}"
+    );
+    assert_eq!(outbox2.len(), 1, "the event waits in the outbox");
+    assert_eq!(stored_gaps(&server).await, 1);
     server.stop().await;
 }

@@ -106,7 +106,8 @@ pub struct MqttSection {
     /// Password.
     #[serde(default)]
     pub password: Option<String>,
-    /// CA certificate (PEM) for TLS.
+    /// CA certificate (PEM): when set, the link uses TLS (rustls) and checks the broker's
+    /// certificate against it and the broker's host name.
     #[serde(default)]
     pub tls_ca: Option<PathBuf>,
     /// Client certificate (PEM).
@@ -280,13 +281,18 @@ impl AgentConfig {
             ("tls_key", &self.mqtt.tls_key),
         ] {
             if let Some(f) = f {
-                if !f.exists() {
-                    push(format!("mqtt.{name}: `{}` does not exist", f.display()));
+                match std::fs::read_to_string(f) {
+                    Ok(t) if t.contains("-----BEGIN ") => {}
+                    Ok(_) => push(format!("mqtt.{name}: `{}` is not a PEM file", f.display())),
+                    Err(e) => push(format!("mqtt.{name}: `{}`: {e}", f.display())),
                 }
-                push(format!(
-                    "mqtt.{name}: this build has no TLS support yet; use a local broker bridge (Mosquitto with TLS) for now"
-                ));
             }
+        }
+        if self.mqtt.tls_cert.is_some() != self.mqtt.tls_key.is_some() {
+            push("mqtt.tls_cert and mqtt.tls_key go together (client authentication)".into());
+        }
+        if self.mqtt.tls_cert.is_some() && self.mqtt.tls_ca.is_none() {
+            push("mqtt.tls_cert needs mqtt.tls_ca (the CA that signs the broker)".into());
         }
         if !(self.mqtt.heartbeat_s.is_finite() && (1.0..=3600.0).contains(&self.mqtt.heartbeat_s)) {
             push(format!(

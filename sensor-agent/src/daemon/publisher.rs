@@ -11,10 +11,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use protocol::{Kind, STATUS_SCHEMA, SensorHealth, SensorState, StatusEvent, event_id, topic};
-use rumqttc::Outgoing;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{LastWill, Packet, PubAckReason};
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::{Outgoing, TlsConfiguration, Transport};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -129,6 +129,17 @@ pub struct LinkOptions {
     pub port: u16,
     /// Credentials.
     pub credentials: Option<(String, String)>,
+    /// TLS: the CA certificate (PEM) and, for client authentication, certificate and key (PEM).
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM contents for a TLS link.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// CA certificate(s) that sign the broker's certificate.
+    pub ca: Vec<u8>,
+    /// Client certificate and key.
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Counters of the link, for tests and logs.
@@ -171,6 +182,15 @@ pub async fn run(
             ));
         if let Some((u, p)) = &opts.credentials {
             mo.set_credentials(u.clone(), p.clone());
+        }
+        if let Some(tls) = &opts.tls {
+            // rustls needs a process-wide crypto provider; a second install is a no-op error.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            mo.set_transport(Transport::tls_with_config(TlsConfiguration::Simple {
+                ca: tls.ca.clone(),
+                alpn: None,
+                client_auth: tls.client.clone(),
+            }));
         }
         let (client, mut el) = AsyncClient::new(mo, 4 * WINDOW);
         let mut requested: VecDeque<Option<u64>> = VecDeque::new();

@@ -14,7 +14,7 @@ use crate::AgentError;
 use crate::config::{Identity, PipelineConfig};
 use crate::daemon::config::{AgentConfig, parse_broker};
 use crate::daemon::outbox::{Entry, Outbox};
-use crate::daemon::publisher::{self, LinkOptions, LinkStats, StatusSource};
+use crate::daemon::publisher::{self, LinkOptions, LinkStats, StatusSource, TlsFiles};
 use crate::scan::{BandObservation, SweepOptions, plan, sweep};
 use crate::tracker::{Event, GapTracker, JammerTracker};
 
@@ -151,6 +151,19 @@ pub async fn run(
         outbox.clone(),
     ));
     let (host, port) = parse_broker(&cfg.mqtt.broker).map_err(AgentError::Input)?;
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| AgentError::Input(format!("{}: {e}", p.display())))
+    };
+    let tls = match &cfg.mqtt.tls_ca {
+        Some(ca) => Some(TlsFiles {
+            ca: read(ca)?,
+            client: match (&cfg.mqtt.tls_cert, &cfg.mqtt.tls_key) {
+                (Some(c), Some(k)) => Some((read(c)?, read(k)?)),
+                _ => None,
+            },
+        }),
+        None => None,
+    };
     let wake = Arc::new(Notify::new());
     let (qos0_tx, qos0_rx) = mpsc::channel(16);
     let (link_stop_tx, link_stop_rx) = watch::channel(false);
@@ -159,6 +172,7 @@ pub async fn run(
             host,
             port,
             credentials: cfg.mqtt.username.clone().zip(cfg.mqtt.password.clone()),
+            tls,
         },
         status.clone(),
         outbox.clone(),
