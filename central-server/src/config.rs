@@ -296,6 +296,17 @@ position = [1, 2]
     }
 
     #[test]
+    fn the_committed_example_parses() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("server.example.toml");
+        let text = std::fs::read_to_string(&path).expect("example");
+        let c = ServerConfig::from_toml(&text, "server.example.toml")
+            .unwrap_or_else(|e| panic!("{e:#?}"));
+        let f = c.facility("demo-prison").expect("facility");
+        assert_eq!(f.zones.len(), 4);
+        assert!(contains(&f.zones[2].polygon, f.sensors[1].position));
+    }
+
+    #[test]
     fn polygon_containment() {
         let sq = [[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]];
         assert!(contains(&sq, [5.0, 5.0]));

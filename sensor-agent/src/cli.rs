@@ -610,6 +610,9 @@ pub fn open_source(spec: &str) -> Result<Box<dyn IqSource>, AgentError> {
             };
             Ok(Box::new(SimSource::new(scene)?))
         }
+        "sigmf" => Ok(Box::new(hardware::sigmf::SigmfSource::open(
+            std::path::Path::new(arg),
+        )?)),
         #[cfg(feature = "soapy")]
         "soapy" => Ok(Box::new(hardware::soapy::SoapySource::open(
             hardware::soapy::SoapyConfig::new(arg),
@@ -619,7 +622,7 @@ pub fn open_source(spec: &str) -> Result<Box<dyn IqSource>, AgentError> {
             "this build has no SoapySDR support: rebuild with `--features soapy`".into(),
         )),
         other => Err(AgentError::Input(format!(
-            "unknown source `{other}` (use sim, sim:SCENE.toml or soapy:DEVICE-ARGS)"
+            "unknown source `{other}` (use sim, sim:SCENE.toml, sigmf:RECORDING.sigmf-meta or soapy:DEVICE-ARGS)"
         ))),
     }
 }

@@ -812,3 +812,196 @@ async fn agent_link_over_tls() {
     assert_eq!(stored_gaps(&server).await, 1);
     server.stop().await;
 }
+
+/// An agent that plays a recorded sweep (SigMF, made by `sensor-agent record --band`) instead of
+/// a radio: the leak in the recording (the demo's uncovered AWS cell) reaches the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_runs_on_a_recorded_sweep() {
+    let dir = tempfile::tempdir().expect("dir");
+    let rec = dir.path().join("b4");
+    let code = sensor_agent::cli::run_from_args(
+        [
+            "sensor-agent",
+            "record",
+            "--source",
+            "sim",
+            "--band",
+            "B4",
+            "--rate",
+            "15.36e6",
+            "--seconds",
+            "0.02",
+            "--out",
+        ]
+        .iter()
+        .map(std::ffi::OsString::from)
+        .chain([rec.clone().into_os_string()]),
+    );
+    assert_eq!(code, 0, "recording the sweep");
+    let server = start_server(None, &dir.path().join("c.db"), "srv-sigmf").await;
+    let mut cfg = demo::agent_config(
+        dir.path(),
+        (&server.broker.0, server.broker.1),
+        "replayer",
+        "patio",
+        [125.0, 90.0],
+    );
+    cfg.source.spec = format!("sigmf:{}.sigmf-meta", rec.display());
+    cfg.source.device = None;
+    cfg.scan.bands = vec!["B4".into()];
+    cfg.scan.interval_s = 0.0;
+    let (stop, rx) = watch::channel(false);
+    let agent = tokio::spawn(sensor_agent::daemon::run(cfg, rx));
+    let path = format!("/api/facilities/{}/gaps?band=B4", demo::FACILITY);
+    wait_for(
+        "the recorded sweep's B4 gap",
+        Duration::from_secs(90),
+        || async {
+            get(&server, &path)
+                .await
+                .as_array()
+                .is_some_and(|a| a.iter().any(|g| g["pci"] == 45))
+        },
+    )
+    .await;
+    let sensors = get(
+        &server,
+        &format!("/api/facilities/{}/sensors", demo::FACILITY),
+    )
+    .await;
+    assert_eq!(
+        sensors[0]["status"]["health"]["sweep_errors"], 0,
+        "every hop of the plan is in the recording: {sensors}"
+    );
+    let _ = stop.send(true);
+    let report = agent.await.expect("join").expect("agent ran");
+    assert!(report.sweeps >= 1, "{report:?}");
+    server.stop().await;
+}
+
+/// A taken port is a clear error at once (rumqttd itself would only log it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_port_fails_fast_with_a_clear_message() {
+    let dir = tempfile::tempdir().expect("dir");
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = squatter.local_addr().expect("addr");
+    let t0 = Instant::now();
+    let err = Server::start(ServerConfig {
+        server: ServerSection {
+            embedded_broker: taken,
+            db: dir.path().join("c.db"),
+            http: loopback0(),
+            ..ServerSection::default()
+        },
+        facilities: Vec::new(),
+    })
+    .await
+    .expect_err("the port is taken");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("MQTT broker") && msg.contains(&taken.to_string()),
+        "{msg}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    let err = Server::start(ServerConfig {
+        server: ServerSection {
+            embedded_broker: loopback0(),
+            db: dir.path().join("c.db"),
+            http: taken,
+            ..ServerSection::default()
+        },
+        facilities: Vec::new(),
+    })
+    .await
+    .expect_err("the port is taken");
+    assert!(err.to_string().contains("HTTP API"), "{err}");
+}
+
+/// Alerts reach a webhook: a critical gap and a jammer band going down, posted as JSON.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_are_posted_to_the_webhook() {
+    use axum::routing::post;
+    let received: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |axum::Json(v): axum::Json<Value>| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().expect("lock").push(v);
+                "ok"
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let hook = l.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(l, app).await });
+    let dir = tempfile::tempdir().expect("dir");
+    let server = Server::start(ServerConfig {
+        server: ServerSection {
+            embedded_broker: loopback0(),
+            db: dir.path().join("c.db"),
+            http: loopback0(),
+            webhook: Some(format!("http://{hook}/hook")),
+            ..ServerSection::default()
+        },
+        facilities: Vec::new(),
+    })
+    .await
+    .expect("server");
+    wait_for("the server's session", Duration::from_secs(10), || async {
+        server.metrics.connected()
+    })
+    .await;
+    let mut raw = rumqttc::v5::MqttOptions::new("alerter", "127.0.0.1", server.broker.1);
+    raw.set_keep_alive(Duration::from_secs(5));
+    let (client, mut el) = rumqttc::v5::AsyncClient::new(raw, 10);
+    tokio::spawn(async move { while el.poll().await.is_ok() {} });
+    let g = gap("s1", 1);
+    let at = OffsetDateTime::now_utc();
+    let j = protocol::JammerEvent {
+        schema: protocol::JAMMER_SCHEMA.into(),
+        event_id: event_id(at, b"jammer down"),
+        facility_id: FAC.into(),
+        sensor_id: "s1".into(),
+        observed_at: at,
+        zone: "patio".into(),
+        band: "B5".into(),
+        state: protocol::JammerStateWire::Down,
+        noise_rise_db: 0.3,
+        floor_dbm_per_hz: -167.7,
+        covered_fraction: 0.0,
+    };
+    for (kind, payload) in [
+        ("gap", serde_json::to_string(&g).expect("json")),
+        ("jammer", serde_json::to_string(&j).expect("json")),
+    ] {
+        client
+            .publish(
+                format!("centinela/v1/{FAC}/s1/{kind}"),
+                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
+                false,
+                payload,
+            )
+            .await
+            .expect("publish");
+    }
+    wait_for("two webhook posts", Duration::from_secs(10), || async {
+        received.lock().expect("lock").len() >= 2
+    })
+    .await;
+    let got = received.lock().expect("lock").clone();
+    assert!(
+        got.iter()
+            .any(|a| a["alert"] == "critical_gap" && a["band"] == "n78"),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|a| a["alert"] == "jammer_down" && a["band"] == "B5"),
+        "{got:?}"
+    );
+    server.stop().await;
+}

@@ -49,7 +49,9 @@ pub struct SensorSection {
 #[serde(deny_unknown_fields)]
 pub struct SourceSection {
     /// `sim` (the demo facility, seen from `sensor.position_m`), `sim:SCENE.toml`,
-    /// `soapy:DEVICE-ARGS` (for example `soapy:driver=rtlsdr`).
+    /// `sigmf:RECORDING.sigmf-meta` (a sweep recorded with `sensor-agent record --band`, played
+    /// again each sweep; the scan rate is the recording's), `soapy:DEVICE-ARGS` (for example
+    /// `soapy:driver=rtlsdr`).
     pub spec: String,
     /// Device profile for tuning limits and noise figure (`rtl-sdr`, `hackrf`, `b210`, …).
     #[serde(default)]
@@ -233,9 +235,12 @@ impl AgentConfig {
             "sim" if !arg.is_empty() && !Path::new(arg).exists() => {
                 push(format!("source.spec: scene file `{arg}` does not exist"));
             }
-            "sim" | "soapy" => {}
+            "sigmf" if !Path::new(arg).exists() => {
+                push(format!("source.spec: recording `{arg}` does not exist"));
+            }
+            "sim" | "soapy" | "sigmf" => {}
             other => push(format!(
-                "source.spec: unknown source `{other}` (use sim, sim:SCENE.toml or soapy:DEVICE-ARGS)"
+                "source.spec: unknown source `{other}` (use sim, sim:SCENE.toml, sigmf:RECORDING.sigmf-meta or soapy:DEVICE-ARGS)"
             )),
         }
         if let Err(e) = crate::cli::device_profile(self.source.device.as_deref()) {

@@ -113,8 +113,18 @@ pub async fn run(
     }
     let bands = crate::cli::select_bands(Some(&cfg.scan.country), &cfg.scan.bands)?;
     let device = crate::cli::device_profile(cfg.source.device.as_deref())?;
-    let (dev_name, limits, rate) =
-        crate::cli::limits_for(&cfg.source.spec, device, cfg.source.sample_rate_hz);
+    // A recording scans at its own rate.
+    let recorded_rate = match cfg.source.spec.strip_prefix("sigmf:") {
+        Some(path) => {
+            Some(hardware::sigmf::Metadata::open(std::path::Path::new(path))?.sample_rate_hz)
+        }
+        None => None,
+    };
+    let (dev_name, limits, rate) = crate::cli::limits_for(
+        &cfg.source.spec,
+        device,
+        cfg.source.sample_rate_hz.or(recorded_rate),
+    );
     let pipeline: PipelineConfig = cfg.pipeline.clone();
     let scan_plan = plan(
         &bands,
