@@ -25,7 +25,7 @@ def main():
     cases = []
     for i in range(count):
         pci = int(rng.integers(0, 1008))
-        sinr_db = float([0.0, 3.0, 10.0][i % 3])
+        sinr_db = float([-6.0, -3.0, 0.0, 3.0, 10.0][i % 5])
         cfo_hz = float(rng.uniform(-100e3, 100e3))
         carrier = nrCarrierConfig(NCellID=pci, NSizeGrid=20, SubcarrierSpacing=30)
         ssb = np.zeros(240 * 4, complex)

@@ -1,5 +1,5 @@
 //! Cross-check of the NR SSB search against waveforms built by py3gpp, an implementation we did
-//! not write: random PCIs, offsets and timing, SINR 0, 3 and 10 dB per resource element.
+//! not write: random PCIs, offsets and timing, SINR −6, −3, 0, 3 and 10 dB per resource element.
 
 use std::process::Command;
 
@@ -17,7 +17,7 @@ fn nr_pci_matches_py3gpp_waveforms() {
     let out = Command::new(&py)
         .arg(&script)
         .arg(dir.path())
-        .args(["60", "2026"])
+        .args(["100", "2026"])
         .output()
         .expect("run python");
     assert!(
@@ -28,7 +28,7 @@ fn nr_pci_matches_py3gpp_waveforms() {
     let manifest: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).expect("manifest"))
             .expect("json");
-    assert_eq!(manifest.len(), 60);
+    assert_eq!(manifest.len(), 100);
     let mut s = NrSearcher::new(30, NrSearchConfig::default());
     let mut right = std::collections::BTreeMap::<i64, (usize, usize)>::new();
     for case in &manifest {
@@ -58,8 +58,15 @@ fn nr_pci_matches_py3gpp_waveforms() {
         }
     }
     eprintln!("PCI right by SINR (dB): {right:?}");
+    // One SSB per waveform (no accumulation over bursts): measured 0/20 at −6 dB and 9/20 at
+    // −3 dB on this seed; the floors below guard against regressions, not a goal.
     for (sinr, (ok, n)) in &right {
-        let min = if *sinr >= 3 { *n } else { n * 9 / 10 };
+        let min = match *sinr {
+            s if s >= 3 => *n,
+            0 => n * 9 / 10,
+            -3 => n * 3 / 10,
+            _ => 0,
+        };
         assert!(*ok >= min, "{sinr} dB: {ok}/{n}");
     }
 }
