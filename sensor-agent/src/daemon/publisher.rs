@@ -258,7 +258,9 @@ pub async fn run(
                 }
                 _ = shutdown.changed() => {
                     if connected {
-                        let _ = client.publish(status.topic(), QoS::AtLeastOnce, true, status.payload(SensorState::Offline)).await;
+                        if client.publish(status.topic(), QoS::AtLeastOnce, true, status.payload(SensorState::Offline)).await.is_ok() {
+                            requested.push_back(None);
+                        }
                         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
                         // Drain: let the offline status and in-flight events be acknowledged.
                         while tokio::time::Instant::now() < deadline {
