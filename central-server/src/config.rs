@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use protocol::parse_broker_url;
 use serde::{Deserialize, Serialize};
 
 /// A point in a facility's plan, metres (x east, y north).
@@ -219,24 +220,6 @@ fn check_polygon(poly: &[Point], at: &str, p: &mut Vec<String>) {
     }
 }
 
-/// Splits `mqtt://HOST:PORT` into host and port.
-///
-/// # Errors
-/// A sentence saying what is wrong.
-pub fn parse_broker_url(url: &str) -> Result<(String, u16), String> {
-    let rest = url
-        .strip_prefix("mqtt://")
-        .ok_or_else(|| format!("`{url}` must look like mqtt://HOST:PORT"))?;
-    let (host, port) = rest
-        .rsplit_once(':')
-        .map_or((rest, Some(1883)), |(h, p)| (h, p.parse::<u16>().ok()));
-    let port = port.ok_or_else(|| format!("`{url}`: the port is not a number 1–65535"))?;
-    if host.is_empty() || port == 0 {
-        return Err(format!("`{url}` must look like mqtt://HOST:PORT"));
-    }
-    Ok((host.to_string(), port))
-}
-
 /// Point-in-polygon by ray casting.
 #[must_use]
 pub fn contains(poly: &[Point], p: Point) -> bool {
@@ -258,20 +241,6 @@ pub fn contains(poly: &[Point], p: Point) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn broker_urls() {
-        assert_eq!(
-            parse_broker_url("mqtt://127.0.0.1:1884"),
-            Ok(("127.0.0.1".into(), 1884))
-        );
-        assert_eq!(
-            parse_broker_url("mqtt://broker"),
-            Ok(("broker".into(), 1883))
-        );
-        assert!(parse_broker_url("http://x:1").is_err());
-        assert!(parse_broker_url("mqtt://x:99999").is_err());
-    }
 
     #[test]
     fn every_problem_is_reported_at_once() {

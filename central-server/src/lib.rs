@@ -23,9 +23,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::alerts::Alerter;
-use crate::config::{ServerConfig, parse_broker_url};
+use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::store::Store;
+use protocol::parse_broker_url;
 
 /// Errors of the server.
 #[derive(Debug, thiserror::Error)]

@@ -195,21 +195,8 @@ impl Store {
         &self.pool
     }
 
-    /// Stores a decoded message and updates the current state, in one transaction.
-    ///
-    /// # Errors
-    /// Database failures (the message is then not acknowledged and comes again).
-    pub async fn ingest(
-        &self,
-        msg: &Message,
-        payload: &str,
-        received_at: OffsetDateTime,
-    ) -> Result<Ingested, sqlx::Error> {
-        let mut out = self.ingest_batch(&[(msg, payload)], received_at).await?;
-        Ok(out.pop().unwrap_or(Ingested::Duplicate))
-    }
-
-    /// Stores several messages in one transaction (one commit for all), in order.
+    /// Stores decoded messages and updates the current state, all in one transaction (one
+    /// commit), in order.
     ///
     /// # Errors
     /// Database failures: then none of them is stored.

@@ -141,6 +141,28 @@ pub fn parse_topic(t: &str) -> Result<(String, String, Kind), ProtocolError> {
     Ok(((*f).to_string(), (*s).to_string(), kind))
 }
 
+/// Splits a broker URL `mqtt://HOST[:PORT]` (port 1883 when absent) into host and port.
+///
+/// # Errors
+/// A sentence saying what is wrong with the URL.
+pub fn parse_broker_url(url: &str) -> Result<(String, u16), String> {
+    let rest = url
+        .strip_prefix("mqtt://")
+        .ok_or_else(|| format!("`{url}` must look like mqtt://HOST:PORT"))?;
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .map_err(|_| format!("`{url}`: port `{p}` is not 1–65535"))?,
+        ),
+        None => (rest, 1883),
+    };
+    if host.is_empty() || port == 0 {
+        return Err(format!("`{url}` must look like mqtt://HOST:PORT"));
+    }
+    Ok((host.to_string(), port))
+}
+
 /// Builds a UUIDv7 whose time is `observed_at` and whose random bits are a hash of `content`:
 /// the same observation always gets the same id (replay is deterministic; ingest dedupes).
 #[must_use]
@@ -370,6 +392,21 @@ mod tests {
         assert!(parse_topic("centinela/v1/a/b/c").is_err());
         assert!(parse_topic("centinela/v2/a/b/gap").is_err());
         assert!(parse_topic("centinela/v1/a/b/gap/x").is_err());
+    }
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            parse_broker_url("mqtt://127.0.0.1:1884"),
+            Ok(("127.0.0.1".into(), 1884))
+        );
+        assert_eq!(
+            parse_broker_url("mqtt://broker"),
+            Ok(("broker".into(), 1883))
+        );
+        assert!(parse_broker_url("http://x:1").is_err());
+        assert!(parse_broker_url("mqtt://x:99999").is_err());
+        assert!(parse_broker_url("mqtt://:1883").is_err());
     }
 
     #[test]

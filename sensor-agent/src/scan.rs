@@ -295,35 +295,17 @@ pub fn sweep(
                 continue;
             };
             for c in obs.analysis.carriers.clone() {
-                let near = |h: &&(f64, f64, Vec<dsp::Complex32>)| {
-                    (c.center_hz - h.0).abs() + 0.6e6 <= h.1 / 2.0
-                };
                 match c.technology {
                     dsp::carrier::Technology::Lte => {
-                        let (Some(s), Some(hop)) = (
-                            lte.as_mut(),
-                            hop_samples.iter().filter(near).min_by(|a, b| {
-                                (c.center_hz - a.0)
-                                    .abs()
-                                    .total_cmp(&(c.center_hz - b.0).abs())
-                            }),
-                        ) else {
-                            continue;
-                        };
-                        let view = crate::analysis::CaptureView {
-                            samples: &hop.2,
-                            sample_rate_hz: hop.1,
-                            center_hz: hop.0,
-                        };
-                        let found = crate::analysis::lte_cells(
-                            s,
-                            &view,
-                            &[c.center_hz - hop.0],
-                            calibration.as_ref(),
-                            &[band],
-                            None,
-                        );
-                        obs.cells.extend(found.into_iter().map(|(o, _)| o));
+                        if let Some(s) = lte.as_mut() {
+                            obs.cells.extend(lte_cells_at(
+                                s,
+                                &hop_samples,
+                                c.center_hz,
+                                calibration.as_ref(),
+                                band,
+                            ));
+                        }
                     }
                     dsp::carrier::Technology::Nr => {
                         let Some(searchers) = nr.as_mut() else {
@@ -343,14 +325,7 @@ pub fn sweep(
                                 calibration.as_ref(),
                                 &[band],
                             ) {
-                                let pci = o.cell.as_ref().and_then(|i| i.pci);
-                                if !obs
-                                    .cells
-                                    .iter()
-                                    .any(|k| k.cell.as_ref().and_then(|i| i.pci) == pci)
-                                {
-                                    obs.cells.push(o);
-                                }
+                                push_new_pci(&mut obs.cells, o);
                             }
                         }
                     }
@@ -366,35 +341,8 @@ pub fn sweep(
                     {
                         continue;
                     }
-                    let Some(hop) = hop_samples
-                        .iter()
-                        .filter(|h| (f - h.0).abs() + 0.6e6 <= h.1 / 2.0)
-                        .min_by(|a, b| (f - a.0).abs().total_cmp(&(f - b.0).abs()))
-                    else {
-                        continue;
-                    };
-                    let view = crate::analysis::CaptureView {
-                        samples: &hop.2,
-                        sample_rate_hz: hop.1,
-                        center_hz: hop.0,
-                    };
-                    let found = crate::analysis::lte_cells(
-                        s,
-                        &view,
-                        &[f - hop.0],
-                        calibration.as_ref(),
-                        &[band],
-                        None,
-                    );
-                    for (o, _) in found {
-                        let pci = o.cell.as_ref().and_then(|i| i.pci);
-                        if !obs
-                            .cells
-                            .iter()
-                            .any(|k| k.cell.as_ref().and_then(|i| i.pci) == pci)
-                        {
-                            obs.cells.push(o);
-                        }
+                    for o in lte_cells_at(s, &hop_samples, f, calibration.as_ref(), band) {
+                        push_new_pci(&mut obs.cells, o);
                     }
                 }
             }
@@ -423,6 +371,44 @@ pub fn sweep(
     }
     health.elapsed_s = started.elapsed().as_secs_f64();
     Ok(health)
+}
+
+/// LTE cells centred at `f` in the capture of the nearest hop that holds `f` with 0.6 MHz to
+/// spare (the 1.92 MS/s sync view).
+fn lte_cells_at(
+    s: &mut dsp::cell::lte_search::LteSearcher,
+    hops: &[(f64, f64, Vec<dsp::Complex32>)],
+    f: f64,
+    calibration: Option<&dsp::calib::Calibration>,
+    band: &'static Band,
+) -> Vec<crate::analysis::CarrierObs> {
+    let Some(hop) = hops
+        .iter()
+        .filter(|h| (f - h.0).abs() + 0.6e6 <= h.1 / 2.0)
+        .min_by(|a, b| (f - a.0).abs().total_cmp(&(f - b.0).abs()))
+    else {
+        return Vec::new();
+    };
+    let view = crate::analysis::CaptureView {
+        samples: &hop.2,
+        sample_rate_hz: hop.1,
+        center_hz: hop.0,
+    };
+    crate::analysis::lte_cells(s, &view, &[f - hop.0], calibration, &[band], None)
+        .into_iter()
+        .map(|(o, _)| o)
+        .collect()
+}
+
+/// Adds a cell unless one with its PCI is already there.
+fn push_new_pci(cells: &mut Vec<crate::analysis::CarrierObs>, o: crate::analysis::CarrierObs) {
+    let pci = o.cell.as_ref().and_then(|i| i.pci);
+    if !cells
+        .iter()
+        .any(|k| k.cell.as_ref().and_then(|i| i.pci) == pci)
+    {
+        cells.push(o);
+    }
 }
 
 fn read_exactly(

@@ -274,7 +274,7 @@ impl AgentConfig {
         if let Err(e) = self.pipeline.check() {
             push(format!("pipeline: {e}"));
         }
-        if let Err(e) = parse_broker(&self.mqtt.broker) {
+        if let Err(e) = protocol::parse_broker_url(&self.mqtt.broker) {
             push(format!("mqtt.broker: {e}"));
         }
         if self.mqtt.username.is_some() != self.mqtt.password.is_some() {
@@ -313,28 +313,6 @@ impl AgentConfig {
         }
         p
     }
-}
-
-/// Splits `mqtt://HOST:PORT`.
-///
-/// # Errors
-/// A sentence saying what is wrong.
-pub fn parse_broker(url: &str) -> Result<(String, u16), String> {
-    let rest = url
-        .strip_prefix("mqtt://")
-        .ok_or_else(|| format!("`{url}` must look like mqtt://HOST:PORT"))?;
-    let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            p.parse::<u16>()
-                .map_err(|_| format!("`{url}`: port `{p}` is not 1–65535"))?,
-        ),
-        None => (rest, 1883),
-    };
-    if host.is_empty() || port == 0 {
-        return Err(format!("`{url}` must look like mqtt://HOST:PORT"));
-    }
-    Ok((host.to_string(), port))
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::AgentError;
 use crate::config::{Identity, PipelineConfig};
-use crate::daemon::config::{AgentConfig, parse_broker};
+use crate::daemon::config::AgentConfig;
 use crate::daemon::outbox::{Entry, Outbox};
 use crate::daemon::publisher::{self, LinkOptions, LinkStats, StatusSource, TlsFiles};
 use crate::scan::{BandObservation, SweepOptions, plan, sweep};
@@ -160,7 +160,7 @@ pub async fn run(
         cfg.mqtt.heartbeat_s,
         outbox.clone(),
     ));
-    let (host, port) = parse_broker(&cfg.mqtt.broker).map_err(AgentError::Input)?;
+    let (host, port) = protocol::parse_broker_url(&cfg.mqtt.broker).map_err(AgentError::Input)?;
     let read = |p: &std::path::Path| {
         std::fs::read(p).map_err(|e| AgentError::Input(format!("{}: {e}", p.display())))
     };
