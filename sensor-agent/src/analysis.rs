@@ -343,37 +343,81 @@ fn search_offsets(
             found = searcher.search(&y, false);
         }
         for cell in found {
-            let freq = capture.center_hz + off + cell.cfo_hz;
-            // The band of the cell's duplexing (2.6 GHz holds FDD B7 and TDD B38/B41).
-            let duplex = match cell.duplexing {
-                dsp::cell::lte::Duplexing::Fdd => bandplan::Duplex::Fdd,
-                dsp::cell::lte::Duplexing::Tdd => bandplan::Duplex::Tdd,
-            };
-            let same_duplex: Vec<&'static Band> = bands
-                .iter()
-                .copied()
-                .filter(|b| b.duplex == duplex)
-                .collect();
-            let band = assign_band(freq, Technology::Lte, &same_duplex)
-                .filter(|b| b.technology == Technology::Lte);
-            let earfcn = band.and_then(|b| bandplan::hz_to_earfcn(b, freq).ok());
-            let obs = sync_leak(
-                band,
-                Technology::Lte,
-                (freq, 1.08e6),
-                (cell.rsrp_dbfs, cell.noise_dbfs, cell.sinr_db),
-                CellId {
-                    pci: Some(cell.pci),
-                    earfcn,
-                    ..CellId::default()
-                },
-                calibration,
-            );
             if !out.iter().any(|(_, c)| c.pci == cell.pci) {
-                out.push((obs, cell));
+                out.push((
+                    lte_leak(capture.center_hz + off, &cell, calibration, bands),
+                    cell,
+                ));
             }
         }
     }
+}
+
+/// A confirmed LTE cell as a leak observation, its search centre at `search_hz`.
+fn lte_leak(
+    search_hz: f64,
+    cell: &dsp::cell::lte_search::LteCell,
+    calibration: Option<&Calibration>,
+    bands: &[&'static Band],
+) -> CarrierObs {
+    let freq = search_hz + cell.cfo_hz;
+    // The band of the cell's duplexing (2.6 GHz holds FDD B7 and TDD B38/B41).
+    let duplex = match cell.duplexing {
+        dsp::cell::lte::Duplexing::Fdd => bandplan::Duplex::Fdd,
+        dsp::cell::lte::Duplexing::Tdd => bandplan::Duplex::Tdd,
+    };
+    let same_duplex: Vec<&'static Band> = bands
+        .iter()
+        .copied()
+        .filter(|b| b.duplex == duplex)
+        .collect();
+    let band = assign_band(freq, Technology::Lte, &same_duplex)
+        .filter(|b| b.technology == Technology::Lte);
+    let earfcn = band.and_then(|b| bandplan::hz_to_earfcn(b, freq).ok());
+    sync_leak(
+        band,
+        Technology::Lte,
+        (freq, 1.08e6),
+        (cell.rsrp_dbfs, cell.noise_dbfs, cell.sinr_db),
+        CellId {
+            pci: Some(cell.pci),
+            earfcn,
+            ..CellId::default()
+        },
+        calibration,
+    )
+}
+
+/// A deep LTE search over a whole stretch of a capture (typically a second) around
+/// `offset_hz` from its centre, near `cfo_hz` (the offset of a cell the windows confirmed),
+/// with the sample clock's `clock_error`: the cells too weak for one window. See
+/// [`dsp::cell::lte_search::LteSearcher::deep_search`].
+#[must_use]
+pub fn lte_deep_cells(
+    searcher: &mut dsp::cell::lte_search::LteSearcher,
+    capture: &CaptureView<'_>,
+    offset_hz: f64,
+    cfo_hz: f64,
+    clock_error: f64,
+    calibration: Option<&Calibration>,
+    bands: &[&'static Band],
+) -> Vec<(CarrierObs, dsp::cell::lte_search::LteCell)> {
+    use dsp::cell::lte_search::RATE_HZ;
+    let Ok(y) = dsp::resample::resample(
+        capture.samples,
+        capture.sample_rate_hz,
+        offset_hz,
+        RATE_HZ,
+        usize::MAX,
+    ) else {
+        return Vec::new();
+    };
+    let search_hz = capture.center_hz + offset_hz;
+    searcher
+        .deep_search(&y, cfo_hz, clock_error, false)
+        .into_iter()
+        .map(|cell| (lte_leak(search_hz, &cell, calibration, bands), cell))
+        .collect()
 }
 
 /// NR SSB searchers, one per subcarrier spacing.

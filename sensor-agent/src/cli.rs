@@ -228,6 +228,10 @@ pub struct ReplayArgs {
     /// Carrier-frequency offsets searched, ± kHz (cheap radios are tens of ppm off).
     #[arg(long, default_value_t = 150.0)]
     pub cfo_range_khz: f64,
+    /// Seconds of each capture searched again, in one piece, for LTE cells too weak for one
+    /// 80 ms window, once a window has confirmed a cell there (0: no deep search).
+    #[arg(long, default_value_t = 1.0, value_parser = deep_seconds)]
+    pub deep_s: f64,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
     #[command(flatten)]
@@ -436,6 +440,7 @@ fn cmd_replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<(), AgentError> {
             cfo_range_hz: a.cfo_range_khz * 1e3,
             ..dsp::cell::nr_search::NrSearchConfig::default()
         }),
+        deep_s: if a.no_cell_search { 0.0 } else { a.deep_s },
     };
     let json = a.json;
     let summary = replay(&a.file, &opts, |item| {
@@ -927,4 +932,12 @@ fn cmd_record(a: &RecordArgs) -> Result<(), AgentError> {
     let meta = w.finish()?;
     tracing::info!(meta = %meta.display(), "recording written");
     Ok(())
+}
+
+fn deep_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=10.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("{v} is outside 0–10 seconds")),
+        Err(e) => Err(format!("{s:?} is not a number of seconds: {e}")),
+    }
 }

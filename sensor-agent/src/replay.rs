@@ -44,7 +44,28 @@ pub struct ReplayOptions {
     pub lte_search: Option<dsp::cell::lte_search::LteSearchConfig>,
     /// NR SSB search settings; `None` turns NR sync detection off.
     pub nr_search: Option<dsp::cell::nr_search::NrSearchConfig>,
+    /// Seconds of each capture kept for a deep LTE search once the windows have confirmed a
+    /// cell (0: none). Weak cells of the same carrier show over a second, not over 80 ms.
+    pub deep_s: f64,
 }
+
+/// Where the windows of a capture confirmed an LTE cell, for the deep search.
+#[derive(Debug, Clone, Copy)]
+struct DeepTarget {
+    /// Search centre, from the tuned centre, hertz.
+    offset_hz: f64,
+    /// The cell's offset from the search centre, hertz.
+    cfo_hz: f64,
+    /// The first cell confirmed there.
+    pci: u16,
+    /// (Window start at 1.92 MS/s, frame start in it) where it was first confirmed.
+    first: (f64, i64),
+    /// The same, the last time.
+    last: Option<(f64, i64)>,
+}
+
+/// Most samples of a capture kept for the deep search (128 MiB).
+const DEEP_MAX_SAMPLES: usize = 1 << 24;
 
 /// Cells found by sync in one search window.
 #[derive(Debug, Clone, Serialize)]
@@ -197,6 +218,16 @@ pub fn replay(
         let mut done = false;
         let mut head_start = capture_first;
         head.clear();
+        // The capture's first `deep_s` for the deep search, and where the windows found cells
+        // (search offset and cell offset, one per search offset).
+        let deep_n = if searcher.is_some() {
+            ((opts.deep_s * fs) as usize).min(DEEP_MAX_SAMPLES)
+        } else {
+            0
+        };
+        let mut deep_buf: Vec<dsp::Complex32> = Vec::new();
+        let mut deep_targets: Vec<DeepTarget> = Vec::new();
+        let mut windows_in_capture = 0usize;
         while !done {
             let mut windows: Vec<(u64, Vec<dsp::Complex32>)> = Vec::new();
             match src.read(&mut buf)? {
@@ -204,6 +235,8 @@ pub fn replay(
                     summary.samples += n as u64;
                     bar.inc(n as u64);
                     welch.process(&buf[..n], |f| frames.push(f.clone()));
+                    let keep = deep_n.saturating_sub(deep_buf.len()).min(n);
+                    deep_buf.extend_from_slice(&buf[..keep]);
                     if sync_on {
                         head.extend_from_slice(&buf[..n]);
                         while head.len() >= window_n {
@@ -315,6 +348,27 @@ pub fn replay(
                         if let Some((_, c)) = lte.first() {
                             cfo_hint = Some(c.cfo_hz);
                         }
+                        // Window start at the search rate, for the clock's drift.
+                        let start = first.saturating_sub(capture_first) as f64
+                            * dsp::cell::lte_search::RATE_HZ
+                            / fs;
+                        for (o, c) in &lte {
+                            let off = o.center_hz - c.cfo_hz - tuned.center_hz;
+                            match deep_targets
+                                .iter_mut()
+                                .find(|t| (t.offset_hz - off).abs() < 1.0)
+                            {
+                                Some(t) if t.pci == c.pci => t.last = Some((start, c.frame_start)),
+                                Some(_) => {}
+                                None => deep_targets.push(DeepTarget {
+                                    offset_hz: off,
+                                    cfo_hz: c.cfo_hz,
+                                    pci: c.pci,
+                                    first: (start, c.frame_start),
+                                    last: None,
+                                }),
+                            }
+                        }
                         found.extend(lte.into_iter().map(|(o, c)| {
                             let pci = c.pci;
                             (o, serde_json::to_value(c).unwrap_or_default(), Some(pci))
@@ -363,7 +417,70 @@ pub fn replay(
                             .collect(),
                     })))?;
                     summary.events += emit_events(id, events, &mut sink)?;
+                    windows_in_capture += 1;
                 }
+            }
+        }
+        // A deep search when the kept stretch is longer than the windows that found the cells.
+        if let Some(searcher) = searcher.as_mut()
+            && windows_in_capture >= 2
+            && deep_buf.len() as f64 >= 2.0 * window_s * fs
+        {
+            let view = crate::analysis::CaptureView {
+                samples: &deep_buf,
+                sample_rate_hz: fs,
+                center_hz: tuned.center_hz,
+            };
+            for t in &deep_targets {
+                // The sample clock's drift, from the cell's frame timing in the first and last
+                // windows that confirmed it; a cell seen once gives none and no deep search.
+                let Some(clock_error) = t.last.and_then(|(start, frame)| {
+                    dsp::cell::lte_search::clock_error_from_timing(
+                        t.first.0, t.first.1, start, frame,
+                    )
+                }) else {
+                    continue;
+                };
+                tracing::info!(
+                    capture = ci,
+                    seconds = deep_buf.len() as f64 / fs,
+                    offset_hz = t.offset_hz,
+                    clock_ppm = clock_error * 1e6,
+                    "deep LTE search"
+                );
+                let cells = crate::analysis::lte_deep_cells(
+                    searcher,
+                    &view,
+                    t.offset_hz,
+                    t.cfo_hz,
+                    clock_error,
+                    opts.calibration.as_ref(),
+                    &opts.bands,
+                );
+                for (_, c) in &cells {
+                    if !summary.cells.contains(&c.pci) {
+                        summary.cells.push(c.pci);
+                    }
+                }
+                // Reported as cells, not fed to the gap tracker: one deep look is not a window
+                // in its hysteresis, and a cell too weak for a window has no positive margin.
+                sink(ReplayItem::Cells(Box::new(CellsFound {
+                    capture: ci,
+                    t_s: cap_t_s,
+                    observed_at: if cap.datetime.is_some() {
+                        t0
+                    } else {
+                        t0 + time::Duration::seconds_f64(cap_t_s)
+                    },
+                    window_s: deep_buf.len() as f64 / fs,
+                    cells: cells
+                        .into_iter()
+                        .map(|(leak, c)| CellReport {
+                            leak,
+                            search: serde_json::to_value(c).unwrap_or_default(),
+                        })
+                        .collect(),
+                })))?;
             }
         }
         summary.captures += 1;

@@ -66,17 +66,39 @@ fn lte_recordings_yield_their_cells_and_no_phantoms() {
         // A PCI the index does not list must be a steady cell, not a one-off: confirmed
         // independently (SSS and CRS) in at least half of the search windows of the recording.
         // Chance coincidences do not repeat; real cells the reference scanner missed do (the
-        // third sector of the f2645 site, PCI 23, next to 21 and 22).
+        // third sector of the f2645 site, PCI 23, next to 21 and 22). A recording too short
+        // for four windows cannot show that; there each of the three stages must stand far
+        // above its threshold instead (PSS ratio 10, SSS z 18 and CRS z 15, against 1e-9 false
+        // alarms per search, 6 and 6): f816 holds PCI 433, 11 dB under PCI 57 with its own
+        // frame timing, which the reference scanner did not list.
+        let strongest = |p: u16, key: &str| -> f64 {
+            lines
+                .iter()
+                .filter(|v| v["type"] == "cells")
+                .flat_map(|v| v["cells"].as_array().cloned().unwrap_or_default())
+                .filter(|c| c["search"]["pci"] == p && c["search"]["confirmed"] == true)
+                .filter_map(|c| c["search"][key].as_f64())
+                .fold(f64::NEG_INFINITY, f64::max)
+        };
         for p in pcis.difference(&allowed) {
             let seen = windows.iter().filter(|w| w.contains(p)).count();
+            let (pss, sss, crs) = (
+                strongest(*p, "pss_ratio"),
+                strongest(*p, "sss_z"),
+                strongest(*p, "crs_z"),
+            );
+            let steady = seen * 2 >= windows.len() && windows.len() >= 4;
+            let overwhelming = windows.len() < 4 && pss >= 10.0 && sss >= 18.0 && crs >= 15.0;
             assert!(
-                seen * 2 >= windows.len() && windows.len() >= 4,
-                "{}: phantom cell {p} (in {seen} of {} windows; index lists {allowed:?})",
+                steady || overwhelming,
+                "{}: phantom cell {p} (in {seen} of {} windows, PSS {pss:.1}, SSS z {sss:.1}, \
+                 CRS z {crs:.1}; index lists {allowed:?})",
                 row.recording,
                 windows.len()
             );
             eprintln!(
-                "{}: also PCI {p}, confirmed in {seen} of {} windows",
+                "{}: also PCI {p}, confirmed in {seen} of {} windows (PSS {pss:.1}, SSS z \
+                 {sss:.1}, CRS z {crs:.1})",
                 row.recording,
                 windows.len()
             );
@@ -85,9 +107,10 @@ fn lte_recordings_yield_their_cells_and_no_phantoms() {
             "N" => assert!(pcis.is_empty(), "{}: noise gave {pcis:?}", row.recording),
             "A" => {
                 let hits = row.pcis.iter().filter(|p| pcis.contains(p)).count();
-                assert!(
-                    hits >= 1,
-                    "{}: none of {:?} found (got {pcis:?})",
+                assert_eq!(
+                    hits,
+                    row.pcis.len(),
+                    "{}: expected {:?}, got {pcis:?}",
                     row.recording,
                     row.pcis
                 );
@@ -102,11 +125,9 @@ fn lte_recordings_yield_their_cells_and_no_phantoms() {
         );
     }
     eprintln!("grade-A recall: {found_total}/{expected_total}");
-    // A regression floor, not the goal (every expected PCI): today 8 of 9.
-    assert!(
-        found_total * 9 >= expected_total * 8,
-        "recall {found_total}/{expected_total}"
-    );
+    // Every expected PCI (PCI 142 of f1860, 10 dB under PCI 86 at about −17 dB SINR, only
+    // through the deep search over the whole second).
+    assert_eq!(found_total, expected_total, "grade-A recall");
 }
 
 #[test]

@@ -283,6 +283,7 @@ fn replay_of_a_simulated_recording_names_the_scene_cells() {
         progress: false,
         lte_search: Some(dsp::cell::lte_search::LteSearchConfig::default()),
         nr_search: Some(dsp::cell::nr_search::NrSearchConfig::default()),
+        deep_s: 0.0,
     };
     let mut cells = Vec::new();
     let mut sync_gaps = Vec::new();
@@ -368,6 +369,7 @@ fn demo_leak_found_only_by_sync_search() {
         progress: false,
         lte_search: Some(dsp::cell::lte_search::LteSearchConfig::default()),
         nr_search: None,
+        deep_s: 0.0,
     };
     let (mut energy, mut sync) = (Vec::new(), Vec::new());
     replay(&base, &opts, |item| {

@@ -108,6 +108,9 @@ pub struct LteSearcher {
     templates: [Vec<Complex32>; 3],
     pss: [[Complex32; 62]; 3],
     crs_cache: std::collections::HashMap<(u16, bool), CrsTable>,
+    /// Fractional error of the sample clock (samples per true second over the nominal rate,
+    /// minus one) assumed by the search: 0 except in [`LteSearcher::deep_search`].
+    clock_error: f64,
     /// SSS of every N_ID1 for each N_ID2, subframe 0 then 5.
     sss: Vec<Vec<[[f32; 62]; 2]>>,
 }
@@ -129,6 +132,10 @@ fn sync_bin(n: usize) -> usize {
 /// on its subcarrier's distance from the centre (TS 36.211 uses m' = m + N_RB^max − N_RB), so
 /// the carrier's bandwidth need not be known; eight RBs fit in 1.92 MS/s with margin.
 const CRS_RB: usize = 8;
+/// Resource blocks summed coherently in the wide CRS statistic.
+const WIDE_RB: usize = 4;
+/// Residual offsets (after the PSS estimate) under which the CRS are summed over a subframe.
+const RESIDUAL_HZ: [f64; 5] = [-400.0, -200.0, 0.0, 200.0, 400.0];
 
 /// FFT bin of grid index `i` (0..12·CRS_RB) of the central resource blocks.
 fn central_bin(i: usize) -> usize {
@@ -205,6 +212,7 @@ impl LteSearcher {
             templates,
             pss,
             crs_cache: std::collections::HashMap::new(),
+            clock_error: 0.0,
             sss: (0..3u8)
                 .map(|n2| {
                     (0..168u16)
@@ -219,6 +227,30 @@ impl LteSearcher {
     #[must_use]
     pub fn config(&self) -> &LteSearchConfig {
         &self.cfg
+    }
+
+    /// Searches a long stretch of `x` (seconds rather than the configured window) near the offset
+    /// of a cell already found, for the weaker cells of the carrier. Over a second a cheap
+    /// radio's sample clock slips by tens of samples, so PSS timing is folded, and SSS and CRS
+    /// are placed, along the slope `clock_error` (samples per second over the nominal rate,
+    /// minus one), measured by the caller from a known cell's frame timing over time: see
+    /// [`clock_error_from_timing`]. (It is not the offset over the carrier frequency: a radio
+    /// tuned off the channel on purpose, or one whose tuner has its own reference, shows an
+    /// offset unrelated to its sample clock.)
+    pub fn deep_search(
+        &mut self,
+        x: &[Complex32],
+        cfo_hz: f64,
+        clock_error: f64,
+        include_unconfirmed: bool,
+    ) -> Vec<LteCell> {
+        let saved = self.cfg.window_s;
+        self.cfg.window_s = x.len() as f64 / RATE_HZ;
+        self.clock_error = clock_error;
+        let cells = self.search_near(x, Some(cfo_hz), include_unconfirmed);
+        self.cfg.window_s = saved;
+        self.clock_error = 0.0;
+        cells
     }
 
     /// Searches `x` (1.92 MS/s, centred on the carrier) over the whole offset range; see
@@ -409,9 +441,14 @@ impl LteSearcher {
         let last = len - N;
         // 1 / (window energy · M²) per timing, shared by every root and offset.
         let inv_e = inverse_window_energy(x, N, last, (m as f64) * (m as f64));
+        // Position of each timing within the half-frame, along the sample clock's slope.
+        let slope = 1.0 / (1.0 + self.clock_error);
+        let fold: Vec<u32> = (0..=last)
+            .map(|tau| ((tau as f64 * slope).round() as usize % HALF_FRAME) as u32)
+            .collect();
         let mut counts = vec![0f32; HALF_FRAME];
-        for tau in 0..=last {
-            counts[tau % HALF_FRAME] += 1.0;
+        for &i in &fold {
+            counts[i as usize] += 1.0;
         }
         let bins_per_step = (m / 256) as i64;
         let mut work = vec![Complex32::default(); m];
@@ -430,8 +467,8 @@ impl LteSearcher {
                 }
                 inv.process(&mut work);
                 let mut a = vec![0f32; HALF_FRAME];
-                for (tau, (c, ie)) in work[..=last].iter().zip(&inv_e).enumerate() {
-                    a[tau % HALF_FRAME] += c.norm_sqr() * ie;
+                for ((c, ie), &i) in work[..=last].iter().zip(&inv_e).zip(&fold) {
+                    a[i as usize] += c.norm_sqr() * ie;
                 }
                 for (v, c) in a.iter_mut().zip(&counts) {
                     *v /= c.max(1.0);
@@ -478,22 +515,47 @@ impl LteSearcher {
     fn sss_stage(&self, x: &[Complex32], cand: &Candidate) -> Option<SssStage> {
         let u = usize::from(cand.root);
         let len = x.len();
-        // Per half-frame: refine timing (±2 samples), then the offset from the halves' phase.
-        let mut taus = Vec::new();
-        let mut z = Complex32::default();
-        let mut k = 0;
-        while cand.tau + k * HALF_FRAME + N + 2 <= len {
-            let nominal = cand.tau + k * HALF_FRAME;
-            let (best, c1, c2) = (nominal.saturating_sub(2)..=nominal + 2)
-                .map(|s| {
-                    let (a, b) = self.pss_corr(x, s, cand.cfo_hz, u);
-                    (s, a, b)
-                })
-                .max_by(|p, q| (p.1 + p.2).norm_sqr().total_cmp(&(q.1 + q.2).norm_sqr()))?;
-            z += c2 * c1.conj();
-            taus.push(best);
-            k += 1;
+        // Refine timing (±2 samples), then the offset from the halves' phase. Within a window
+        // each half-frame picks its own timing (the clock's drift is unknown); over a deep
+        // search the drift is followed already and one shift common to all half-frames is
+        // chosen, which a weak cell's noisy peaks cannot pull about.
+        let mut per_half: Vec<[(usize, Complex32, Complex32); 5]> = Vec::new();
+        let period = HALF_FRAME as f64 * (1.0 + self.clock_error);
+        loop {
+            let nominal = cand.tau + (per_half.len() as f64 * period).round() as usize;
+            if nominal + N + 2 > len || nominal < 2 {
+                break;
+            }
+            per_half.push(std::array::from_fn(|d| {
+                let s = nominal + d - 2;
+                let (a, b) = self.pss_corr(x, s, cand.cfo_hz, u);
+                (s, a, b)
+            }));
         }
+        let power = |t: &(usize, Complex32, Complex32)| (t.1 + t.2).norm_sqr();
+        let picks: Vec<(usize, Complex32, Complex32)> = if self.clock_error == 0.0 {
+            per_half
+                .iter()
+                .filter_map(|h| {
+                    h.iter()
+                        .copied()
+                        .max_by(|p, q| power(p).total_cmp(&power(q)))
+                })
+                .collect()
+        } else {
+            let d = (0..5)
+                .max_by(|&a, &b| {
+                    let sum = |d: usize| per_half.iter().map(|h| power(&h[d])).sum::<f32>();
+                    sum(a).total_cmp(&sum(b))
+                })
+                .unwrap_or(2);
+            per_half.iter().map(|h| h[d]).collect()
+        };
+        if picks.is_empty() {
+            return None;
+        }
+        let taus: Vec<usize> = picks.iter().map(|p| p.0).collect();
+        let z: Complex32 = picks.iter().map(|p| p.2 * p.1.conj()).sum();
         let cfo =
             cand.cfo_hz + f64::from(z.arg()) * RATE_HZ / (std::f64::consts::TAU * (N / 2) as f64);
         // SSS hypotheses: (duplexing, cp, SSS body offset before the PSS body, PSS body offset
@@ -581,7 +643,8 @@ impl LteSearcher {
             .map(|(k, &t)| t as i64 - (taus[0] + k * HALF_FRAME) as i64)
             .collect();
         let crs = self.crs_stats(x, pci, frame_start, &drift, cfo, duplexing, cp);
-        let (crs_z, rsrp, noise) = crs.unwrap_or((0.0, 0.0, 0.0));
+        let (crs_z, rsrp, noise, residual) = crs.unwrap_or((0.0, 0.0, 0.0, 0.0));
+        let cfo = cfo + residual;
         let to_db = |v: f64| crate::to_db(v / (N * N) as f64);
         LteCell {
             pci,
@@ -627,16 +690,16 @@ impl LteSearcher {
         cfo: f64,
         duplexing: Duplexing,
         cp: CyclicPrefix,
-    ) -> Option<(f64, f64, f64)> {
+    ) -> Option<(f64, f64, f64, f64)> {
         let normal = cp == CyclicPrefix::Normal;
         // Body offsets within a slot of the CRS symbols (port 0).
         let offsets: [usize; 2] = if normal { [10, 558] } else { [32, 512] };
-        // (index into the CRS table, FFT of the symbol).
-        let mut symbols: Vec<(usize, Vec<Complex32>)> = Vec::new();
+        // (index into the CRS table, subframe number, start sample, FFT of the symbol).
+        let mut symbols: Vec<(usize, i64, i64, Vec<Complex32>)> = Vec::new();
         // TDD: subframes 0 and 5 are downlink in every configuration and the first symbol of
         // the special subframes (DwPTS) too; subframes 4 and 9 are downlink in configurations
         // 1, 2, 4 and 5 and are used when they carry as much energy as subframe 0.
-        let mut optional: Vec<(usize, Vec<Complex32>)> = Vec::new();
+        let mut optional: Vec<(usize, i64, i64, Vec<Complex32>)> = Vec::new();
         let mut f = 0i64;
         while frame_start + f * FRAME as i64 <= x.len() as i64 {
             for ns in 0..20usize {
@@ -667,58 +730,140 @@ impl LteSearcher {
                         continue;
                     }
                     if let Some(y) = self.symbol(x, start as usize, cfo) {
+                        let item = (ns * 2 + li, f * 10 + (ns / 2) as i64, start, y);
                         if always {
-                            symbols.push((ns * 2 + li, y));
+                            symbols.push(item);
                         } else {
-                            optional.push((ns * 2 + li, y));
+                            optional.push(item);
                         }
                     }
                 }
             }
             f += 1;
         }
-        let power = |v: &[(usize, Vec<Complex32>)]| -> f64 {
+        let power = |v: &[(usize, i64, i64, Vec<Complex32>)]| -> f64 {
             let n = v.len().max(1) as f64;
             v.iter()
-                .map(|(_, y)| y.iter().map(|c| f64::from(c.norm_sqr())).sum::<f64>())
+                .map(|(_, _, _, y)| y.iter().map(|c| f64::from(c.norm_sqr())).sum::<f64>())
                 .sum::<f64>()
                 / n
         };
         if !optional.is_empty() && power(&optional) >= 0.9 * power(&symbols) {
             symbols.append(&mut optional);
+            symbols.sort_by_key(|s| (s.1, s.0));
         }
         if symbols.is_empty() {
             return None;
         }
-        let stats = |s: &mut Self, p: u16| -> (f64, f64, f64) {
+        // Signal and noise from adjacent CRS pairs (the channel is the same on both). Detection
+        // from coherent sums over each subframe, per resource block and per group of
+        // `WIDE_RB` resource blocks: the channel barely moves within 1 ms, and within 720 kHz
+        // unless the delay spread is large, so the wide sum gains about 2× in z over the narrow
+        // one at low SINR, and the narrow one still works on a dispersive channel. Over 1 ms
+        // the PSS offset estimate of a weak cell is not fine enough (a few hundred hertz turn
+        // the phase by a cycle), so each sum is taken under a few residual offsets and the best
+        // kept, for every PCI alike. For a PCI that is not there a coherent sum has the energy
+        // of its parts: the ratios are near 1.
+        let rots: Vec<[Complex32; RESIDUAL_HZ.len()]> = symbols
+            .iter()
+            .map(|&(_, _, start, _)| {
+                let t = start as f64 / RATE_HZ;
+                RESIDUAL_HZ.map(|r| {
+                    let ph = -std::f64::consts::TAU * (r * t).fract();
+                    Complex32::new(ph.cos() as f32, ph.sin() as f32)
+                })
+            })
+            .collect();
+        const R: usize = RESIDUAL_HZ.len();
+        let stats = |s: &mut Self, p: u16| -> (f64, f64, [f64; 2], usize) {
             let table = s.crs_table(p, normal);
-            let (mut a2, mut y2, mut n) = (0f64, 0f64, 0f64);
-            for (idx, y) in &symbols {
-                for pair in table[*idx].chunks_exact(2) {
+            let (mut a2, mut y2, mut n, mut energy) = (0f64, 0f64, 0f64, 0f64);
+            let mut coh = [[0f64; 2]; R];
+            let mut narrow = [[Complex32::default(); CRS_RB]; R];
+            let mut wide = [[Complex32::default(); CRS_RB / WIDE_RB]; R];
+            let flush = |coh: &mut [[f64; 2]; R],
+                         narrow: &mut [[Complex32; CRS_RB]; R],
+                         wide: &mut [[Complex32; CRS_RB / WIDE_RB]; R]| {
+                for h in 0..R {
+                    coh[h][0] += narrow[h]
+                        .iter()
+                        .map(|a| f64::from(a.norm_sqr()))
+                        .sum::<f64>();
+                    coh[h][1] += wide[h].iter().map(|a| f64::from(a.norm_sqr())).sum::<f64>();
+                    narrow[h].fill(Complex32::default());
+                    wide[h].fill(Complex32::default());
+                }
+            };
+            let mut subframe = symbols.first().map_or(0, |s| s.1);
+            for ((idx, sf, _, y), rot) in symbols.iter().zip(&rots) {
+                if *sf != subframe {
+                    flush(&mut coh, &mut narrow, &mut wide);
+                    subframe = *sf;
+                }
+                // Two CRS per resource block and symbol, in subcarrier order.
+                for (rb, pair) in table[*idx].chunks_exact(2).enumerate() {
                     let (b0, r0) = pair[0];
                     let (b1, r1) = pair[1];
                     let (v0, v1) = (y[b0], y[b1]);
-                    let a = (v0 * r0 + v1 * r1) * 0.5;
+                    let sum = v0 * r0 + v1 * r1;
+                    for h in 0..R {
+                        let v = sum * rot[h];
+                        narrow[h][rb] += v;
+                        wide[h][rb / WIDE_RB] += v;
+                    }
+                    let a = sum * 0.5;
                     a2 += f64::from(a.norm_sqr());
-                    y2 += f64::from(v0.norm_sqr() + v1.norm_sqr()) * 0.5;
+                    let e = f64::from(v0.norm_sqr() + v1.norm_sqr());
+                    y2 += e * 0.5;
+                    energy += e;
                     n += 1.0;
                 }
             }
-            (a2 / n, y2 / n, a2 / y2.max(1e-30))
+            flush(&mut coh, &mut narrow, &mut wide);
+            let e = energy.max(1e-30);
+            let best = (0..R)
+                .max_by(|&i, &j| coh[i][1].total_cmp(&coh[j][1]))
+                .unwrap_or(R / 2);
+            let max = |k: usize| coh.iter().map(|c| c[k]).fold(0.0, f64::max) / e;
+            (a2 / n, y2 / n, [max(0), max(1)], best)
         };
-        let (a2, y2, rho) = stats(self, pci);
+        let (a2, y2, rho, best) = stats(self, pci);
         // Other PCIs on the same samples: 48 spread over the range, skipping this one.
-        let others: Vec<f64> = (0..48u16)
+        let others: Vec<[f64; 2]> = (0..48u16)
             .map(|i| (pci + 1 + i * 10) % 504)
             .filter(|&p| p != pci)
             .map(|p| stats(self, p).2)
             .collect();
-        let z = robust_z(rho, others);
+        let z = (0..2)
+            .map(|i| robust_z(rho[i], others.iter().map(|o| o[i]).collect()))
+            .fold(f64::NEG_INFINITY, f64::max);
         // E|a|² = S + N/2 and E|y|² = S + N.
         let s = (2.0 * a2 - y2).max(0.0);
         let noise = (y2 - s).max(1e-30);
-        Some((z, s, noise))
+        Some((z, s, noise, RESIDUAL_HZ[best]))
     }
+}
+
+/// The sample clock's fractional error from one cell's frame timing seen twice: `frame_start`
+/// (as in [`LteCell::frame_start`]) of two searches whose inputs began at samples `start_a` and
+/// `start_b` (1.92 MS/s) of one stream. The drift must stay within half a frame between them.
+#[must_use]
+pub fn clock_error_from_timing(
+    start_a: f64,
+    frame_a: i64,
+    start_b: f64,
+    frame_b: i64,
+) -> Option<f64> {
+    let span = start_b - start_a;
+    if span < FRAME as f64 {
+        return None;
+    }
+    let moved = (start_b + frame_b as f64) - (start_a + frame_a as f64);
+    let frames = (moved / FRAME as f64).round();
+    if frames < 1.0 {
+        return None;
+    }
+    Some((moved - frames * FRAME as f64) / (frames * FRAME as f64))
 }
 
 fn circ_dist(a: usize, b: usize) -> usize {
