@@ -1,6 +1,7 @@
 //! LTE cell search speed: 20 ms of 1.92 MS/s with a cell in it, over the default ±150 kHz
-//! offset range and over ±15 kHz around a known offset (the agent's steady state). The ratio
-//! of 20 ms to the time taken is the real-time factor.
+//! offset range, at a known offset (replay's later windows), and over ±30 kHz around an energy
+//! carrier's centre (the agent's sweep). The ratio of 20 ms to the time taken is the real-time
+//! factor.
 //!
 //! `cargo bench -p dsp --bench cell_search`
 
@@ -32,6 +33,10 @@ fn bench(c: &mut Criterion) {
     g.bench_function("full_range_150khz", |b| b.iter(|| s.search(&x, false)));
     g.bench_function("near_known_offset", |b| {
         b.iter(|| s.search_near(&x, Some(42e3), false))
+    });
+    // The agent's search of an energy carrier: centred on the carrier the radio sees, ±30 kHz.
+    g.bench_function("energy_carrier_30khz", |b| {
+        b.iter(|| s.search_around(&x, 40e3, 30e3, false))
     });
     g.finish();
 }

@@ -256,6 +256,18 @@ pub struct CaptureView<'a> {
     pub center_hz: f64,
 }
 
+/// Which cell offsets an LTE search at a frequency covers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OffsetSearch {
+    /// The whole configured range (a nominal channel seen by a radio of unknown error).
+    Full,
+    /// The radio's known offset first, the whole range when that finds nothing.
+    Hint(f64),
+    /// Only this far either side of the search centre: the centre of an energy carrier, which
+    /// the radio's error has moved along with the cell.
+    Near(f64),
+}
+
 /// Searches a capture for LTE cells around each offset (0 = the capture's centre), returning
 /// each confirmed cell as a leak observation: power and floor per resource element (RSRP and
 /// noise-plus-interference), SNR the CRS SINR, margin over the −6 dB sync threshold.
@@ -266,7 +278,7 @@ pub fn lte_cells(
     offsets_hz: &[f64],
     calibration: Option<&Calibration>,
     bands: &[&'static Band],
-    cfo_hint_hz: Option<f64>,
+    how: OffsetSearch,
 ) -> Vec<(CarrierObs, dsp::cell::lte_search::LteCell)> {
     use dsp::cell::lte_search::RATE_HZ;
     let mut out: Vec<(CarrierObs, dsp::cell::lte_search::LteCell)> = Vec::new();
@@ -284,22 +296,23 @@ pub fn lte_cells(
     // tuning (a hop of a sweep): search a 250 kHz grid across it as well (the offset range of
     // each search spans the gaps). Wide captures rely on the energy carriers as candidates.
     let reach = capture.sample_rate_hz / 2.0 - 0.6e6;
-    let grid: Vec<f64> = if capture.sample_rate_hz <= 4e6 && reach > 0.0 {
-        let k = (reach / 250e3).floor() as i64;
-        (-k..=k)
-            .filter(|&i| i != 0)
-            .map(|i| i as f64 * 250e3)
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let grid: Vec<f64> =
+        if capture.sample_rate_hz <= 4e6 && reach > 0.0 && !matches!(how, OffsetSearch::Near(_)) {
+            let k = (reach / 250e3).floor() as i64;
+            (-k..=k)
+                .filter(|&i| i != 0)
+                .map(|i| i as f64 * 250e3)
+                .collect()
+        } else {
+            Vec::new()
+        };
     search_offsets(
         searcher,
         capture,
         offsets_hz,
         calibration,
         bands,
-        cfo_hint_hz,
+        how,
         &resampler,
         &mut out,
     );
@@ -310,7 +323,7 @@ pub fn lte_cells(
             &grid,
             calibration,
             bands,
-            cfo_hint_hz,
+            how,
             &resampler,
             &mut out,
         );
@@ -325,7 +338,7 @@ fn search_offsets(
     offsets_hz: &[f64],
     calibration: Option<&Calibration>,
     bands: &[&'static Band],
-    cfo_hint_hz: Option<f64>,
+    how: OffsetSearch,
     resampler: &dsp::resample::Resampler,
     out: &mut Vec<(CarrierObs, dsp::cell::lte_search::LteCell)>,
 ) {
@@ -334,14 +347,20 @@ fn search_offsets(
         let Ok(y) = resampler.extract(off, RATE_HZ, usize::MAX) else {
             continue;
         };
-        // Near the radio's known offset first (cheap); the whole range when that finds nothing.
-        let mut found = match cfo_hint_hz {
-            Some(h) => searcher.search_near(&y, Some(h), false),
-            None => Vec::new(),
+        let found = match how {
+            OffsetSearch::Full => searcher.search(&y, false),
+            // Near the radio's known offset first (cheap); the whole range when that finds
+            // nothing.
+            OffsetSearch::Hint(h) => {
+                let found = searcher.search_near(&y, Some(h), false);
+                if found.is_empty() {
+                    searcher.search(&y, false)
+                } else {
+                    found
+                }
+            }
+            OffsetSearch::Near(half) => searcher.search_around(&y, 0.0, half, false),
         };
-        if found.is_empty() {
-            found = searcher.search(&y, false);
-        }
         for cell in found {
             if !out.iter().any(|(_, c)| c.pci == cell.pci) {
                 out.push((

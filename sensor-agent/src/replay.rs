@@ -343,7 +343,10 @@ pub fn replay(
                             if offsets.is_empty() { &[0.0] } else { &offsets },
                             opts.calibration.as_ref(),
                             &opts.bands,
-                            cfo_hint,
+                            cfo_hint.map_or(
+                                crate::analysis::OffsetSearch::Full,
+                                crate::analysis::OffsetSearch::Hint,
+                            ),
                         );
                         if let Some((_, c)) = lte.first() {
                             cfo_hint = Some(c.cfo_hz);

@@ -11,7 +11,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::AgentError;
-use crate::analysis::{Analysis, analyze};
+use crate::analysis::{Analysis, OffsetSearch, analyze};
 use crate::config::PipelineConfig;
 use crate::tracker::{Event, GapTracker, JammerTracker};
 
@@ -298,12 +298,15 @@ pub fn sweep(
                 match c.technology {
                     dsp::carrier::Technology::Lte => {
                         if let Some(s) = lte.as_mut() {
+                            // Centred on the carrier the radio sees: its error moved the
+                            // cell with it, only the centre's estimate (a bin or so) is off.
                             obs.cells.extend(lte_cells_at(
                                 s,
                                 &hop_samples,
                                 c.center_hz,
                                 calibration.as_ref(),
                                 band,
+                                OffsetSearch::Near(ENERGY_CENTRE_SLACK_HZ),
                             ));
                         }
                     }
@@ -341,7 +344,14 @@ pub fn sweep(
                     {
                         continue;
                     }
-                    for o in lte_cells_at(s, &hop_samples, f, calibration.as_ref(), band) {
+                    for o in lte_cells_at(
+                        s,
+                        &hop_samples,
+                        f,
+                        calibration.as_ref(),
+                        band,
+                        OffsetSearch::Full,
+                    ) {
                         push_new_pci(&mut obs.cells, o);
                     }
                 }
@@ -373,6 +383,11 @@ pub fn sweep(
     Ok(health)
 }
 
+/// How far an LTE cell can sit from the centre of the energy carrier it was found in: the
+/// centre is read off spectrum bins of about 15 kHz (1024 points at 15.36 MS/s) and the edges
+/// of a carrier under a jammer, so a few bins.
+const ENERGY_CENTRE_SLACK_HZ: f64 = 30e3;
+
 /// LTE cells centred at `f` in the capture of the nearest hop that holds `f` with 0.6 MHz to
 /// spare (the 1.92 MS/s sync view).
 fn lte_cells_at(
@@ -381,6 +396,7 @@ fn lte_cells_at(
     f: f64,
     calibration: Option<&dsp::calib::Calibration>,
     band: &'static Band,
+    how: OffsetSearch,
 ) -> Vec<crate::analysis::CarrierObs> {
     let Some(hop) = hops
         .iter()
@@ -394,7 +410,7 @@ fn lte_cells_at(
         sample_rate_hz: hop.1,
         center_hz: hop.0,
     };
-    crate::analysis::lte_cells(s, &view, &[f - hop.0], calibration, &[band], None)
+    crate::analysis::lte_cells(s, &view, &[f - hop.0], calibration, &[band], how)
         .into_iter()
         .map(|(o, _)| o)
         .collect()

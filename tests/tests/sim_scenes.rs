@@ -426,3 +426,28 @@ fn sweep_names_the_leaking_cells() {
         .collect();
     assert_eq!(sync.len(), 3, "{sync:?}");
 }
+
+/// A radio 40 ppm off (90 kHz at 2.1 GHz): the energy carriers move with the cells, and the
+/// search around each carrier's centre (±30 kHz, not the whole ±150 kHz) still names them.
+#[test]
+fn sweep_names_the_cells_of_a_radio_far_off_frequency() {
+    let mut scene = Scene::demo();
+    scene.radio.ppm = 40.0;
+    let (obs, _) = run_scan_with(scene.clone(), &["B4", "B7"], true);
+    for (band, cell) in [("B4", 4), ("B7", 5)] {
+        let o = obs.iter().find(|o| o.band == band).expect("band");
+        let found: Vec<(Option<u16>, f64)> = o
+            .cells
+            .iter()
+            .map(|c| (c.cell.as_ref().and_then(|i| i.pci), c.center_hz))
+            .collect();
+        assert_eq!(found.len(), 1, "{band}: {found:?}");
+        assert_eq!(found[0].0, Some(scene.cells[cell].pci), "{band}");
+        // Where the radio sees it: 40 ppm below the true centre.
+        let seen = scene.cells[cell].center_hz * (1.0 - 40e-6);
+        assert!(
+            (found[0].1 - seen).abs() < 2e3,
+            "{band}: {found:?} vs {seen}"
+        );
+    }
+}

@@ -278,20 +278,31 @@ impl LteSearcher {
         cfo_hint_hz: Option<f64>,
         include_unconfirmed: bool,
     ) -> Vec<LteCell> {
+        match cfo_hint_hz {
+            Some(f) => self.search_around(x, f, 0.0, include_unconfirmed),
+            None => self.search_around(x, 0.0, self.cfg.cfo_range_hz, include_unconfirmed),
+        }
+    }
+
+    /// Searches `x` for cells whose offset is within `half_range_hz` of `centre_hz`: the hint
+    /// itself when the range is 0 (every cell a radio hears is within a few hundred hertz of
+    /// its oscillator's error; 3.75 kHz off costs 0.9 dB), else a 7.5 kHz grid across it.
+    pub fn search_around(
+        &mut self,
+        x: &[Complex32],
+        centre_hz: f64,
+        half_range_hz: f64,
+        include_unconfirmed: bool,
+    ) -> Vec<LteCell> {
         let len = x.len().min((self.cfg.window_s * RATE_HZ) as usize);
         if len < HALF_FRAME + 2 * N {
             return Vec::new();
         }
         let x = &x[..len];
-        // Offset hypotheses: the hint itself (every cell this radio hears is within a few
-        // hundred hertz of it; 3.75 kHz off costs 0.9 dB), or a 7.5 kHz grid over the range.
-        let cfos: Vec<f64> = match cfo_hint_hz {
-            Some(f) => vec![f],
-            None => {
-                let h = (self.cfg.cfo_range_hz / CFO_STEP_HZ).floor() as i64;
-                (-h..=h).map(|i| i as f64 * CFO_STEP_HZ).collect()
-            }
-        };
+        let h = (half_range_hz.max(0.0) / CFO_STEP_HZ).floor() as i64;
+        let cfos: Vec<f64> = (-h..=h)
+            .map(|i| centre_hz + i as f64 * CFO_STEP_HZ)
+            .collect();
         let planes = self.pss_planes(x, &cfos);
         let k_min = ((len - N) / HALF_FRAME + 1) as f64;
         let tests = cfos.len() as f64 * HALF_FRAME as f64 * 3.0;
