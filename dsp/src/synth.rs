@@ -14,7 +14,7 @@ use rand_distr::{Distribution, StandardNormal};
 use rustfft::{Fft, FftPlanner};
 
 use crate::DspError;
-use crate::cell::{gsm, lte, nr};
+use crate::cell::{gsm, gsm_sch, lte, nr};
 
 /// The generator behind every synthetic signal: ChaCha8, portable and reproducible.
 pub type SeededRng = ChaCha8Rng;
@@ -673,9 +673,10 @@ impl OfdmContent for NrContent {
     }
 }
 
-/// A GSM BCCH carrier: GMSK (BT = 0.3) with random bits in every timeslot, and the FCCH (all
+/// A GSM BCCH carrier: GMSK (BT = 0.3) of differentially encoded bits, random in every
+/// timeslot except timeslot 0 of the 51-multiframe's frames 0, 10, 20, 30 and 40 (the FCCH: all
 /// zero bits, which GMSK turns into a pure tone a quarter of the symbol rate above the carrier)
-/// in timeslot 0 of frames 0, 10, 20, 30 and 40 of each 51-multiframe.
+/// and 1, 11, 21, 31 and 41 (the SCH with the cell's BSIC and the frame number).
 #[derive(Debug, Clone)]
 pub struct GsmEmitter {
     rng: SeededRng,
@@ -687,6 +688,11 @@ pub struct GsmEmitter {
     bits: [f64; 5],
     base: i64,
     phase: f64,
+    bsic: u8,
+    /// The last bit drawn (for the differential encoding).
+    last_bit: u8,
+    /// The SCH burst of the current SCH frame.
+    sch: Option<(i64, [u8; gsm_sch::BURST_BITS])>,
 }
 
 /// Standard normal CDF via erf (Abramowitz & Stegun 7.1.26, |error| < 1.5e-7).
@@ -714,6 +720,9 @@ impl GsmEmitter {
             bits: [1.0; 5],
             base: 0,
             phase: 0.0,
+            bsic: 0,
+            last_bit: 0,
+            sch: None,
         };
         for k in 0..5 {
             e.bits[k] = e.draw(k as i64 - 2);
@@ -721,17 +730,33 @@ impl GsmEmitter {
         e
     }
 
+    /// The same carrier sending base station identity code `bsic` (0–63) in its SCH.
+    #[must_use]
+    pub fn with_bsic(mut self, bsic: u8) -> Self {
+        self.bsic = bsic & 63;
+        self
+    }
+
+    /// The NRZ value (+1: frequency up) of `symbol`: its bit XOR the previous one, 0 → +1.
     fn draw(&mut self, symbol: i64) -> f64 {
-        let mf = gsm::SYMBOLS_PER_FRAME * f64::from(gsm::FRAMES_PER_MULTIFRAME);
-        let pos = (symbol as f64).rem_euclid(mf);
-        let frame = (pos / gsm::SYMBOLS_PER_FRAME) as u32;
-        let in_frame = pos % gsm::SYMBOLS_PER_FRAME;
-        let forced = gsm::is_fcch_frame(frame) && in_frame < 156.0;
-        if forced || self.rng.random::<bool>() {
-            1.0
+        let frame_len = gsm::SYMBOLS_PER_FRAME as i64;
+        let fn_abs = symbol.div_euclid(frame_len);
+        let in_frame = symbol.rem_euclid(frame_len) as usize;
+        let frame = (fn_abs.rem_euclid(i64::from(gsm::FRAMES_PER_MULTIFRAME))) as u32;
+        let bit = if gsm::is_fcch_frame(frame) && in_frame < 156 {
+            0
+        } else if gsm::is_sch_frame(frame) && in_frame < gsm_sch::BURST_BITS {
+            if self.sch.is_none_or(|(f, _)| f != fn_abs) {
+                let info = gsm_sch::SchInfo::for_frame(self.bsic, fn_abs as u32);
+                self.sch = Some((fn_abs, gsm_sch::burst_bits(&info)));
+            }
+            self.sch.map_or(0, |(_, b)| b[in_frame])
         } else {
-            -1.0
-        }
+            u8::from(self.rng.random::<bool>())
+        };
+        let a = if bit ^ self.last_bit == 0 { 1.0 } else { -1.0 };
+        self.last_bit = bit;
+        a
     }
 }
 

@@ -82,7 +82,7 @@ pub struct SimCell {
     pub eirp_dbm: f64,
     /// Position, metres (outside the facility).
     pub position_m: [f64; 2],
-    /// Physical cell id (LTE 0–503, NR 0–1007).
+    /// Physical cell id (LTE 0–503, NR 0–1007); for GSM the BSIC (0–63).
     #[serde(default)]
     pub pci: u16,
     /// LTE duplexing.
@@ -360,7 +360,8 @@ impl Scene {
                     0.0,
                     55.0,
                     [40.0, -700.0],
-                    0,
+                    // BSIC 35 (octal): NCC 3, BCC 5.
+                    0o35,
                 ),
                 cell(
                     "Claro LTE B2 west",
@@ -524,7 +525,9 @@ impl SimSource {
                 continue;
             }
             let emitter: Result<Box<dyn Emitter>, dsp::DspError> = match c.technology {
-                Technology::Gsm => Ok(Box::new(GsmEmitter::new(s, fs, offset, power))),
+                Technology::Gsm => Ok(Box::new(
+                    GsmEmitter::new(s, fs, offset, power).with_bsic((c.pci & 63) as u8),
+                )),
                 Technology::Lte => {
                     let n_rb = LteContent::n_rb_for_bandwidth(c.bandwidth_hz).unwrap_or(6);
                     LteContent::new(c.pci, c.duplexing, n_rb, s)

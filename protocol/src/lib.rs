@@ -282,6 +282,33 @@ pub struct CellId {
     pub bsic: Option<u8>,
 }
 
+impl std::fmt::Display for CellId {
+    /// The identity a technician reads: `PCI 87 EARFCN 2525`, `BSIC 35 ARFCN 240` (the BSIC as
+    /// its two octal digits, NCC then BCC).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts: Vec<String> = Vec::new();
+        if let Some(p) = self.pci {
+            parts.push(format!("PCI {p}"));
+        }
+        if let Some(b) = self.bsic {
+            parts.push(format!("BSIC {}{}", b >> 3, b & 7));
+        }
+        for (name, v) in [
+            ("EARFCN", self.earfcn),
+            ("NR-ARFCN", self.nr_arfcn),
+            ("ARFCN", self.arfcn),
+        ] {
+            if let Some(v) = v {
+                parts.push(format!("{name} {v}"));
+            }
+        }
+        if parts.is_empty() {
+            parts.push("unidentified".into());
+        }
+        f.write_str(&parts.join(" "))
+    }
+}
+
 /// A coverage-gap event (`centinela.gap/1`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct GapEvent {

@@ -576,8 +576,11 @@ pub fn gsm_cells(
             .collect();
         let freqs: Vec<f64> = arfcns.iter().map(|a| a.1).collect();
         let cfg = dsp::cell::gsm::FcchConfig::default();
-        for cell in dsp::cell::gsm::find_fcch(capture.samples, fs, capture.center_hz, &freqs, &cfg)
+        for mut cell in
+            dsp::cell::gsm::find_fcch(capture.samples, fs, capture.center_hz, &freqs, &cfg)
         {
+            cell.bsic = dsp::cell::gsm::decode_bsic(capture.samples, fs, capture.center_hz, &cell)
+                .map(|d| d.info.bsic);
             let arfcn = arfcns
                 .iter()
                 .find(|a| (a.1 - cell.carrier_hz).abs() < 1.0)
@@ -599,6 +602,7 @@ pub fn gsm_cells(
                     margin_db: cell.tone_snr_db - sync_threshold_db(Technology::Gsm),
                     cell: Some(CellId {
                         arfcn,
+                        bsic: cell.bsic,
                         ..CellId::default()
                     }),
                     detector: protocol::Detector::Sync,

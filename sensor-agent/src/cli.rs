@@ -822,9 +822,9 @@ fn band_text(b: &crate::scan::BandObservation) -> String {
     );
     for c in &b.cells {
         s.push_str(&format!(
-            "\n    {:<5} cell PCI {:<4} {:>10.3} MHz  RSRP {:>6.1} {}  SINR {:>5.1} dB  margin {:>5.1} dB",
+            "\n    {:<5} cell {:<22} {:>10.3} MHz  RSRP {:>6.1} {}  SINR {:>5.1} dB  margin {:>5.1} dB",
             c.technology.as_str(),
-            c.cell.as_ref().and_then(|i| i.pci).map_or_else(|| "?".to_string(), |p| p.to_string()),
+            c.cell.as_ref().map_or_else(|| "?".to_string(), ToString::to_string),
             c.center_hz / 1e6,
             c.power_dbm.unwrap_or(c.power_dbfs),
             if c.power_dbm.is_some() { "dBm" } else { "dBFS" },

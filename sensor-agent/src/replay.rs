@@ -600,10 +600,13 @@ pub fn write_text_line(out: &mut dyn Write, item: &ReplayItem) -> Result<(), Age
             );
             for r in &c.cells {
                 s.push_str(&format!(
-                    "\n    {:<7} {:<3} PCI {:<4} {:>10.3} MHz  cfo {:>+8.0} Hz  RSRP {:>6.1} {}  SINR {:>5.1} dB  margin {:>5.1} dB",
+                    "\n    {:<7} {:<3} {:<22} {:>10.3} MHz  cfo {:>+8.0} Hz  RSRP {:>6.1} {}  SINR {:>5.1} dB  margin {:>5.1} dB",
                     r.leak.band,
                     r.leak.technology.as_str(),
-                    r.search["pci"],
+                    r.leak
+                        .cell
+                        .as_ref()
+                        .map_or_else(|| "?".to_string(), ToString::to_string),
                     r.leak.center_hz / 1e6,
                     r.search["cfo_hz"].as_f64().unwrap_or(0.0),
                     r.leak.power_dbm.unwrap_or(r.leak.power_dbfs),

@@ -327,6 +327,22 @@ fn replay_of_a_simulated_recording_names_the_scene_cells() {
             .all(|c| c.band == "GSM850" && c.cell.as_ref().and_then(|i| i.arfcn) == Some(240)),
         "{gsm:?}"
     );
+    // Its BSIC from the SCH: the scene's, and never another (a window may end before the SCH
+    // that follows its last FCCH).
+    let bsic = scene
+        .cells
+        .iter()
+        .find(|c| c.technology == dsp::carrier::Technology::Gsm)
+        .map(|c| (c.pci & 63) as u8);
+    let decoded: Vec<Option<u8>> = gsm
+        .iter()
+        .map(|c| c.cell.as_ref().and_then(|i| i.bsic))
+        .collect();
+    assert!(decoded.contains(&bsic), "{decoded:?} vs {bsic:?}");
+    assert!(
+        decoded.iter().all(|b| b.is_none() || *b == bsic),
+        "{decoded:?}"
+    );
     assert!(
         sync_gaps
             .iter()

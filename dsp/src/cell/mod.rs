@@ -4,6 +4,7 @@
 //! them and cell search looks for them.
 
 pub mod gsm;
+pub mod gsm_sch;
 pub mod lte;
 pub mod lte_search;
 pub mod nr;
