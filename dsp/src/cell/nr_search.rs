@@ -40,8 +40,14 @@ pub struct NrSearchConfig {
     pub min_dmrs_z: f64,
     /// Most cells reported per raster point.
     pub max_cells: usize,
-    /// Seconds of input used: one SSB period (20 ms for initial access) and a little more.
+    /// Seconds of input searched for a single SSB: one SSB period (20 ms for initial access)
+    /// and a little more.
     pub window_s: f64,
+    /// SSB bursts accumulated, one period apart, when a single one shows no cell and the input
+    /// is long enough (1: never).
+    pub bursts: usize,
+    /// SSB burst period, seconds (20 ms: what a phone assumes for initial access).
+    pub period_s: f64,
 }
 
 impl Default for NrSearchConfig {
@@ -53,6 +59,8 @@ impl Default for NrSearchConfig {
             min_dmrs_z: 6.0,
             max_cells: 3,
             window_s: 0.021,
+            bursts: 4,
+            period_s: 0.02,
         }
     }
 }
@@ -72,7 +80,8 @@ pub struct NrCell {
     pub pss_start: usize,
     /// PSS peak over its mean.
     pub pss_ratio: f64,
-    /// SSS match in standard deviations over noise.
+    /// SSS match: √(K·Σ|s_k|² / Σ‖z_k‖²) over the K bursts, one burst's |s| / ‖z‖ (standard
+    /// deviations over noise) when K = 1.
     pub sss_z: f64,
     /// DM-RS correlation in robust standard deviations over other PCIs.
     pub dmrs_z: f64,
@@ -84,6 +93,8 @@ pub struct NrCell {
     pub noise_dbfs: f64,
     /// SINR at the DM-RS, dB.
     pub sinr_db: f64,
+    /// SSBs (one per period) the figures are summed over.
+    pub bursts: usize,
 }
 
 /// An NR SSB searcher for one subcarrier spacing.
@@ -155,13 +166,64 @@ impl NrSearcher {
     }
 
     /// Searches `x` (at [`NrSearcher::rate_hz`], centred on a raster point); confirmed cells
-    /// only unless `include_unconfirmed`.
+    /// only unless `include_unconfirmed`. One SSB first; when that shows no cell and `x` holds
+    /// more periods, up to [`NrSearchConfig::bursts`] SSBs one period apart are accumulated (a
+    /// cell 6 dB under the floor is lost in one SSB and found in four).
     pub fn search(&mut self, x: &[Complex32], include_unconfirmed: bool) -> Vec<NrCell> {
-        let x = &x[..x.len().min((self.cfg.window_s * self.rate_hz()) as usize)];
-        let len = x.len();
-        if len < 4 * SYM + N {
+        let single = &x[..x.len().min((self.cfg.window_s * self.rate_hz()) as usize)];
+        if single.len() < 4 * SYM + N {
             return Vec::new();
         }
+        // One SSB: the four strongest peaks of each root over the strict PSS threshold (the
+        // whole search's false-alarm rate `pss_pfa`).
+        let Some(plane) = self.pss_candidates(single, 48) else {
+            return Vec::new();
+        };
+        let threshold = -(self.cfg.pss_pfa / plane.tests).ln() as f32;
+        let mut per_root = [0usize; 3];
+        let strict: Vec<Candidate> = plane
+            .candidates
+            .iter()
+            .filter(|c| {
+                per_root[c.root] += 1;
+                c.ratio >= threshold && per_root[c.root] <= 4
+            })
+            .cloned()
+            .collect();
+        let cells = self.confirm(x, strict, 1, include_unconfirmed);
+        let period = (self.cfg.period_s * self.rate_hz()).round() as usize;
+        let bursts = self
+            .cfg
+            .bursts
+            .min((x.len().saturating_sub(single.len()) / period.max(1)) + 1);
+        if !cells.is_empty() || bursts < 2 {
+            return cells;
+        }
+        // Several SSBs: the strongest timings of the first period (far below the strict
+        // threshold), each followed into the next periods (the sample clock may slip a few
+        // samples a period) and ranked by the PSS summed over them; SSS and DM-RS then decide
+        // on all the bursts together.
+        let mut followed: Vec<Candidate> = plane
+            .candidates
+            .iter()
+            .filter_map(|c| {
+                let mean = plane.mean_of(c.root, c.cfo_hz);
+                self.follow(x, c.clone(), bursts, period, mean)
+            })
+            .collect();
+        followed.sort_by(|a, b| b.ratio.total_cmp(&a.ratio));
+        let mut per_root = [0usize; 3];
+        followed.retain(|c| {
+            per_root[c.root] += 1;
+            per_root[c.root] <= 4
+        });
+        self.confirm(x, followed, bursts, include_unconfirmed)
+    }
+
+    /// PSS correlation of the three roots over the offset grid: the `per_root` strongest
+    /// separate peaks of each root, each a ratio to its row's mean.
+    fn pss_candidates(&mut self, x: &[Complex32], per_root: usize) -> Option<PssPlane> {
+        let len = x.len();
         let fs = self.rate_hz();
         let m = (len + N).next_power_of_two().max(2 * N);
         let fwd = self.planner.plan_fft_forward(m);
@@ -176,15 +238,17 @@ impl NrSearcher {
         let h_max = (self.cfg.cfo_range_hz / step_hz).floor() as i64;
         let bin_hz = fs / m as f64;
         let tests = (2 * h_max + 1) as f64 * (last + 1) as f64 * 3.0;
-        let threshold = -(self.cfg.pss_pfa / tests).ln() as f32;
-        let mut cands: Vec<(usize, f64, usize, f32)> = Vec::new();
+        // Only peaks that could matter are kept while scanning.
+        let floor = 6.0f32;
+        let mut candidates: Vec<Candidate> = Vec::new();
+        let mut means: Vec<(usize, f64, f32)> = Vec::new();
         let mut work = vec![Complex32::default(); m];
         for (u, t) in self.templates.iter().enumerate() {
             let mut tf = vec![Complex32::default(); m];
             tf[..N].copy_from_slice(t);
             fwd.process(&mut tf);
             tf.iter_mut().for_each(|v| *v = v.conj());
-            let mut best: Vec<(usize, f64, usize, f32)> = Vec::new();
+            let mut best: Vec<Candidate> = Vec::new();
             for h in -h_max..=h_max {
                 let f = h as f64 * step_hz;
                 let s = ((f / bin_hz).round() as i64).rem_euclid(m as i64) as usize;
@@ -202,131 +266,218 @@ impl NrSearcher {
                 if mean <= 0.0 {
                     continue;
                 }
+                means.push((u, f, mean));
                 for (tau, &r) in rho.iter().enumerate() {
                     let ratio = r / mean;
-                    if ratio >= threshold {
-                        best.push((u, f, tau, ratio));
+                    if ratio >= floor {
+                        best.push(Candidate {
+                            root: u,
+                            cfo_hz: f,
+                            taus: vec![tau],
+                            ratio,
+                        });
                     }
                 }
             }
-            best.sort_by(|a, b| b.3.total_cmp(&a.3));
-            let mut kept: Vec<(usize, f64, usize, f32)> = Vec::new();
+            best.sort_by(|a, b| b.ratio.total_cmp(&a.ratio));
+            let mut kept: Vec<Candidate> = Vec::new();
             for c in best {
-                if kept
-                    .iter()
-                    .any(|k| k.2.abs_diff(c.2) <= 8 && (k.1 - c.1).abs() <= 2.0 * step_hz)
-                {
+                if kept.iter().any(|k| {
+                    k.taus[0].abs_diff(c.taus[0]) <= 8
+                        && (k.cfo_hz - c.cfo_hz).abs() <= 2.0 * step_hz
+                }) {
                     continue;
                 }
                 kept.push(c);
-                if kept.len() >= 4 {
+                if kept.len() >= per_root {
                     break;
                 }
             }
-            cands.extend(kept);
+            candidates.extend(kept);
         }
-        cands.sort_by(|a, b| b.3.total_cmp(&a.3));
+        candidates.sort_by(|a, b| b.ratio.total_cmp(&a.ratio));
+        Some(PssPlane {
+            candidates,
+            means,
+            tests,
+        })
+    }
+
+    /// PSS correlation (both halves) at `start` under offset `f`.
+    fn pss_corr(&self, x: &[Complex32], u: usize, start: usize, f: f64) -> (Complex32, Complex32) {
+        let mut rot = rotator(std::f64::consts::TAU * f / self.rate_hz(), start);
+        let mut c = [Complex32::default(); 2];
+        for (i, (xv, tv)) in x[start..start + N]
+            .iter()
+            .zip(&self.templates[u])
+            .enumerate()
+        {
+            c[i / (N / 2)] += xv * rot() * tv.conj();
+        }
+        (c[0], c[1])
+    }
+
+    /// A first-period candidate followed through `bursts` periods: each next SSB within ±8
+    /// samples of one period after the last (50 ppm of clock error), the ratios summed.
+    fn follow(
+        &self,
+        x: &[Complex32],
+        mut c: Candidate,
+        bursts: usize,
+        period: usize,
+        mean: f32,
+    ) -> Option<Candidate> {
+        const SLIP: usize = 8;
+        if mean <= 0.0 {
+            return None;
+        }
+        for _ in 1..bursts {
+            let nominal = c.taus.last()? + period;
+            let (tau, r) = (nominal.saturating_sub(SLIP)..=nominal + SLIP)
+                .filter(|&t| t + 4 * SYM <= x.len())
+                .map(|t| {
+                    let (a, b) = self.pss_corr(x, c.root, t, c.cfo_hz);
+                    let e: f32 = x[t..t + N].iter().map(Complex32::norm_sqr).sum();
+                    (t, (a + b).norm_sqr() / e.max(1e-30) / mean)
+                })
+                .max_by(|p, q| p.1.total_cmp(&q.1))?;
+            c.taus.push(tau);
+            c.ratio += r;
+        }
+        Some(c)
+    }
+
+    /// SSS and DM-RS of each candidate (strongest first) over its `bursts` SSBs.
+    fn confirm(
+        &self,
+        x: &[Complex32],
+        candidates: Vec<Candidate>,
+        bursts: usize,
+        include_unconfirmed: bool,
+    ) -> Vec<NrCell> {
         let mut cells: Vec<NrCell> = Vec::new();
-        for (u, f, tau, ratio) in cands {
+        for c in candidates {
             if cells.len() >= self.cfg.max_cells {
                 break;
             }
-            if let Some(c) = self.resolve(x, u, f, tau, f64::from(ratio)) {
-                if cells.iter().any(|k| k.pci == c.pci) || !(c.confirmed || include_unconfirmed) {
+            if c.taus.len() < bursts {
+                continue;
+            }
+            let ratio = f64::from(c.ratio) / bursts as f64;
+            if let Some(cell) = self.resolve(x, c.root, c.cfo_hz, &c.taus, ratio) {
+                if cells.iter().any(|k| k.pci == cell.pci)
+                    || !(cell.confirmed || include_unconfirmed)
+                {
                     continue;
                 }
-                cells.push(c);
+                cells.push(cell);
             }
         }
         cells
     }
 
+    /// PCI, offset and figures of a PSS found at `taus` (one per burst, first the strongest
+    /// estimate's), with SSS and DM-RS summed over the bursts.
+    #[allow(clippy::too_many_lines)]
     fn resolve(
         &self,
         x: &[Complex32],
         u: usize,
         f0: f64,
-        tau0: usize,
+        taus0: &[usize],
         ratio: f64,
     ) -> Option<NrCell> {
         let fs = self.rate_hz();
-        // Fine timing ±2 and the offset from the PSS halves.
-        let corr = |start: usize, f: f64| -> (Complex32, Complex32) {
-            let mut rot = rotator(std::f64::consts::TAU * f / fs, start);
-            let mut c = [Complex32::default(); 2];
-            for (i, (xv, tv)) in x[start..start + N]
-                .iter()
-                .zip(&self.templates[u])
-                .enumerate()
-            {
-                c[i / (N / 2)] += xv * rot() * tv.conj();
-            }
-            (c[0], c[1])
-        };
-        let (tau, c1, c2) = (tau0.saturating_sub(2)..=tau0 + 2)
-            .filter(|&t| t + 4 * SYM <= x.len())
-            .map(|t| {
-                let (a, b) = corr(t, f0);
-                (t, a, b)
-            })
-            .max_by(|p, q| (p.1 + p.2).norm_sqr().total_cmp(&(q.1 + q.2).norm_sqr()))?;
-        let cfo =
-            f0 + f64::from((c2 * c1.conj()).arg()) * fs / (std::f64::consts::TAU * (N / 2) as f64);
-        let ssb: Vec<Vec<Complex32>> = (0..4)
-            .map(|s| self.symbol(x, tau + s * SYM, cfo))
-            .collect::<Option<_>>()?;
-        // Channel on the PSS subcarriers, then the SSS two symbols later.
-        let raw: Vec<Complex32> = (0..127)
-            .map(|n| ssb[0][ssb_bin(nr::SYNC_FIRST_SC + n)] * self.pss[u][n])
-            .collect();
-        let h = super::smooth_channel(&raw, 4);
-        // NR upconversion restarts the carrier phase at every symbol (TS 38.211 §5.4), so the SSS
-        // is matched in magnitude: the PSS gives the channel's shape, not its phase two symbols
-        // later.
-        let z: Vec<Complex32> = (0..127)
-            .map(|n| ssb[2][ssb_bin(nr::SYNC_FIRST_SC + n)] * h[n].conj())
-            .collect();
-        let sd = z
+        // Per burst: fine timing ±2; the offset from the PSS halves of all bursts.
+        let mut taus = Vec::with_capacity(taus0.len());
+        let mut z_cfo = Complex32::default();
+        for &t0 in taus0 {
+            let (tau, c1, c2) = (t0.saturating_sub(2)..=t0 + 2)
+                .filter(|&t| t + 4 * SYM <= x.len())
+                .map(|t| {
+                    let (a, b) = self.pss_corr(x, u, t, f0);
+                    (t, a, b)
+                })
+                .max_by(|p, q| (p.1 + p.2).norm_sqr().total_cmp(&(q.1 + q.2).norm_sqr()))?;
+            z_cfo += c2 * c1.conj();
+            taus.push(tau);
+        }
+        let cfo = f0 + f64::from(z_cfo.arg()) * fs / (std::f64::consts::TAU * (N / 2) as f64);
+        let ssbs: Vec<Vec<Vec<Complex32>>> = taus
             .iter()
-            .map(|v| f64::from(v.norm_sqr()))
-            .sum::<f64>()
-            .sqrt();
-        if sd <= 0.0 {
+            .map(|&tau| {
+                (0..4)
+                    .map(|s| self.symbol(x, tau + s * SYM, cfo))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .collect::<Option<_>>()?;
+        // Per burst: channel on the PSS subcarriers, then the SSS two symbols later. NR
+        // upconversion restarts the carrier phase at every symbol (TS 38.211 §5.4), so the SSS
+        // is matched in magnitude: the PSS gives the channel's shape, not its phase two symbols
+        // later; bursts add in power.
+        let zs: Vec<Vec<Complex32>> = ssbs
+            .iter()
+            .map(|ssb| {
+                let raw: Vec<Complex32> = (0..127)
+                    .map(|n| ssb[0][ssb_bin(nr::SYNC_FIRST_SC + n)] * self.pss[u][n])
+                    .collect();
+                let h = super::smooth_channel(&raw, 4);
+                (0..127)
+                    .map(|n| ssb[2][ssb_bin(nr::SYNC_FIRST_SC + n)] * h[n].conj())
+                    .collect()
+            })
+            .collect();
+        let energy: f64 = zs.iter().flatten().map(|v| f64::from(v.norm_sqr())).sum();
+        if energy <= 0.0 {
             return None;
         }
+        // Over K bursts, z² = K · Σ|s_k|² / Σ|z|²: one burst's |s| / ‖z‖ when K = 1.
+        let k = zs.len() as f64;
         let (sss_z, n1) = (0..336u16)
             .map(|n1| {
                 let d = nr::sss(n1, u as u8);
-                let s: Complex32 = z.iter().zip(&d).map(|(a, b)| a * *b).sum();
-                (f64::from(s.norm()) / sd, n1)
+                let power: f64 = zs
+                    .iter()
+                    .map(|z| {
+                        let s: Complex32 = z.iter().zip(&d).map(|(a, b)| a * *b).sum();
+                        f64::from(s.norm_sqr())
+                    })
+                    .sum();
+                ((k * power / energy).sqrt(), n1)
             })
             .max_by(|a, b| a.0.total_cmp(&b.0))?;
-        if sss_z < self.cfg.min_sss_z {
+        // Under noise z² is a sum of K unit exponentials: the threshold keeps one burst's tail
+        // probability, e^(−min_sss_z²).
+        if sss_z * sss_z < gamma_sum_threshold(zs.len(), self.cfg.min_sss_z.powi(2)) {
             return None;
         }
         let pci = nr::pci(n1, u as u8);
-        // DM-RS: ρ of adjacent pairs for a PCI and SSB index; best index for this PCI, and the
-        // same statistic of other PCIs (at their own best index) as the noise reference.
+        // DM-RS: ρ of adjacent groups for a PCI and SSB index over all bursts; best index for
+        // this PCI, and the same statistic of other PCIs (at their own best index) as the noise
+        // reference.
         let dmrs_rho = |p: u16| -> (f64, f64, f64, u8) {
             let pos = nr::pbch_dmrs_positions(p);
             (0..8u8)
                 .map(|i| {
                     let seq = nr::pbch_dmrs(p, i);
                     let (mut a2, mut y2, mut n) = (0f64, 0f64, 0f64);
-                    let items: Vec<(Complex32, Complex32)> = pos
-                        .iter()
-                        .zip(&seq)
-                        .map(|(&(s, k), r)| (ssb[s][ssb_bin(k)], *r))
-                        .collect();
-                    // Groups of four neighbours (16 subcarriers, one symbol): coherent within a
-                    // group, where the channel is flat; the symbol's own phase cancels.
-                    for g in items.chunks_exact(GROUP) {
-                        let a =
-                            g.iter().map(|(y, r)| y * r.conj()).sum::<Complex32>() / GROUP as f32;
-                        a2 += f64::from(a.norm_sqr());
-                        y2 += g.iter().map(|(y, _)| f64::from(y.norm_sqr())).sum::<f64>()
-                            / GROUP as f64;
-                        n += 1.0;
+                    for ssb in &ssbs {
+                        let items: Vec<(Complex32, Complex32)> = pos
+                            .iter()
+                            .zip(&seq)
+                            .map(|(&(s, k), r)| (ssb[s][ssb_bin(k)], *r))
+                            .collect();
+                        // Groups of four neighbours (16 subcarriers, one symbol): coherent
+                        // within a group, where the channel is flat; the symbol's own phase
+                        // cancels.
+                        for g in items.chunks_exact(GROUP) {
+                            let a = g.iter().map(|(y, r)| y * r.conj()).sum::<Complex32>()
+                                / GROUP as f32;
+                            a2 += f64::from(a.norm_sqr());
+                            y2 += g.iter().map(|(y, _)| f64::from(y.norm_sqr())).sum::<f64>()
+                                / GROUP as f64;
+                            n += 1.0;
+                        }
                     }
                     (a2 / y2.max(1e-30), a2 / n, y2 / n, i)
                 })
@@ -350,7 +501,7 @@ impl NrSearcher {
             scs_khz: (self.scs_hz / 1e3).round() as u32,
             i_ssb,
             cfo_hz: cfo,
-            pss_start: tau,
+            pss_start: taus[0],
             pss_ratio: ratio,
             sss_z,
             dmrs_z,
@@ -358,7 +509,58 @@ impl NrSearcher {
             rsrp_dbfs: to_db(s),
             noise_dbfs: to_db(noise),
             sinr_db: crate::to_db(s / noise),
+            bursts: taus.len(),
         })
+    }
+}
+
+/// The t at which a sum of `k` unit exponentials exceeds t with probability e^(−`nats`) (for
+/// k = 1, t = `nats`).
+fn gamma_sum_threshold(k: usize, nats: f64) -> f64 {
+    // ln P(sum > t) = −t + ln Σ_{i<k} tⁱ / i!
+    let log_tail = |t: f64| {
+        let mut term = 1.0f64;
+        let mut sum = 1.0f64;
+        for i in 1..k {
+            term *= t / i as f64;
+            sum += term;
+        }
+        -t + sum.ln()
+    };
+    let (mut lo, mut hi) = (nats, nats + 10.0 * k as f64 + 10.0);
+    for _ in 0..60 {
+        let mid = 0.5 * (lo + hi);
+        if log_tail(mid) > -nats {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi
+}
+
+/// A PSS peak: root, offset, timing in each burst followed, and its ratio (summed over them).
+#[derive(Debug, Clone)]
+struct Candidate {
+    root: usize,
+    cfo_hz: f64,
+    taus: Vec<usize>,
+    ratio: f32,
+}
+
+/// The PSS peaks of one period and the noise level of each (root, offset) row.
+struct PssPlane {
+    candidates: Vec<Candidate>,
+    means: Vec<(usize, f64, f32)>,
+    tests: f64,
+}
+
+impl PssPlane {
+    fn mean_of(&self, root: usize, cfo_hz: f64) -> f32 {
+        self.means
+            .iter()
+            .find(|m| m.0 == root && (m.1 - cfo_hz).abs() < 1.0)
+            .map_or(0.0, |m| m.2)
     }
 }
 
@@ -414,5 +616,18 @@ mod tests {
             add_awgn(&mut rng(seed), &mut x, 1.0);
             assert!(s.search(&x, false).is_empty());
         }
+    }
+}
+
+#[cfg(test)]
+mod threshold_tests {
+    use super::gamma_sum_threshold;
+
+    #[test]
+    fn one_exponential_keeps_its_threshold_and_four_need_more() {
+        assert!((gamma_sum_threshold(1, 36.0) - 36.0).abs() < 1e-6);
+        // e^(−t)(1 + t + t²/2 + t³/6) = e^(−36) near t = 45.8.
+        let t = gamma_sum_threshold(4, 36.0);
+        assert!((45.0..46.5).contains(&t), "{t}");
     }
 }
