@@ -204,7 +204,19 @@ pub fn sweep(
             })?;
             calibration = source.calibration();
             let fs = tuned.sample_rate_hz;
-            let n = ((opts.dwell_s * fs) as usize).max(cfg.fft_size);
+            // A GSM cell shows by two FCCH bursts 10 or 11 TDMA frames apart and the SCH after
+            // one: hops of GSM bands dwell long enough for that when cells are searched.
+            let gsm = opts.cell_search
+                && range
+                    .bands
+                    .iter()
+                    .any(|b| b.technology == dsp::carrier::Technology::Gsm);
+            let dwell_s = if gsm {
+                opts.dwell_s.max(GSM_DWELL_S)
+            } else {
+                opts.dwell_s
+            };
+            let n = ((dwell_s * fs) as usize).max(cfg.fft_size);
             buf.resize(n, dsp::Complex32::default());
             read_exactly(source, &mut buf, &mut health)?;
             if opts.cell_search {
@@ -335,6 +347,27 @@ pub fn sweep(
                     _ => {}
                 }
             }
+            // GSM: FCCH and SCH on every ARFCN of the band in each hop, energy carrier or not
+            // (the FCCH tone stands out of a floor that hides the carrier).
+            if band.technology == dsp::carrier::Technology::Gsm {
+                for hop in &hop_samples {
+                    let view = crate::analysis::CaptureView {
+                        samples: &hop.2,
+                        sample_rate_hz: hop.1,
+                        center_hz: hop.0,
+                    };
+                    for (o, _) in crate::analysis::gsm_cells(&view, calibration.as_ref(), &[band]) {
+                        let arfcn = o.cell.as_ref().and_then(|c| c.arfcn);
+                        if !obs
+                            .cells
+                            .iter()
+                            .any(|k| k.cell.as_ref().and_then(|c| c.arfcn) == arfcn)
+                        {
+                            obs.cells.push(o);
+                        }
+                    }
+                }
+            }
             // Known channels: search for a cell even where energy shows nothing.
             if let Some(s) = lte.as_mut() {
                 for &f in &opts.watch_hz {
@@ -382,6 +415,10 @@ pub fn sweep(
     health.elapsed_s = started.elapsed().as_secs_f64();
     Ok(health)
 }
+
+/// Dwell of the hops of GSM bands when cells are searched: two FCCH bursts (10 or 11 TDMA
+/// frames, 51 ms at most) and an SCH.
+const GSM_DWELL_S: f64 = 0.06;
 
 /// How far an LTE cell can sit from the centre of the energy carrier it was found in: the
 /// centre is read off spectrum bins of about 15 kHz (1024 points at 15.36 MS/s) and the edges

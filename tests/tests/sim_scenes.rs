@@ -467,3 +467,34 @@ fn sweep_names_the_cells_of_a_radio_far_off_frequency() {
         );
     }
 }
+
+/// The sweep names GSM cells by FCCH and SCH: ARFCN and BSIC of the scene's GSM850 carrier
+/// (its hops dwell 60 ms for that, the others 12 ms).
+#[test]
+fn sweep_names_the_gsm_cell_with_its_bsic() {
+    let mut scene = Scene::demo();
+    scene.jammers.clear();
+    let (obs, events) = run_scan_with(scene.clone(), &["GSM850"], true);
+    let want = scene
+        .cells
+        .iter()
+        .find(|c| c.technology == dsp::carrier::Technology::Gsm)
+        .map(|c| (c.pci & 63) as u8)
+        .expect("a GSM cell");
+    let o = obs.iter().find(|o| o.band == "GSM850").expect("band");
+    // (The B5 LTE cell inside GSM850's range is named too, as LTE.)
+    let ids: Vec<(Option<u32>, Option<u8>)> = o
+        .cells
+        .iter()
+        .filter(|c| c.technology == dsp::carrier::Technology::Gsm)
+        .map(|c| {
+            let id = c.cell.as_ref();
+            (id.and_then(|i| i.arfcn), id.and_then(|i| i.bsic))
+        })
+        .collect();
+    assert_eq!(ids, vec![(Some(240), Some(want))], "{:?}", o.cells);
+    // It leaks (no jammer here): a sync gap that carries the BSIC.
+    assert!(events.iter().any(|e| matches!(e,
+        Event::Gap(g) if g.detector == protocol::Detector::Sync
+            && g.cell.as_ref().and_then(|c| c.bsic) == Some(want))));
+}
