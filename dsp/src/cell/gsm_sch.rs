@@ -282,15 +282,14 @@ pub fn decode_sch(y: &[Complex32], expected_start: usize, search: usize) -> Opti
     let first = expected_start.saturating_sub(search);
     let last = (expected_start + search).min(y.len().checked_sub(BURST_BITS * SPS + SPS)?);
     // Timing: the training sequence's correlation at symbol spacing.
-    let (start, gain, quality) = (first..=last)
+    let (start, quality) = (first..=last)
         .map(|t| {
             let at = |k: usize| y[t + (SYNC_AT + k) * SPS];
             let c: Complex32 = refs.iter().enumerate().map(|(k, r)| at(k) * r).sum();
             let e: f32 = (0..64).map(|k| at(k).norm_sqr()).sum();
-            (t, c, f64::from(c.norm_sqr() / (64.0 * e).max(1e-30)))
+            (t, f64::from(c.norm_sqr() / (64.0 * e).max(1e-30)))
         })
-        .max_by(|a, b| a.2.total_cmp(&b.2))?;
-    let _ = gain;
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
     let z: Vec<Complex32> = (0..BURST_BITS).map(|n| y[start + n * SPS]).collect();
     // Three taps (next, this, previous symbol) by least squares over the training sequence's
     // interior, where all three symbols are known.

@@ -10,7 +10,12 @@
 //! 3. equalises the SSS with the PSS channel and matches all 168 groups, both subframe orders,
 //!    FDD and TDD positions and normal and extended cyclic prefix;
 //! 4. confirms the PCI with the port-0 CRS of the central eight resource blocks, independently of
-//!    PSS/SSS: its correlation must stand out from that of other PCIs on the same samples.
+//!    PSS/SSS: its correlation, summed coherently over tiles of resource blocks × subframes under
+//!    a few residual offsets, must stand out from that of other PCIs with the same CRS shift on
+//!    the same samples.
+//!
+//! [`LteSearcher::deep_search`] does the same over seconds of input, following the sample
+//! clock's drift, for cells too weak for one window.
 //!
 //! RSRP (per resource element, in the input's full-scale units) and SINR come from the CRS.
 
@@ -270,8 +275,8 @@ impl LteSearcher {
 
     /// Searches `x` for cells, strongest first. With `cfo_hint_hz` (the offset of a cell already
     /// found by this radio: mostly its own oscillator error, shared by every cell it hears) only
-    /// ±15 kHz around it is searched, eight times faster. Only CRS-confirmed cells are returned
-    /// unless `include_unconfirmed`.
+    /// that offset is searched, about twelve times faster than the whole range. Only
+    /// CRS-confirmed cells are returned unless `include_unconfirmed`.
     pub fn search_near(
         &mut self,
         x: &[Complex32],
