@@ -679,13 +679,7 @@ fn cmd_scan(a: &ScanArgs, out: &mut dyn Write) -> Result<(), AgentError> {
         &a.pipeline.bands,
     )?;
     let (dev_name, limits, rate) = limits_for(&a.source, device, a.rate);
-    let scan_plan = plan(
-        &bands,
-        &dev_name,
-        &limits,
-        rate,
-        1.0 - 2.0 * pipeline.edge_crop,
-    )?;
+    let scan_plan = plan(&bands, &dev_name, &limits, rate, pipeline.usable_fraction())?;
     for w in &scan_plan.warnings {
         tracing::warn!("{w}");
     }

@@ -52,6 +52,12 @@ impl Default for PipelineConfig {
 }
 
 impl PipelineConfig {
+    /// Share of each hop's span kept after the edge crop on both sides.
+    #[must_use]
+    pub fn usable_fraction(&self) -> f64 {
+        1.0 - 2.0 * self.edge_crop
+    }
+
     /// Checks the values, naming the first that is wrong.
     ///
     /// # Errors

@@ -272,15 +272,9 @@ impl Mosquitto {
         m.stop();
         let d = m.dir.path().to_path_buf();
         let run = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(&d)
-                .output()
-                .expect("openssl runs");
-            assert!(
-                out.status.success(),
-                "openssl {args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
+            output_ok(
+                Command::new("openssl").args(args).current_dir(&d),
+                &format!("openssl {args:?}"),
             );
         };
         run(&[
@@ -413,4 +407,18 @@ pub fn chromium() -> Option<PathBuf> {
         eprintln!("skipped: chromium is not installed (apt install chromium)");
     }
     found
+}
+
+/// Runs `cmd` and returns its output, failing the test (with `what` and the command's stderr)
+/// when it cannot start or exits unsuccessfully.
+pub fn output_ok(cmd: &mut Command, what: &str) -> Output {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use centinela_tests::python_with;
+use centinela_tests::{output_ok, python_with};
 use protocol::{
     GAP_SCHEMA, GapEvent, GapState, JAMMER_SCHEMA, JammerEvent, JammerStateWire, STATUS_SCHEMA,
     SensorHealth, SensorState, Severity, StatusEvent, Technology, event_id,
@@ -100,17 +100,13 @@ fn python_jsonschema_accepts_real_messages_and_rejects_broken_ones() {
     let file = dir.path().join("cases.json");
     std::fs::write(&file, cases.to_string()).expect("write");
     let schemas = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../protocol/schemas");
-    let out = Command::new(python)
-        .arg("-c")
-        .arg(SCRIPT)
-        .arg(&schemas)
-        .arg(&file)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = output_ok(
+        Command::new(python)
+            .arg("-c")
+            .arg(SCRIPT)
+            .arg(&schemas)
+            .arg(&file),
+        "python jsonschema",
     );
     let errors: Vec<Vec<String>> = serde_json::from_slice(&out.stdout).expect("json");
     for (i, name) in ["gap", "jammer", "status"].iter().enumerate() {

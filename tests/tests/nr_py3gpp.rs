@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use centinela_tests::python_with_py3gpp;
+use centinela_tests::{output_ok, python_with_py3gpp};
 use dsp::Complex32;
 use dsp::cell::nr_search::{NrSearchConfig, NrSearcher};
 
@@ -14,16 +14,12 @@ fn nr_pci_matches_py3gpp_waveforms() {
     };
     let dir = tempfile::tempdir().expect("tmp");
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("py/nr_ssb_py3gpp.py");
-    let out = Command::new(&py)
-        .arg(&script)
-        .arg(dir.path())
-        .args(["100", "2026"])
-        .output()
-        .expect("run python");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    output_ok(
+        Command::new(&py)
+            .arg(&script)
+            .arg(dir.path())
+            .args(["100", "2026"]),
+        "python py3gpp",
     );
     let manifest: Vec<serde_json::Value> =
         serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).expect("manifest"))

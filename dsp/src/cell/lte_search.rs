@@ -575,11 +575,12 @@ impl LteSearcher {
         let period = HALF_FRAME as f64 * (1.0 + self.clock_error);
         loop {
             let nominal = cand.tau + (per_half.len() as f64 * period).round() as usize;
-            if nominal + N + 2 > len || nominal < 2 {
+            if nominal + N + 2 > len {
                 break;
             }
+            // (Near the input's start the earliest shifts repeat sample 0.)
             per_half.push(std::array::from_fn(|d| {
-                let s = nominal + d - 2;
+                let s = (nominal + d).saturating_sub(2);
                 let (a, b) = self.pss_corr(x, s, cand.cfo_hz, u);
                 (s, a, b)
             }));

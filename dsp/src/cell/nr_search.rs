@@ -176,9 +176,7 @@ impl NrSearcher {
         }
         // One SSB: the four strongest peaks of each root over the strict PSS threshold (the
         // whole search's false-alarm rate `pss_pfa`).
-        let Some(plane) = self.pss_candidates(single, 48) else {
-            return Vec::new();
-        };
+        let plane = self.pss_candidates(single, 48);
         let threshold = -(self.cfg.pss_pfa / plane.tests).ln() as f32;
         let mut per_root = [0usize; 3];
         let strict: Vec<Candidate> = plane
@@ -222,7 +220,7 @@ impl NrSearcher {
 
     /// PSS correlation of the three roots over the offset grid: the `per_root` strongest
     /// separate peaks of each root, each a ratio to its row's mean.
-    fn pss_candidates(&mut self, x: &[Complex32], per_root: usize) -> Option<PssPlane> {
+    fn pss_candidates(&mut self, x: &[Complex32], per_root: usize) -> PssPlane {
         let len = x.len();
         let fs = self.rate_hz();
         let m = (len + N).next_power_of_two().max(2 * N);
@@ -296,11 +294,11 @@ impl NrSearcher {
             candidates.extend(kept);
         }
         candidates.sort_by(|a, b| b.ratio.total_cmp(&a.ratio));
-        Some(PssPlane {
+        PssPlane {
             candidates,
             means,
             tests,
-        })
+        }
     }
 
     /// PSS correlation (both halves) at `start` under offset `f`.

@@ -126,13 +126,7 @@ pub async fn run(
         cfg.source.sample_rate_hz.or(recorded_rate),
     );
     let pipeline: PipelineConfig = cfg.pipeline.clone();
-    let scan_plan = plan(
-        &bands,
-        &dev_name,
-        &limits,
-        rate,
-        1.0 - 2.0 * pipeline.edge_crop,
-    )?;
+    let scan_plan = plan(&bands, &dev_name, &limits, rate, pipeline.usable_fraction())?;
     let mut unreachable = Vec::new();
     for r in &scan_plan.ranges {
         if r.hops.warning(&dev_name, &limits).is_some() {
