@@ -14,11 +14,23 @@ use crate::ServerError;
 /// # Errors
 /// [`ServerError::PortTaken`], or [`ServerError::Broker`] when it does not come up.
 pub fn start_embedded(addr: SocketAddr) -> Result<SocketAddr, ServerError> {
-    let probe = TcpListener::bind(addr).map_err(|e| ServerError::PortTaken {
+    // SO_REUSEADDR, as the broker itself binds: a server restarted at once after a crash finds
+    // its port in TIME_WAIT, which is not "taken".
+    let taken = |e: std::io::Error| ServerError::PortTaken {
         what: "embedded MQTT broker",
         addr,
         detail: e.to_string(),
-    })?;
+    };
+    let probe = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .map_err(taken)?;
+    probe.set_reuse_address(true).map_err(taken)?;
+    probe.bind(&addr.into()).map_err(taken)?;
+    probe.listen(1).map_err(taken)?;
+    let probe: TcpListener = probe.into();
     let addr = probe
         .local_addr()
         .map_err(|e| ServerError::Broker(e.to_string()))?;

@@ -45,6 +45,13 @@ pub struct ServerSection {
     pub webhook: Option<String>,
     /// A sensor whose last message is older than this many heartbeats is offline.
     pub offline_after_heartbeats: f64,
+    /// How far ahead of this server's clock an observation may be, seconds. Later ones are
+    /// refused for now (the agent keeps them and sends them again): a message dated in the
+    /// future must not rewrite the present.
+    pub max_clock_skew_s: f64,
+    /// How old an observation may be, days (an agent's outbox keeps events through long
+    /// outages; older ones are refused for good).
+    pub max_event_age_days: f64,
 }
 
 impl Default for ServerSection {
@@ -59,6 +66,8 @@ impl Default for ServerSection {
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             webhook: None,
             offline_after_heartbeats: 3.0,
+            max_clock_skew_s: 300.0,
+            max_event_age_days: 90.0,
         }
     }
 }
@@ -157,6 +166,25 @@ impl ServerConfig {
         {
             p.push(format!(
                 "{origin}: server.offline_after_heartbeats must be at least 1"
+            ));
+        }
+        if !(self.server.max_clock_skew_s.is_finite()
+            && (0.0..=86_400.0).contains(&self.server.max_clock_skew_s))
+        {
+            p.push(format!(
+                "{origin}: server.max_clock_skew_s must be 0–86400 seconds"
+            ));
+        }
+        if !(self.server.max_event_age_days.is_finite()
+            && (1.0..=3650.0).contains(&self.server.max_event_age_days))
+        {
+            p.push(format!(
+                "{origin}: server.max_event_age_days must be 1–3650 days"
+            ));
+        }
+        if self.server.client_id.is_empty() || self.server.client_id.len() > 64 {
+            p.push(format!(
+                "{origin}: server.client_id must be 1–64 characters"
             ));
         }
         let mut ids = std::collections::HashSet::new();

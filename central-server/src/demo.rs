@@ -291,6 +291,7 @@ pub fn agent_config(
             tls_key: None,
             heartbeat_s: 5.0,
             spectrum: true,
+            receipt_timeout_s: 10.0,
         },
         outbox: OutboxSection {
             dir: dir.join("outbox").join(id),

@@ -1,19 +1,31 @@
-//! Ingest: one persistent MQTT v5 session subscribed to every Centinela topic. Each message is
-//! decoded and checked, stored idempotently, and only then acknowledged, so that the broker
-//! delivers again whatever a crash interrupted. Bad messages are rejected, counted, recorded,
-//! and acknowledged (they would never get better).
+//! Ingest: one persistent MQTT v5 session subscribed to every Centinela topic.
+//!
+//! Messages are collected into batches; each batch is decoded, checked and stored in one
+//! transaction (rejected messages are recorded in the same transaction), then a commit receipt
+//! goes to each sensor of the batch, and only then are the batch's deliveries acknowledged, all
+//! of them, in the order they arrived. Order matters: rumqttd drops a session that acknowledges
+//! out of order and delivers the same messages again, forever. Storing runs in its own task
+//! while the event loop goes on being polled (keep-alives, the next batch), and a store that
+//! fails is retried until it works: nothing is acknowledged that is not committed.
+//!
+//! The broker's acknowledgement to an agent is not delivery. Agents keep each event until its
+//! receipt arrives (see [`protocol::receipt`]); whatever a broker or this server loses in a crash
+//! comes again and is deduplicated by `event_id`.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
+use protocol::{DecodeError, Kind, Message, Outcome, Receipt, ReceiptItem, TimeBounds};
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::mqttbytes::v5::{Packet, Publish};
-use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, DisconnectReasonCode, Packet, Publish};
+use rumqttc::v5::{AsyncClient, ConnectionError, Event, MqttOptions, StateError};
 use time::OffsetDateTime;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 use crate::alerts::Alerter;
 use crate::metrics::Metrics;
-use crate::store::{Ingested, Store};
+use crate::store::{Ingested, Item, Store};
 
 /// Subscription of the server.
 pub const FILTER: &str = "centinela/v1/+/+/+";
@@ -21,7 +33,12 @@ pub const FILTER: &str = "centinela/v1/+/+/+";
 /// Most unacknowledged deliveries the broker may have in flight to the server.
 pub const RECEIVE_MAXIMUM: u16 = 256;
 
-/// Where and how the ingest session connects.
+/// Largest packet the server accepts. A conformant MQTT v5 broker does not forward larger
+/// messages to it (they are over the protocol's payload limit anyway), so one oversized message
+/// cannot break the session.
+pub const MAX_PACKET_BYTES: u32 = 256 * 1024;
+
+/// Where and how the ingest session connects, and what it accepts.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
     /// Broker host.
@@ -32,6 +49,23 @@ pub struct IngestOptions {
     pub client_id: String,
     /// Credentials.
     pub credentials: Option<(String, String)>,
+    /// How far ahead of the server's clock an observation may be.
+    pub max_clock_skew: Duration,
+    /// How old an observation may be.
+    pub max_event_age: Duration,
+}
+
+/// Most messages stored in one transaction.
+const BATCH_MAX: usize = 128;
+/// Longest a received message waits for its batch to fill.
+const BATCH_WAIT: Duration = Duration::from_millis(5);
+
+/// What a store job hands back.
+struct Done {
+    epoch: u64,
+    batch: Vec<Publish>,
+    receipts: Vec<(String, Vec<u8>)>,
+    alerts: Vec<crate::alerts::Alert>,
 }
 
 /// Runs the ingest session until `shutdown` turns true.
@@ -47,156 +81,395 @@ pub async fn run(
         .set_session_expiry_interval(Some(7 * 24 * 3600))
         .set_manual_acks(true)
         .set_keep_alive(Duration::from_secs(10))
-        .set_max_packet_size(Some(256 * 1024))
+        .set_max_packet_size(Some(MAX_PACKET_BYTES))
         // At most this many unacknowledged messages in flight to us. Acks go through the client's
         // request channel, which the event loop drains only between deliveries: the channel
-        // must hold more acks than the broker may have in flight, or an ack waits forever.
+        // must hold more acks (and receipts) than the broker may have in flight.
         .set_receive_maximum(Some(RECEIVE_MAXIMUM));
     if let Some((u, p)) = &opts.credentials {
         mo.set_credentials(u.clone(), p.clone());
     }
-    let (client, mut eventloop) = AsyncClient::new(mo, 4 * usize::from(RECEIVE_MAXIMUM));
+    let (client, mut eventloop) = AsyncClient::new(mo, 8 * usize::from(RECEIVE_MAXIMUM));
     let mut failures = 0u32;
-    let mut batch: Vec<Publish> = Vec::new();
+    // Deliveries of the current connection; a reconnect starts a new epoch, and the broker
+    // delivers again whatever the old one did not acknowledge.
+    let mut epoch = 0u64;
+    let mut connected_once = false;
+    let mut pending: Vec<Publish> = Vec::new();
     let mut flush_at: Option<tokio::time::Instant> = None;
+    let mut job: Option<JoinHandle<Option<Done>>> = None;
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let reject_log = std::sync::Arc::new(LogLimiter::new(Duration::from_secs(10), 10));
     loop {
-        let ev = tokio::select! {
-            ev = eventloop.poll() => Some(ev),
+        let start_now = job.is_none()
+            && !pending.is_empty()
+            && (pending.len() >= BATCH_MAX
+                || flush_at.is_some_and(|t| t <= tokio::time::Instant::now()));
+        if start_now {
+            let take = pending.len().min(BATCH_MAX);
+            let batch: Vec<Publish> = pending.drain(..take).collect();
+            flush_at = (!pending.is_empty()).then(tokio::time::Instant::now);
+            job = Some(tokio::spawn(store_batch(
+                batch,
+                epoch,
+                store.clone(),
+                metrics.clone(),
+                opts.clone(),
+                cancel_rx.clone(),
+                reject_log.clone(),
+            )));
+        }
+        tokio::select! {
+            ev = eventloop.poll() => match ev {
+                Ok(Event::Incoming(Packet::SubAck(_))) => {
+                    // Ready only once subscribed: what is published from now on reaches us.
+                    metrics.set_connected(true);
+                }
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    failures = 0;
+                    if ack.code != ConnectReturnCode::Success {
+                        tracing::error!("ingest: the broker refused the session: {:?}", ack.code);
+                        continue;
+                    }
+                    if connected_once && !ack.session_present {
+                        metrics.session_lost();
+                        tracing::warn!(
+                            target: "alert",
+                            "INGEST SESSION LOST: the broker had no session for `{}` (it restarted without saving it, or another client connected with this id): what it queued for us is gone; agents send again what has no receipt",
+                            opts.client_id
+                        );
+                    }
+                    connected_once = true;
+                    tracing::info!(
+                        "ingest connected to mqtt://{}:{} as `{}`",
+                        opts.host,
+                        opts.port,
+                        opts.client_id
+                    );
+                    if let Err(e) = client.try_subscribe(FILTER, QoS::AtLeastOnce) {
+                        tracing::error!("subscribing to {FILTER}: {e}");
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    pending.push(p);
+                    if flush_at.is_none() {
+                        flush_at = Some(tokio::time::Instant::now() + BATCH_WAIT);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if let ConnectionError::MqttState(StateError::ServerDisconnect {
+                        reason_code: DisconnectReasonCode::SessionTakenOver,
+                        ..
+                    }) = &e
+                    {
+                        metrics.session_taken_over();
+                        tracing::error!(
+                            target: "alert",
+                            "INGEST SESSION TAKEN OVER: another client connected to the broker as `{}`; taking it back (agents send again what has no receipt)",
+                            opts.client_id
+                        );
+                    }
+                    // Unacknowledged deliveries come again on the next connection (the session
+                    // persists), so what is pending is dropped here; a batch being stored is
+                    // committed but not acknowledged (its redelivery is a duplicate).
+                    pending.clear();
+                    flush_at = None;
+                    epoch += 1;
+                    metrics.set_connected(false);
+                    metrics.disconnected();
+                    failures += 1;
+                    if failures == 1 || failures.is_multiple_of(30) {
+                        tracing::warn!(
+                            "ingest: broker mqtt://{}:{}: {e}; retrying",
+                            opts.host,
+                            opts.port
+                        );
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_millis(500)) => {}
+                        _ = shutdown.changed() => break,
+                    }
+                }
+            },
             () = async {
                 match flush_at {
                     Some(t) => tokio::time::sleep_until(t).await,
                     None => std::future::pending().await,
                 }
-            } => None,
+            }, if job.is_none() => {}
+            r = async {
+                match job.as_mut() {
+                    Some(j) => j.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                job = None;
+                if let Ok(Some(done)) = r {
+                    finish(done, epoch, &client, &metrics, &alerter);
+                }
+            }
             _ = shutdown.changed() => break,
-        };
-        match ev {
-            None => {
-                flush(&mut batch, &client, &store, &metrics, &alerter).await;
-                flush_at = None;
-            }
-            Some(Ok(Event::Incoming(Packet::SubAck(_)))) => {
-                // Ready only once subscribed: what is published from now on reaches us.
-                metrics.set_connected(true);
-            }
-            Some(Ok(Event::Incoming(Packet::ConnAck(_)))) => {
-                failures = 0;
-                tracing::info!(
-                    "ingest connected to mqtt://{}:{} as `{}`",
-                    opts.host,
-                    opts.port,
-                    opts.client_id
-                );
-                if let Err(e) = client.subscribe(FILTER, QoS::AtLeastOnce).await {
-                    tracing::error!("subscribing to {FILTER}: {e}");
-                }
-            }
-            Some(Ok(Event::Incoming(Packet::Publish(p)))) => {
-                batch.push(p);
-                if batch.len() >= BATCH_MAX {
-                    flush(&mut batch, &client, &store, &metrics, &alerter).await;
-                    flush_at = None;
-                } else if flush_at.is_none() {
-                    flush_at = Some(tokio::time::Instant::now() + BATCH_WAIT);
-                }
-            }
-            Some(Ok(_)) => {}
-            Some(Err(e)) => {
-                // Unacknowledged deliveries come again on the next connection (the session
-                // persists), so a half-collected batch is simply dropped here.
-                batch.clear();
-                flush_at = None;
-                metrics.set_connected(false);
-                failures += 1;
-                if failures == 1 || failures.is_multiple_of(30) {
-                    tracing::warn!(
-                        "ingest: broker mqtt://{}:{} unreachable ({e}); retrying",
-                        opts.host,
-                        opts.port
-                    );
-                }
-                tokio::select! {
-                    () = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    _ = shutdown.changed() => break,
-                }
-            }
         }
     }
-    flush(&mut batch, &client, &store, &metrics, &alerter).await;
-    let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
-    let _ = client.disconnect().await;
+    // A batch being stored finishes (or gives up on a failing database) and is acknowledged.
+    let _ = cancel_tx.send(true);
+    if let Some(j) = job.take()
+        && let Ok(Ok(Some(done))) = tokio::time::timeout(Duration::from_secs(10), j).await
+    {
+        finish(done, epoch, &client, &metrics, &alerter);
+    }
+    let _ = tokio::time::timeout(Duration::from_millis(300), async {
+        loop {
+            if eventloop.poll().await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    let _ = client.try_disconnect();
     let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
     metrics.set_connected(false);
 }
 
-/// Most messages stored in one transaction.
-const BATCH_MAX: usize = 128;
-/// Longest a received message waits for its batch to fill.
-const BATCH_WAIT: Duration = Duration::from_millis(5);
-
-fn ack(client: &AsyncClient, p: &Publish) {
-    // `try_ack`: never wait on the request channel from inside the event loop's task. A lost
-    // ack only means the broker delivers the message again (deduped by event_id).
-    if let Err(e) = client.try_ack(p) {
-        tracing::warn!("acknowledging: {e}");
+/// After a commit: alerts, receipts, then the acknowledgements in arrival order.
+fn finish(done: Done, epoch: u64, client: &AsyncClient, metrics: &Metrics, alerter: &Alerter) {
+    alerter.raise(done.alerts);
+    for (topic, payload) in done.receipts {
+        match client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
+            Ok(()) => metrics.receipt_sent(),
+            Err(e) => {
+                // The agent sends again and gets a receipt for the duplicate.
+                tracing::warn!("publishing a receipt: {e}");
+            }
+        }
+    }
+    if done.epoch != epoch {
+        // Delivered on a connection that is gone: the broker delivers them again.
+        return;
+    }
+    for p in &done.batch {
+        // `try_ack`: never wait on the request channel from inside the event loop's task.
+        if let Err(e) = client.try_ack(p) {
+            metrics.ack_failed();
+            tracing::warn!("acknowledging: {e}");
+        }
     }
 }
 
-/// Decodes a batch, stores the good messages in one transaction, acknowledges what may be.
-async fn flush(
-    batch: &mut Vec<Publish>,
-    client: &AsyncClient,
-    store: &Store,
-    metrics: &Metrics,
-    alerter: &Alerter,
-) {
-    if batch.is_empty() {
-        return;
-    }
-    let mut good: Vec<(usize, protocol::Message, String)> = Vec::with_capacity(batch.len());
-    for (i, p) in batch.iter().enumerate() {
-        let topic = String::from_utf8_lossy(&p.topic).to_string();
-        let kind = topic.rsplit('/').next().unwrap_or("unknown");
-        metrics.received(kind);
-        match protocol::decode(&topic, &p.payload) {
-            Ok(m) => good.push((i, m, String::from_utf8_lossy(&p.payload).to_string())),
+/// What one delivery decoded to.
+enum Decoded {
+    Good(Box<Message>, String),
+    Bad(DecodeError),
+}
+
+/// Decodes, stores (retrying a failing database until it works or ingest stops) and builds the
+/// receipts of one batch. `None` when cancelled before the commit.
+async fn store_batch(
+    batch: Vec<Publish>,
+    epoch: u64,
+    store: Store,
+    metrics: Metrics,
+    opts: IngestOptions,
+    mut cancel: watch::Receiver<bool>,
+    log: std::sync::Arc<LogLimiter>,
+) -> Option<Done> {
+    let mut decoded = Vec::with_capacity(batch.len());
+    let mut topics = Vec::with_capacity(batch.len());
+    let now = OffsetDateTime::now_utc();
+    let bounds = TimeBounds {
+        now,
+        max_skew: time::Duration::try_from(opts.max_clock_skew).unwrap_or(time::Duration::ZERO),
+        max_age: time::Duration::try_from(opts.max_event_age).unwrap_or(time::Duration::MAX),
+    };
+    for p in &batch {
+        let topic = String::from_utf8_lossy(&p.topic).into_owned();
+        let parsed = protocol::parse_topic(&topic).ok();
+        metrics.received(parsed.as_ref().map_or("invalid", |(_, _, k)| k.as_str()));
+        let d = match protocol::decode(&topic, &p.payload)
+            .and_then(|m| m.check_time(&topic, &bounds).map(|()| m))
+        {
+            Ok(m) => Decoded::Good(
+                Box::new(m),
+                String::from_utf8_lossy(&p.payload).into_owned(),
+            ),
             Err(e) => {
                 metrics.rejected(e.reason());
-                tracing::warn!("rejected: {e}");
-                if let Err(db) = store.reject(&topic, e.reason(), &e.to_string()).await {
-                    tracing::error!("recording a rejected message: {db}");
+                match log.allow() {
+                    Some(0) => tracing::warn!("rejected: {e}"),
+                    Some(skipped) => tracing::warn!(
+                        "rejected: {e} (and {skipped} more not logged; all are counted in /metrics and listed in /api/rejects)"
+                    ),
+                    None => {}
                 }
-                ack(client, p);
+                Decoded::Bad(e)
             }
-        }
+        };
+        decoded.push(d);
+        topics.push((topic, parsed));
     }
-    let refs: Vec<(&protocol::Message, &str)> =
-        good.iter().map(|(_, m, p)| (m, p.as_str())).collect();
-    for attempt in 0..5 {
-        let now = OffsetDateTime::now_utc();
-        match store.ingest_batch(&refs, now).await {
-            Ok(results) => {
-                for ((i, m, _), r) in good.iter().zip(results) {
-                    match r {
-                        Ingested::New(alerts) => {
-                            let latency = (now - m.observed_at()).as_seconds_f64() * 1e3;
-                            metrics.stored(m.kind().as_str(), latency);
-                            alerter.raise(alerts);
-                        }
-                        Ingested::Duplicate => metrics.duplicate(),
-                    }
-                    ack(client, &batch[*i]);
-                }
-                batch.clear();
-                return;
+    let mut items = Vec::with_capacity(batch.len());
+    let mut details = Vec::with_capacity(batch.len());
+    for d in &decoded {
+        details.push(match d {
+            Decoded::Bad(e) => e.to_string(),
+            Decoded::Good(..) => String::new(),
+        });
+    }
+    for ((d, p), ((topic, _), detail)) in
+        decoded.iter().zip(&batch).zip(topics.iter().zip(&details))
+    {
+        items.push(match d {
+            Decoded::Good(m, payload) => Item::Accept {
+                msg: m,
+                payload,
+                retained: p.retain,
+            },
+            Decoded::Bad(e) => Item::Reject {
+                topic,
+                reason: e.reason(),
+                detail,
+            },
+        });
+    }
+    let mut delay = Duration::from_millis(100);
+    let mut attempts = 0u32;
+    let results = loop {
+        let received_at = OffsetDateTime::now_utc();
+        let t0 = Instant::now();
+        match store.ingest_batch(&items, received_at).await {
+            Ok(r) => {
+                metrics.batch_stored(t0.elapsed());
+                break (r, received_at);
             }
             Err(e) => {
                 metrics.store_error();
-                tracing::error!("storing a batch of {} messages: {e}", refs.len());
-                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                attempts += 1;
+                if attempts == 1 || attempts.is_multiple_of(10) {
+                    tracing::error!(
+                        "storing a batch of {} messages (attempt {attempts}): {e}; retrying, nothing is acknowledged until it is stored",
+                        items.len()
+                    );
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = cancel.changed() => return None,
+                }
+                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
+    };
+    let (results, committed_at) = results;
+    let mut alerts = Vec::new();
+    let mut per_sensor: BTreeMap<(String, String), Vec<ReceiptItem>> = BTreeMap::new();
+    for ((d, r), (p, (_, parsed))) in decoded.iter().zip(results).zip(batch.iter().zip(&topics)) {
+        let (outcome, reason, event_id) = match (d, r) {
+            (Decoded::Good(m, _), Some(Ingested::New(a))) => {
+                let latency = (committed_at - m.observed_at()).as_seconds_f64() * 1e3;
+                metrics.stored(m.kind().as_str(), latency);
+                alerts.extend(a);
+                (Outcome::Stored, None, Some(m.event_id()))
+            }
+            (Decoded::Good(m, _), Some(Ingested::Duplicate)) => {
+                metrics.duplicate();
+                (Outcome::Duplicate, None, Some(m.event_id()))
+            }
+            (Decoded::Good(m, _), Some(Ingested::Conflict)) => {
+                metrics.conflict();
+                tracing::warn!(
+                    "event {} arrived again with other bytes than those stored: not stored",
+                    m.event_id()
+                );
+                (
+                    Outcome::Conflict,
+                    Some("this event_id is stored with other content".to_string()),
+                    Some(m.event_id()),
+                )
+            }
+            (Decoded::Bad(e), _) => (
+                if e.is_transient() {
+                    Outcome::Deferred
+                } else {
+                    Outcome::Rejected
+                },
+                Some(e.to_string()),
+                protocol::peek_event_id(&p.payload),
+            ),
+            (Decoded::Good(..), None) => continue,
+        };
+        // Receipts for the events an agent keeps in its outbox (gap and jammer).
+        let Some((facility, sensor, kind)) = parsed else {
+            continue;
+        };
+        let (Some(event_id), Kind::Gap | Kind::Jammer) = (event_id, kind) else {
+            continue;
+        };
+        per_sensor
+            .entry((facility.clone(), sensor.clone()))
+            .or_default()
+            .push(ReceiptItem {
+                event_id,
+                outcome,
+                sha256: protocol::payload_sha256(&p.payload),
+                reason: reason.map(|r| r.chars().take(300).collect()),
+            });
     }
-    // Not stored and not acknowledged: the broker delivers them again after a reconnect.
-    batch.clear();
+    let receipts = per_sensor
+        .into_iter()
+        .filter_map(|((facility, sensor), items)| {
+            let topic = protocol::receipt_topic(&facility, &sensor).ok()?;
+            let r = Receipt {
+                schema: protocol::RECEIPT_SCHEMA.into(),
+                facility_id: facility,
+                sensor_id: sensor,
+                committed_at,
+                items,
+            };
+            Some((topic, serde_json::to_vec(&r).ok()?))
+        })
+        .collect();
+    Some(Done {
+        epoch,
+        batch,
+        receipts,
+        alerts,
+    })
+}
+
+/// At most `burst` log lines per `every`: one client sending thousands of bad messages must not
+/// flood the log (every rejection is still counted and listed in `/api/rejects`).
+#[derive(Debug)]
+struct LogLimiter {
+    every: Duration,
+    burst: usize,
+    state: std::sync::Mutex<(Instant, usize, u64)>,
+}
+
+impl LogLimiter {
+    fn new(every: Duration, burst: usize) -> Self {
+        Self {
+            every,
+            burst,
+            state: std::sync::Mutex::new((Instant::now(), 0, 0)),
+        }
+    }
+
+    /// `Some(skipped since the last line)` when a line may be logged now.
+    fn allow(&self) -> Option<u64> {
+        let mut st = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if st.0.elapsed() >= self.every {
+            st.0 = Instant::now();
+            st.1 = 0;
+        }
+        if st.1 < self.burst {
+            st.1 += 1;
+            Some(std::mem::take(&mut st.2))
+        } else {
+            st.2 += 1;
+            None
+        }
+    }
 }

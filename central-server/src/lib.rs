@@ -135,6 +135,8 @@ impl Server {
                     .broker_username
                     .clone()
                     .zip(cfg.server.broker_password.clone()),
+                max_clock_skew: Duration::from_secs_f64(cfg.server.max_clock_skew_s),
+                max_event_age: Duration::from_secs_f64(cfg.server.max_event_age_days * 86_400.0),
             },
             store.clone(),
             metrics.clone(),

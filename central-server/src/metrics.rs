@@ -9,14 +9,36 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+// Labels take values only from finite, validated sets (message kinds, rejection reasons, alert
+// kinds): never anything a client wrote, or the exposition grows with every odd topic.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
-    kind: String,
+    kind: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
-    reason: String,
+    reason: &'static str,
+}
+
+/// Message kinds as metric labels: the wire kinds, and `invalid` for a topic that is not one.
+fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "gap" => "gap",
+        "jammer" => "jammer",
+        "status" => "status",
+        "spectrum" => "spectrum",
+        _ => "invalid",
+    }
+}
+
+/// Rejection reasons as labels (the finite set of [`protocol::DecodeError::REASONS`]).
+fn reason_label(reason: &str) -> &'static str {
+    protocol::DecodeError::REASONS
+        .iter()
+        .find(|r| **r == reason)
+        .copied()
+        .unwrap_or("other")
 }
 
 /// Counters and gauges, cheap to clone.
@@ -38,6 +60,14 @@ struct Inner {
     http_bad_requests: Counter,
     broker_connected: Gauge<i64, AtomicI64>,
     ingest_latency_ms: Gauge<f64, AtomicU64>,
+    conflicts: Counter,
+    receipts: Counter,
+    ack_failures: Counter,
+    disconnects: Counter,
+    sessions_lost: Counter,
+    session_takeovers: Counter,
+    batches: Counter,
+    batch_seconds: Counter<f64, AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -61,6 +91,50 @@ impl Metrics {
         let http_bad_requests = Counter::default();
         let broker_connected = Gauge::<i64, AtomicI64>::default();
         let ingest_latency_ms = Gauge::<f64, AtomicU64>::default();
+        let conflicts = Counter::default();
+        let receipts = Counter::default();
+        let ack_failures = Counter::default();
+        let disconnects = Counter::default();
+        let sessions_lost = Counter::default();
+        let session_takeovers = Counter::default();
+        let batches = Counter::default();
+        let batch_seconds = Counter::<f64, AtomicU64>::default();
+        registry.register(
+            "events_conflict",
+            "Deliveries whose event_id is stored with other bytes (never stored)",
+            conflicts.clone(),
+        );
+        registry.register(
+            "receipts_published",
+            "Commit receipts published to sensors",
+            receipts.clone(),
+        );
+        registry.register(
+            "ack_failures",
+            "Acknowledgements that could not be queued (the broker delivers again)",
+            ack_failures.clone(),
+        );
+        registry.register(
+            "ingest_disconnects",
+            "Times the ingest session lost its connection",
+            disconnects.clone(),
+        );
+        registry.register(
+            "ingest_sessions_lost",
+            "Reconnections that found no session at the broker (what it queued is gone)",
+            sessions_lost.clone(),
+        );
+        registry.register(
+            "ingest_session_takeovers",
+            "Times the broker said another client took over the ingest session's client id",
+            session_takeovers.clone(),
+        );
+        registry.register("ingest_batches", "Batches committed", batches.clone());
+        registry.register(
+            "ingest_batch_seconds",
+            "Time spent committing batches",
+            batch_seconds.clone(),
+        );
         registry.register(
             "messages_received",
             "MQTT messages received, by kind",
@@ -116,6 +190,14 @@ impl Metrics {
                 http_bad_requests,
                 broker_connected,
                 ingest_latency_ms,
+                conflicts,
+                receipts,
+                ack_failures,
+                disconnects,
+                sessions_lost,
+                session_takeovers,
+                batches,
+                batch_seconds,
             }),
         }
     }
@@ -124,7 +206,9 @@ impl Metrics {
     pub fn received(&self, kind: &str) {
         self.inner
             .received
-            .get_or_create(&KindLabel { kind: kind.into() })
+            .get_or_create(&KindLabel {
+                kind: kind_label(kind),
+            })
             .inc();
     }
 
@@ -132,7 +216,9 @@ impl Metrics {
     pub fn stored(&self, kind: &str, latency_ms: f64) {
         self.inner
             .stored
-            .get_or_create(&KindLabel { kind: kind.into() })
+            .get_or_create(&KindLabel {
+                kind: kind_label(kind),
+            })
             .inc();
         self.inner.ingest_latency_ms.set(latency_ms);
     }
@@ -147,7 +233,7 @@ impl Metrics {
         self.inner
             .rejected
             .get_or_create(&ReasonLabel {
-                reason: reason.into(),
+                reason: reason_label(reason),
             })
             .inc();
     }
@@ -155,23 +241,15 @@ impl Metrics {
     /// Rejections so far, all reasons.
     #[must_use]
     pub fn rejected_total(&self) -> u64 {
-        let mut n = 0;
-        for r in [
-            "topic",
-            "too_large",
-            "json",
-            "schema",
-            "fields",
-            "mismatch",
-            "value",
-        ] {
-            n += self
-                .inner
-                .rejected
-                .get_or_create(&ReasonLabel { reason: r.into() })
-                .get();
-        }
-        n
+        protocol::DecodeError::REASONS
+            .iter()
+            .map(|r| {
+                self.inner
+                    .rejected
+                    .get_or_create(&ReasonLabel { reason: r })
+                    .get()
+            })
+            .sum()
     }
 
     /// The database failed.
@@ -180,11 +258,54 @@ impl Metrics {
     }
 
     /// An alert was raised.
-    pub fn alert(&self, kind: &str) {
-        self.inner
-            .alerts
-            .get_or_create(&KindLabel { kind: kind.into() })
-            .inc();
+    pub fn alert(&self, kind: &'static str) {
+        self.inner.alerts.get_or_create(&KindLabel { kind }).inc();
+    }
+
+    /// A delivery's event id is stored with other bytes.
+    pub fn conflict(&self) {
+        self.inner.conflicts.inc();
+    }
+
+    /// A receipt was published.
+    pub fn receipt_sent(&self) {
+        self.inner.receipts.inc();
+    }
+
+    /// An acknowledgement could not be queued.
+    pub fn ack_failed(&self) {
+        self.inner.ack_failures.inc();
+    }
+
+    /// The ingest connection was lost.
+    pub fn disconnected(&self) {
+        self.inner.disconnects.inc();
+    }
+
+    /// A reconnection found no session.
+    pub fn session_lost(&self) {
+        self.inner.sessions_lost.inc();
+    }
+
+    /// The broker said another client took the session over.
+    pub fn session_taken_over(&self) {
+        self.inner.session_takeovers.inc();
+    }
+
+    /// A batch was committed in `took`.
+    pub fn batch_stored(&self, took: std::time::Duration) {
+        self.inner.batches.inc();
+        self.inner.batch_seconds.inc_by(took.as_secs_f64());
+    }
+
+    /// Ingest disconnects, reconnections without a session and takeovers so far.
+    #[must_use]
+    pub fn session_troubles(&self) -> (u64, u64, u64) {
+        (
+            self.inner.disconnects.get(),
+            self.inner.sessions_lost.get(),
+            self.inner.session_takeovers.get(),
+        )
     }
 
     /// A webhook post failed.

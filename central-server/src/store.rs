@@ -50,8 +50,34 @@ pub struct Store {
 pub enum Ingested {
     /// Stored; the alerts it raised.
     New(Vec<Alert>),
-    /// Already stored under this `event_id`: nothing changed.
+    /// Already stored under this `event_id`, with the same bytes: nothing changed.
     Duplicate,
+    /// Already stored under this `event_id` with other bytes: nothing changed, and this delivery
+    /// can never be stored.
+    Conflict,
+}
+
+/// One message of a batch, as ingest hands it to the store.
+#[derive(Debug, Clone, Copy)]
+pub enum Item<'a> {
+    /// A decoded, checked message and its payload as received.
+    Accept {
+        /// The message.
+        msg: &'a Message,
+        /// Its payload, as received.
+        payload: &'a str,
+        /// Delivered as a retained message (a status kept by the broker, maybe long ago).
+        retained: bool,
+    },
+    /// A rejected message, recorded in the rejects list.
+    Reject {
+        /// Topic (truncated on storage).
+        topic: &'a str,
+        /// Reason label.
+        reason: &'static str,
+        /// Sentence.
+        detail: &'a str,
+    },
 }
 
 /// A gap's current state.
@@ -195,20 +221,53 @@ impl Store {
         &self.pool
     }
 
-    /// Stores decoded messages and updates the current state, all in one transaction (one
-    /// commit), in order.
+    /// Stores a batch in one transaction (one commit), in order: accepted messages once each
+    /// with the current state they change, rejected ones in the rejects list. Returns one
+    /// result per item (`None` for rejects).
     ///
     /// # Errors
-    /// Database failures: then none of them is stored.
+    /// Database failures: then nothing of the batch is stored.
     pub async fn ingest_batch(
         &self,
-        batch: &[(&Message, &str)],
+        batch: &[Item<'_>],
         received_at: OffsetDateTime,
-    ) -> Result<Vec<Ingested>, sqlx::Error> {
+    ) -> Result<Vec<Option<Ingested>>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         let mut out = Vec::with_capacity(batch.len());
-        for (msg, payload) in batch {
-            out.push(self.apply(&mut tx, msg, payload, received_at).await?);
+        let mut rejected = false;
+        for item in batch {
+            match *item {
+                Item::Accept {
+                    msg,
+                    payload,
+                    retained,
+                } => out.push(Some(
+                    self.apply(&mut tx, msg, payload, retained, received_at)
+                        .await?,
+                )),
+                Item::Reject {
+                    topic,
+                    reason,
+                    detail,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO rejects (received_at, topic, reason, detail) VALUES (?, ?, ?, ?)",
+                    )
+                    .bind(ts(received_at))
+                    .bind(topic.chars().take(256).collect::<String>())
+                    .bind(reason)
+                    .bind(detail.chars().take(1024).collect::<String>())
+                    .execute(&mut *tx)
+                    .await?;
+                    rejected = true;
+                    out.push(None);
+                }
+            }
+        }
+        if rejected {
+            sqlx::query("DELETE FROM rejects WHERE id <= (SELECT max(id) - 1000 FROM rejects)")
+                .execute(&mut *tx)
+                .await?;
         }
         tx.commit().await?;
         Ok(out)
@@ -219,9 +278,17 @@ impl Store {
         tx: &mut sqlx::SqliteConnection,
         msg: &Message,
         payload: &str,
+        retained: bool,
         received_at: OffsetDateTime,
     ) -> Result<Ingested, sqlx::Error> {
         let (facility, sensor) = msg.source();
+        // Liveness is the server's own clock: when it heard from the sensor, not what the
+        // sensor claims. A retained status may be old news kept by the broker.
+        let heard = if retained {
+            msg.observed_at().min(received_at)
+        } else {
+            received_at
+        };
         if let Message::Spectrum(s) = msg {
             sqlx::query(
                 "INSERT INTO spectra (facility_id, sensor_id, observed_at, payload) VALUES (?, ?, ?, ?)
@@ -234,15 +301,15 @@ impl Store {
             .bind(payload)
             .execute(&mut *tx)
             .await?;
-            self.touch_sensor(tx, facility, sensor, msg.observed_at())
-                .await?;
+            self.touch_sensor(tx, facility, sensor, heard).await?;
             return Ok(Ingested::New(Vec::new()));
         }
+        let event_id = msg.event_id().to_string();
         let inserted = sqlx::query(
             "INSERT INTO events (event_id, kind, facility_id, sensor_id, observed_at, received_at, payload)
              VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
         )
-        .bind(msg.event_id().to_string())
+        .bind(&event_id)
         .bind(msg.kind().as_str())
         .bind(facility)
         .bind(sensor)
@@ -253,67 +320,106 @@ impl Store {
         .await?
         .rows_affected();
         if inserted == 0 {
-            return Ok(Ingested::Duplicate);
+            let same: Option<(bool,)> =
+                sqlx::query_as("SELECT payload = ? FROM events WHERE event_id = ?")
+                    .bind(payload)
+                    .bind(&event_id)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            return Ok(if same.is_some_and(|(s,)| s) {
+                Ingested::Duplicate
+            } else {
+                Ingested::Conflict
+            });
         }
         let mut alerts = Vec::new();
         match msg {
             Message::Gap(g) => {
                 self.apply_gap(tx, g, &mut alerts).await?;
-                self.touch_sensor(tx, facility, sensor, g.observed_at)
-                    .await?;
+                self.touch_sensor(tx, facility, sensor, heard).await?;
             }
             Message::Jammer(j) => {
                 self.apply_jammer(tx, j, &mut alerts).await?;
-                self.touch_sensor(tx, facility, sensor, j.observed_at)
-                    .await?;
+                self.touch_sensor(tx, facility, sensor, heard).await?;
             }
             Message::Status(s) => {
-                let prev: Option<(String, String)> = sqlx::query_as(
-                    "SELECT state, last_seen FROM sensors WHERE facility_id = ? AND sensor_id = ?",
-                )
-                .bind(facility)
-                .bind(sensor)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let at = ts(s.observed_at);
-                let newer = prev.as_ref().is_none_or(|(_, seen)| at >= *seen)
-                    || s.state == SensorState::Offline;
-                if newer {
-                    let state = wire(&s.state);
-                    sqlx::query(
-                        "INSERT INTO sensors (facility_id, sensor_id, zone, state, position_x, position_y,
-                         heartbeat_s, last_seen, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                         ON CONFLICT (facility_id, sensor_id) DO UPDATE SET zone = excluded.zone,
-                         state = excluded.state, position_x = excluded.position_x,
-                         position_y = excluded.position_y, heartbeat_s = excluded.heartbeat_s,
-                         last_seen = max(sensors.last_seen, excluded.last_seen), status = excluded.status",
-                    )
-                    .bind(facility)
-                    .bind(sensor)
-                    .bind(&s.zone)
-                    .bind(&state)
-                    .bind(s.position_m.map(|p| p[0]))
-                    .bind(s.position_m.map(|p| p[1]))
-                    .bind(s.heartbeat_s)
-                    .bind(&at)
-                    .bind(payload)
-                    .execute(&mut *tx)
+                self.apply_status(tx, s, payload, heard, &mut alerts)
                     .await?;
-                    if s.state == SensorState::Offline
-                        && prev.as_ref().is_some_and(|(st, _)| st == "online")
-                    {
-                        alerts.push(Alert::SensorOffline {
-                            facility_id: facility.to_string(),
-                            sensor_id: sensor.to_string(),
-                            zone: s.zone.clone(),
-                            reason: "the sensor said so (clean shutdown or Last Will)".into(),
-                        });
-                    }
-                }
             }
             _ => {}
         }
         Ok(Ingested::New(alerts))
+    }
+
+    /// A status changes the sensor's state only when it is newer than the last one applied: an
+    /// `online` status by its time, an `offline` one (a clean shutdown or the Last Will) by the
+    /// start of the connection it belongs to, so that the Will of an older connection, delivered
+    /// late, never marks a newer connection offline.
+    async fn apply_status(
+        &self,
+        tx: &mut sqlx::SqliteConnection,
+        s: &protocol::StatusEvent,
+        payload: &str,
+        heard: OffsetDateTime,
+        alerts: &mut Vec<Alert>,
+    ) -> Result<(), sqlx::Error> {
+        let prev: Option<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT state, status_at, connected_at FROM sensors WHERE facility_id = ? AND sensor_id = ?",
+        )
+        .bind(&s.facility_id)
+        .bind(&s.sensor_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let at = ts(s.observed_at);
+        let connected = s.connected_at.map(ts);
+        let applies = match (&prev, s.state) {
+            (None, _) => true,
+            (Some((_, status_at, _)), SensorState::Online) => at >= *status_at,
+            (Some((_, _, prev_conn)), SensorState::Offline) => {
+                let c = connected.clone().unwrap_or_else(|| at.clone());
+                prev_conn.as_ref().is_none_or(|p| c >= *p)
+            }
+        };
+        if !applies {
+            return Ok(()); // history only
+        }
+        let state = wire(&s.state);
+        let online = s.state == SensorState::Online;
+        sqlx::query(
+            "INSERT INTO sensors (facility_id, sensor_id, zone, state, position_x, position_y,
+             heartbeat_s, last_seen, status, status_at, connected_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (facility_id, sensor_id) DO UPDATE SET zone = excluded.zone,
+             state = excluded.state, position_x = excluded.position_x,
+             position_y = excluded.position_y, heartbeat_s = excluded.heartbeat_s,
+             last_seen = max(sensors.last_seen, excluded.last_seen), status = excluded.status,
+             status_at = max(sensors.status_at, excluded.status_at),
+             connected_at = CASE WHEN ?12 THEN coalesce(excluded.connected_at, sensors.connected_at)
+                                 ELSE sensors.connected_at END",
+        )
+        .bind(&s.facility_id)
+        .bind(&s.sensor_id)
+        .bind(&s.zone)
+        .bind(&state)
+        .bind(s.position_m.map(|p| p[0]))
+        .bind(s.position_m.map(|p| p[1]))
+        .bind(s.heartbeat_s)
+        .bind(ts(heard))
+        .bind(payload)
+        .bind(&at)
+        .bind(if online { connected } else { None })
+        .bind(online)
+        .execute(&mut *tx)
+        .await?;
+        if !online && prev.as_ref().is_some_and(|(st, _, _)| st == "online") {
+            alerts.push(Alert::SensorOffline {
+                facility_id: s.facility_id.clone(),
+                sensor_id: s.sensor_id.clone(),
+                zone: s.zone.clone(),
+                reason: "the sensor said so (clean shutdown or Last Will)".into(),
+            });
+        }
+        Ok(())
     }
 
     async fn touch_sensor(
@@ -321,13 +427,13 @@ impl Store {
         tx: &mut sqlx::SqliteConnection,
         facility: &str,
         sensor: &str,
-        at: OffsetDateTime,
+        heard: OffsetDateTime,
     ) -> Result<(), sqlx::Error> {
         // Events prove the sensor alive only if it has said hello; the status carries its zone.
         sqlx::query(
             "UPDATE sensors SET last_seen = max(last_seen, ?) WHERE facility_id = ? AND sensor_id = ?",
         )
-        .bind(ts(at))
+        .bind(ts(heard))
         .bind(facility)
         .bind(sensor)
         .execute(&mut *tx)
@@ -463,24 +569,6 @@ impl Store {
                 noise_rise_db: j.noise_rise_db,
             });
         }
-        Ok(())
-    }
-
-    /// Records a rejected message (the newest 1,000 are kept).
-    ///
-    /// # Errors
-    /// Database failures.
-    pub async fn reject(&self, topic: &str, reason: &str, detail: &str) -> Result<(), sqlx::Error> {
-        sqlx::query("INSERT INTO rejects (received_at, topic, reason, detail) VALUES (?, ?, ?, ?)")
-            .bind(ts(OffsetDateTime::now_utc()))
-            .bind(topic.chars().take(256).collect::<String>())
-            .bind(reason)
-            .bind(detail.chars().take(1024).collect::<String>())
-            .execute(&self.pool)
-            .await?;
-        sqlx::query("DELETE FROM rejects WHERE id <= (SELECT max(id) - 1000 FROM rejects)")
-            .execute(&self.pool)
-            .await?;
         Ok(())
     }
 

@@ -73,6 +73,46 @@ pub enum DecodeError {
         /// What is wrong.
         detail: String,
     },
+    /// `observed_at` is ahead of the receiver's clock by more than the allowed skew. Not final:
+    /// once that time comes the message is acceptable.
+    #[error(
+        "{topic}: observed_at {observed_at} is {ahead_s:.0} s ahead of this server's clock (at most {max_skew_s:.0} s allowed): is the sensor's clock right?"
+    )]
+    Future {
+        /// Topic.
+        topic: String,
+        /// What the message says.
+        observed_at: String,
+        /// By how much it is ahead, seconds.
+        ahead_s: f64,
+        /// The allowed skew, seconds.
+        max_skew_s: f64,
+    },
+    /// `observed_at` is older than the receiver keeps.
+    #[error(
+        "{topic}: observed_at {observed_at} is {age_days:.1} days old (at most {max_age_days:.1} days accepted)"
+    )]
+    TooOld {
+        /// Topic.
+        topic: String,
+        /// What the message says.
+        observed_at: String,
+        /// Its age, days.
+        age_days: f64,
+        /// The oldest accepted, days.
+        max_age_days: f64,
+    },
+}
+
+/// Bounds on the time a message may claim, against the receiver's clock.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimeBounds {
+    /// The receiver's clock now.
+    pub now: OffsetDateTime,
+    /// How far ahead of `now` an observation may be (clocks are never exactly together).
+    pub max_skew: time::Duration,
+    /// How old an observation may be (an agent's outbox holds events through long outages).
+    pub max_age: time::Duration,
 }
 
 impl DecodeError {
@@ -87,7 +127,29 @@ impl DecodeError {
             Self::Fields { .. } => "fields",
             Self::Mismatch { .. } => "mismatch",
             Self::Value { .. } => "value",
+            Self::Future { .. } => "future",
+            Self::TooOld { .. } => "too_old",
         }
+    }
+
+    /// Every reason label [`DecodeError::reason`] can return: counters take labels only from
+    /// this finite set.
+    pub const REASONS: [&'static str; 9] = [
+        "topic",
+        "too_large",
+        "json",
+        "schema",
+        "fields",
+        "mismatch",
+        "value",
+        "future",
+        "too_old",
+    ];
+
+    /// Whether the same bytes may be accepted later (only a time ahead of the clock).
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Future { .. })
     }
 }
 
@@ -137,6 +199,39 @@ impl Message {
             Self::Status(e) => (&e.facility_id, &e.sensor_id),
             Self::Spectrum(e) => (&e.facility_id, &e.sensor_id),
         }
+    }
+
+    /// Checks `observed_at` against the receiver's clock: not ahead by more than the skew, not
+    /// older than the age bound. A Last Will (an `offline` status) is exempt from the age bound:
+    /// its time is the start of the connection whose loss it announces, which may be long ago.
+    ///
+    /// # Errors
+    /// [`DecodeError::Future`] or [`DecodeError::TooOld`].
+    pub fn check_time(&self, topic: &str, b: &TimeBounds) -> Result<(), DecodeError> {
+        let at = self.observed_at();
+        let ahead = at - b.now;
+        let shown = || {
+            at.format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default()
+        };
+        if ahead > b.max_skew {
+            return Err(DecodeError::Future {
+                topic: topic.to_string(),
+                observed_at: shown(),
+                ahead_s: ahead.as_seconds_f64(),
+                max_skew_s: b.max_skew.as_seconds_f64(),
+            });
+        }
+        let offline = matches!(self, Self::Status(s) if s.state == crate::SensorState::Offline);
+        if -ahead > b.max_age && !offline {
+            return Err(DecodeError::TooOld {
+                topic: topic.to_string(),
+                observed_at: shown(),
+                age_days: (-ahead).as_seconds_f64() / 86_400.0,
+                max_age_days: b.max_age.as_seconds_f64() / 86_400.0,
+            });
+        }
+        Ok(())
     }
 
     /// When observed.
@@ -245,11 +340,18 @@ pub fn decode(topic: &str, payload: &[u8]) -> Result<Message, DecodeError> {
         }
         Message::Status(s) => {
             check_text(&s.zone, "zone").map_err(value)?;
-            if !(s.heartbeat_s > 0.0 && s.heartbeat_s <= 86_400.0) {
+            if !(crate::MIN_HEARTBEAT_S..=crate::MAX_HEARTBEAT_S).contains(&s.heartbeat_s) {
                 return Err(value(format!(
-                    "heartbeat_s {} is outside (0, 86400]",
-                    s.heartbeat_s
+                    "heartbeat_s {} is outside {}–{} s",
+                    s.heartbeat_s,
+                    crate::MIN_HEARTBEAT_S,
+                    crate::MAX_HEARTBEAT_S
                 )));
+            }
+            if let Some(c) = s.connected_at
+                && c > s.observed_at
+            {
+                return Err(value("connected_at is after observed_at".into()));
             }
         }
         Message::Spectrum(_) => {}

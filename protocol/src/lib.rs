@@ -12,10 +12,15 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 mod decode;
+pub mod receipt;
 pub mod schema;
 mod status;
 
-pub use decode::{DecodeError, Message, decode};
+pub use decode::{DecodeError, MAX_PAYLOAD_BYTES, Message, TimeBounds, decode};
+pub use receipt::{
+    Outcome, RECEIPT_ROOT, RECEIPT_SCHEMA, Receipt, ReceiptError, ReceiptItem, payload_sha256,
+    peek_event_id, receipt_topic,
+};
 pub use status::{
     BandSummary, CarrierSummary, SPECTRUM_SCHEMA, STATUS_SCHEMA, SensorHealth, SensorState,
     SpectrumSummary, StatusEvent,
@@ -27,6 +32,11 @@ pub const TOPIC_ROOT: &str = "centinela/v1";
 pub const GAP_SCHEMA: &str = "centinela.gap/1";
 /// Schema of jammer events.
 pub const JAMMER_SCHEMA: &str = "centinela.jammer/1";
+/// Shortest heartbeat period a status may announce, seconds.
+pub const MIN_HEARTBEAT_S: f64 = 1.0;
+/// Longest heartbeat period a status may announce, seconds: a sensor that stops is seen offline
+/// within a few of these.
+pub const MAX_HEARTBEAT_S: f64 = 300.0;
 
 /// The schema name carried by payloads of a kind.
 #[must_use]

@@ -36,5 +36,11 @@ pub fn file_name(kind: Kind) -> String {
     format!("{}.schema.json", kind.as_str())
 }
 
+/// The JSON Schema of commit receipts (`receipt.schema.json`).
+#[must_use]
+pub fn receipt_schema() -> serde_json::Value {
+    generate::<crate::Receipt>("https://centinela.invalid/schemas/receipt.schema.json")
+}
+
 /// Every message kind.
 pub const KINDS: [Kind; 4] = [Kind::Gap, Kind::Jammer, Kind::Status, Kind::Spectrum];

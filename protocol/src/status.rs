@@ -42,6 +42,16 @@ pub struct SensorHealth {
     pub outbox_dropped: u64,
     /// Sweeps that failed (source errors) since start.
     pub sweep_errors: u64,
+    /// Events sent again because no commit receipt came in time, since start.
+    #[serde(default)]
+    pub resent: u64,
+    /// Events the server refused for good (moved to the outbox's `rejected/`), since start.
+    #[serde(default)]
+    pub server_rejected: u64,
+    /// Receipts or receipt items that did not match an event of this sensor (another client's
+    /// bytes under one of its event ids, or a forged receipt), since start.
+    #[serde(default)]
+    pub receipt_mismatches: u64,
 }
 
 /// A sensor's status (`centinela.status/1`).
@@ -63,6 +73,15 @@ pub struct StatusEvent {
     pub observed_at: OffsetDateTime,
     /// Online or offline.
     pub state: SensorState,
+    /// Start of the MQTT connection this status belongs to (RFC 3339, UTC). A Last Will from
+    /// an older connection, delivered late, does not mark a newer connection offline.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    #[schemars(with = "Option<String>", extend("format" = "date-time"))]
+    pub connected_at: Option<OffsetDateTime>,
     /// Zone the sensor covers.
     pub zone: String,
     /// Position in the facility's plan, metres.

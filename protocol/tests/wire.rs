@@ -1,6 +1,6 @@
 //! Decoding checks and the committed JSON Schemas.
 
-use protocol::schema::{KINDS, file_name, json_schema};
+use protocol::schema::{KINDS, file_name, json_schema, receipt_schema};
 use protocol::{
     DecodeError, GAP_SCHEMA, Kind, Message, STATUS_SCHEMA, SensorHealth, SensorState, StatusEvent,
     decode, event_id,
@@ -89,6 +89,7 @@ fn status_round_trips_through_decode() {
         sensor_id: "s".into(),
         observed_at: t,
         state: SensorState::Online,
+        connected_at: Some(t),
         zone: "yard".into(),
         position_m: Some([10.0, 20.0]),
         agent_version: "0.1.0".into(),
@@ -111,9 +112,13 @@ fn status_round_trips_through_decode() {
 fn committed_schemas_are_current() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
     let bless = std::env::var_os("CENTINELA_BLESS").is_some();
-    for kind in KINDS {
-        let path = dir.join(file_name(kind));
-        let generated = serde_json::to_string_pretty(&json_schema(kind)).expect("json") + "\n";
+    let all = KINDS
+        .iter()
+        .map(|k| (file_name(*k), json_schema(*k)))
+        .chain([("receipt.schema.json".to_string(), receipt_schema())]);
+    for (name, schema) in all {
+        let path = dir.join(name);
+        let generated = serde_json::to_string_pretty(&schema).expect("json") + "\n";
         if bless {
             std::fs::write(&path, &generated).expect("write schema");
         }
@@ -155,4 +160,104 @@ fn schemas_pin_the_schema_name_and_require_the_envelope() {
         );
     }
     assert_eq!(Kind::Gap.as_str(), "gap");
+}
+
+/// A message's time cannot run ahead of the receiver's clock (a `closed` gap dated 2199 once hid
+/// a real leak for good) nor be absurdly old; a Last Will may be old.
+#[test]
+fn observed_at_is_bounded_by_the_receivers_clock() {
+    let now = OffsetDateTime::parse(
+        "2026-11-26T10:00:00Z",
+        &time::format_description::well_known::Rfc3339,
+    )
+    .expect("time");
+    let b = protocol::TimeBounds {
+        now,
+        max_skew: time::Duration::minutes(5),
+        max_age: time::Duration::days(90),
+    };
+    let at = |v: &str| {
+        let mut g = gap_json();
+        g["observed_at"] = v.into();
+        decode(GAP_TOPIC, g.to_string().as_bytes()).expect("decodes")
+    };
+    assert!(at("2026-11-26T10:00:00Z").check_time(GAP_TOPIC, &b).is_ok());
+    assert!(at("2026-11-26T10:04:59Z").check_time(GAP_TOPIC, &b).is_ok());
+    let e = at("2199-01-01T00:00:00Z")
+        .check_time(GAP_TOPIC, &b)
+        .expect_err("future");
+    assert_eq!(e.reason(), "future");
+    assert!(e.is_transient());
+    assert!(e.to_string().contains("ahead"), "{e}");
+    let e = at("2026-11-26T10:05:01Z")
+        .check_time(GAP_TOPIC, &b)
+        .expect_err("just past the skew");
+    assert_eq!(e.reason(), "future");
+    let e = at("2026-01-01T00:00:00Z")
+        .check_time(GAP_TOPIC, &b)
+        .expect_err("old");
+    assert_eq!(e.reason(), "too_old");
+    assert!(!e.is_transient());
+    // A Last Will carries the start of its connection, which may be months ago.
+    let t = now - time::Duration::days(200);
+    let will = StatusEvent {
+        schema: STATUS_SCHEMA.into(),
+        event_id: event_id(t, b"will"),
+        facility_id: "f".into(),
+        sensor_id: "s".into(),
+        observed_at: t,
+        state: SensorState::Offline,
+        connected_at: Some(t),
+        zone: "yard".into(),
+        position_m: None,
+        agent_version: "0.1.0".into(),
+        heartbeat_s: 10.0,
+        unreachable_bands: vec![],
+        health: SensorHealth::default(),
+    };
+    let m = Message::Status(will.clone());
+    assert!(m.check_time("centinela/v1/f/s/status", &b).is_ok());
+    let mut online = will;
+    online.state = SensorState::Online;
+    assert_eq!(
+        Message::Status(online)
+            .check_time("centinela/v1/f/s/status", &b)
+            .map_err(|e| e.reason()),
+        Err("too_old")
+    );
+    for reason in DecodeError::REASONS {
+        assert!(!reason.is_empty());
+    }
+}
+
+/// A status cannot announce a heartbeat that would keep a stopped sensor "online" for a day.
+#[test]
+fn heartbeat_periods_are_bounded() {
+    let t = OffsetDateTime::from_unix_timestamp(1_790_000_000).expect("time");
+    let mut s = StatusEvent {
+        schema: STATUS_SCHEMA.into(),
+        event_id: event_id(t, b"hb"),
+        facility_id: "f".into(),
+        sensor_id: "s".into(),
+        observed_at: t,
+        state: SensorState::Online,
+        connected_at: Some(t),
+        zone: "yard".into(),
+        position_m: None,
+        agent_version: "0.1.0".into(),
+        heartbeat_s: 86_400.0,
+        unreachable_bands: vec![],
+        health: SensorHealth::default(),
+    };
+    let topic = "centinela/v1/f/s/status";
+    let e = decode(topic, &serde_json::to_vec(&s).expect("json")).expect_err("a day");
+    assert_eq!(e.reason(), "value");
+    assert!(e.to_string().contains("heartbeat_s"), "{e}");
+    s.heartbeat_s = protocol::MAX_HEARTBEAT_S;
+    assert!(decode(topic, &serde_json::to_vec(&s).expect("json")).is_ok());
+    s.heartbeat_s = 0.1;
+    assert!(decode(topic, &serde_json::to_vec(&s).expect("json")).is_err());
+    s.heartbeat_s = 10.0;
+    s.connected_at = Some(t + time::Duration::seconds(1));
+    assert!(decode(topic, &serde_json::to_vec(&s).expect("json")).is_err());
 }

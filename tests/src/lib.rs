@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod live;
+
 /// The folder of shared test data: `CENTINELA_TESTDATA`, else `../shared/data` beside the
 /// checkout. `None` (with a message on stderr) when absent, unless `CENTINELA_REQUIRE_TESTDATA`
 /// is set, in which case it panics: CI must have the data.
@@ -249,10 +251,15 @@ impl Mosquitto {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| "root".into());
+        // The settings Centinela ships for Mosquitto, then this test's listener and directory.
+        let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../central-server/mosquitto/centinela.conf");
+        let shipped = std::fs::read_to_string(&shipped)
+            .unwrap_or_else(|e| panic!("{}: {e}", shipped.display()));
         std::fs::write(
             self.dir.path().join("mosquitto.conf"),
             format!(
-                "user {user}\nlistener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 100000\nmax_inflight_messages 64\n{extra}",
+                "{shipped}\nuser {user}\nlistener {} 127.0.0.1\nallow_anonymous true\npersistence_location {}/\n{extra}",
                 self.port,
                 self.dir.path().display()
             ),
@@ -365,6 +372,14 @@ impl Mosquitto {
             self.port,
             std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
         );
+    }
+
+    /// Kills it with SIGKILL (no last save) and waits.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
     }
 
     /// Stops it with SIGTERM (it saves its persistence file) and waits.

@@ -74,6 +74,7 @@ fn python_jsonschema_accepts_real_messages_and_rejects_broken_ones() {
         sensor_id: "s".into(),
         observed_at: t,
         state: SensorState::Offline,
+        connected_at: None,
         zone: "z".into(),
         position_m: None,
         agent_version: "0.1.0".into(),

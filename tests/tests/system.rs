@@ -7,15 +7,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use centinela_tests::live::{self, Feeder, wait_for};
 use centinela_tests::{Mosquitto, chromium, free_port};
 use central_server::Server;
 use central_server::config::{ServerConfig, ServerSection};
 use central_server::demo::{self, Demo, DemoArgs};
-use protocol::{
-    Detector, GAP_SCHEMA, GapEvent, GapState, Kind, Severity, Technology, event_id, topic,
-};
+use protocol::{Kind, event_id, topic};
 use sensor_agent::daemon::outbox::{Entry, Outbox};
-use sensor_agent::daemon::publisher::{self, LinkOptions, LinkStats, StatusSource};
+use sensor_agent::daemon::publisher::{self, LinkOptions, StatusSource};
 use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc, watch};
@@ -27,160 +26,23 @@ fn loopback0() -> SocketAddr {
 }
 
 async fn start_server(broker_port: Option<u16>, db: &Path, client_id: &str) -> Server {
-    let cfg = ServerConfig {
-        server: ServerSection {
-            broker: broker_port.map(|p| format!("mqtt://127.0.0.1:{p}")),
-            embedded_broker: loopback0(),
-            client_id: client_id.into(),
-            db: db.to_path_buf(),
-            http: loopback0(),
-            ..ServerSection::default()
-        },
-        facilities: vec![demo::facility()],
-    };
-    Server::start(cfg).await.expect("server starts")
+    live::start_server(broker_port, db, client_id).await
 }
 
 async fn get(server: &Server, path: &str) -> Value {
-    let url = format!("http://{}{path}", server.http_addr);
-    reqwest::get(&url)
-        .await
-        .unwrap_or_else(|e| panic!("{url}: {e}"))
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("{url}: {e}"))
-}
-
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let t0 = Instant::now();
-    while t0.elapsed() < timeout {
-        if f().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    panic!("timed out after {timeout:?} waiting for {what}");
+    live::get(server, path).await
 }
 
 async fn stored_gaps(server: &Server) -> i64 {
-    server
-        .store
-        .event_counts()
-        .await
-        .expect("counts")
-        .into_iter()
-        .find(|(k, _)| k == "gap")
-        .map_or(0, |(_, n)| n)
+    live::stored_count(server, "gap").await
 }
 
-fn gap(sensor: &str, n: u32) -> GapEvent {
-    let at = OffsetDateTime::now_utc();
-    GapEvent {
-        schema: GAP_SCHEMA.into(),
-        event_id: event_id(at, format!("{sensor} test gap {n}").as_bytes()),
-        facility_id: FAC.into(),
-        sensor_id: sensor.into(),
-        observed_at: at,
-        gap_key: format!("energy/nr/{}", n % 7),
-        state: if n < 7 {
-            GapState::Open
-        } else {
-            GapState::Update
-        },
-        zone: "patio".into(),
-        band: "n78".into(),
-        technology: Technology::Nr,
-        center_hz: 3.5e9,
-        bandwidth_hz: 38e6,
-        cell: None,
-        power_dbm: Some(-60.0),
-        floor_dbm: Some(-90.0),
-        power_dbfs: -50.0,
-        floor_dbfs: -80.0,
-        margin_db: 20.0 + f64::from(n % 5),
-        severity: Severity::Critical,
-        detector: Detector::Energy,
-    }
+fn gap(sensor: &str, n: u32) -> protocol::GapEvent {
+    live::gap(FAC, sensor, n)
 }
 
-/// A simulated agent's link: the real outbox and publisher, fed with synthetic gap events.
-struct Feeder {
-    outbox: Arc<Outbox>,
-    wake: Arc<Notify>,
-    stop: watch::Sender<bool>,
-    link: tokio::task::JoinHandle<LinkStats>,
-    ids: Vec<uuid::Uuid>,
-    sensor: String,
-    _qos0: mpsc::Sender<(String, Vec<u8>)>,
-}
-
-impl Feeder {
-    fn start(dir: &Path, port: u16, sensor: &str) -> Self {
-        let outbox = Arc::new(Outbox::open(dir, 100_000).expect("outbox"));
-        let status = Arc::new(StatusSource::new(
-            FAC.into(),
-            sensor.into(),
-            "patio".into(),
-            Some([120.0, 90.0]),
-            Vec::new(),
-            2.0,
-            outbox.clone(),
-        ));
-        let wake = Arc::new(Notify::new());
-        let (stop, rx) = watch::channel(false);
-        let (qos0, qrx) = mpsc::channel(4);
-        let link = tokio::spawn(publisher::run(
-            LinkOptions {
-                host: "127.0.0.1".into(),
-                port,
-                credentials: None,
-                tls: None,
-            },
-            status,
-            outbox.clone(),
-            wake.clone(),
-            qrx,
-            rx,
-        ));
-        Self {
-            outbox,
-            wake,
-            stop,
-            link,
-            ids: Vec::new(),
-            sensor: sensor.into(),
-            _qos0: qos0,
-        }
-    }
-
-    fn push(&mut self, n: u32) {
-        let g = gap(&self.sensor, n);
-        self.ids.push(g.event_id);
-        let e = Entry {
-            topic: topic(FAC, &self.sensor, Kind::Gap).expect("topic"),
-            payload: serde_json::to_string(&g).expect("json"),
-        };
-        self.outbox
-            .push(&e, g.state == GapState::Update)
-            .expect("push");
-        self.wake.notify_one();
-    }
-
-    async fn push_paced(&mut self, range: std::ops::Range<u32>) {
-        for n in range {
-            self.push(n);
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    async fn finish(self) -> (LinkStats, Vec<uuid::Uuid>) {
-        let _ = self.stop.send(true);
-        (self.link.await.expect("link"), self.ids)
-    }
+fn feeder(dir: &Path, port: u16, sensor: &str) -> Feeder {
+    Feeder::start(dir, port, FAC, sensor, Duration::from_secs(5))
 }
 
 async fn history_ids(server: &Server) -> Vec<String> {
@@ -197,21 +59,7 @@ async fn history_ids(server: &Server) -> Vec<String> {
 }
 
 fn assert_exactly_once(stored: &[String], sent: &[uuid::Uuid]) {
-    let mut s = stored.to_vec();
-    s.sort();
-    let before = s.len();
-    s.dedup();
-    assert_eq!(before, s.len(), "an event is stored twice");
-    let mut want: Vec<String> = sent.iter().map(ToString::to_string).collect();
-    want.sort();
-    assert_eq!(
-        s.len(),
-        want.len(),
-        "stored {} of {} events",
-        s.len(),
-        want.len()
-    );
-    assert_eq!(s, want, "the stored events are the sent ones");
+    live::assert_exactly_once(stored, sent, "gap history");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,7 +73,7 @@ async fn broker_outage_every_event_arrives_once() {
         server.metrics.connected()
     })
     .await;
-    let mut feeder = Feeder::start(&dir.path().join("outbox"), mq.port, "feeder-1");
+    let mut feeder = feeder(&dir.path().join("outbox"), mq.port, "feeder-1");
     feeder.push_paced(0..100).await;
     wait_for("the first 100 events", Duration::from_secs(20), || async {
         stored_gaps(&server).await == 100
@@ -269,21 +117,22 @@ async fn server_restart_loses_and_doubles_nothing() {
         server.metrics.connected()
     })
     .await;
-    let mut feeder = Feeder::start(&dir.path().join("outbox"), mq.port, "feeder-2");
+    let mut feeder = feeder(&dir.path().join("outbox"), mq.port, "feeder-2");
     feeder.push_paced(0..100).await;
     wait_for("100 events", Duration::from_secs(20), || async {
         stored_gaps(&server).await == 100
     })
     .await;
     server.stop().await;
-    // The server is down: the broker queues for its persistent session.
+    // The server is down: the broker queues for its persistent session, and the agent keeps
+    // every event until the server's receipt says it is committed.
     feeder.push_paced(100..200).await;
-    wait_for(
-        "the broker to take them",
-        Duration::from_secs(20),
-        || async { feeder.outbox.is_empty() },
-    )
-    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        feeder.outbox.len(),
+        100,
+        "a broker's acknowledgement is not delivery: the events wait for their receipts"
+    );
     let server = start_server(Some(mq.port), &db, "srv-restart").await;
     wait_for(
         "200 events after the restart",
@@ -291,42 +140,50 @@ async fn server_restart_loses_and_doubles_nothing() {
         || async { stored_gaps(&server).await == 200 },
     )
     .await;
-    // The same events again (an agent that restarted before its acks): stored once.
+    wait_for(
+        "the receipts to empty the outbox",
+        Duration::from_secs(30),
+        || async { feeder.outbox.is_empty() },
+    )
+    .await;
+    // The same events again (an agent that restarted before its acks): stored once. And one
+    // with the id of a stored event but other bytes: never stored, counted as a conflict.
+    let resend: Vec<(String, String)> = feeder.sent[..50].to_vec();
     let (_, sent) = feeder.finish().await;
     let mut raw = rumqttc::v5::MqttOptions::new("replayer", "127.0.0.1", mq.port);
     raw.set_keep_alive(Duration::from_secs(5));
     let (client, mut el) = rumqttc::v5::AsyncClient::new(raw, 100);
     tokio::spawn(async move { while el.poll().await.is_ok() {} });
-    let dups = |text: String| -> u64 {
+    let counter = |text: &str, name: &str| -> u64 {
         text.lines()
-            .find_map(|l| l.strip_prefix("centinela_events_duplicate_total "))
+            .find_map(|l| l.strip_prefix(name))
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0)
     };
-    let d0 = dups(server.metrics.render());
-    let stored_before: Vec<Value> = get(
-        &server,
-        &format!("/api/facilities/{FAC}/gaps/history?limit=50"),
-    )
-    .await
-    .as_array()
-    .expect("array")
-    .clone();
-    for e in &stored_before {
+    let d0 = counter(
+        &server.metrics.render(),
+        "centinela_events_duplicate_total ",
+    );
+    let mut forged: Value = serde_json::from_str(&resend[0].1).expect("json");
+    forged["margin_db"] = (-3.0).into();
+    for (t, p) in resend
+        .iter()
+        .cloned()
+        .chain([(resend[0].0.clone(), forged.to_string())])
+    {
         client
-            .publish(
-                format!("centinela/v1/{FAC}/feeder-2/gap"),
-                rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
-                false,
-                e.to_string(),
-            )
+            .publish(t, rumqttc::v5::mqttbytes::QoS::AtLeastOnce, false, p)
             .await
             .expect("publish");
     }
     wait_for(
-        "the duplicates to be seen",
+        "the duplicates and the conflict to be seen",
         Duration::from_secs(20),
-        || async { dups(server.metrics.render()) >= d0 + 50 },
+        || async {
+            let m = server.metrics.render();
+            counter(&m, "centinela_events_duplicate_total ") >= d0 + 50
+                && counter(&m, "centinela_events_conflict_total ") == 1
+        },
     )
     .await;
     assert_eq!(stored_gaps(&server).await, 200);
@@ -760,6 +617,7 @@ async fn agent_link_over_tls() {
                     ca: ca_pem,
                     client: None,
                 }),
+                receipt_timeout: Duration::from_secs(5),
             },
             status,
             outbox.clone(),
@@ -788,7 +646,10 @@ async fn agent_link_over_tls() {
     assert_eq!(sensors[0]["state"], "online", "{sensors}");
     let _ = stop.send(true);
     let stats = link.await.expect("link");
-    assert!(stats.connects >= 1 && stats.acked >= 1, "{stats:?}");
+    assert!(
+        stats.connects >= 1 && stats.acked >= 1 && stats.confirmed >= 1,
+        "{stats:?}"
+    );
     // A link that trusts a different CA (the broker's own certificate is not a CA) gets nowhere.
     let wrong = std::fs::read(ca.with_file_name("server.pem")).expect("server cert");
     let (outbox2, stop2, link2) = start_link("tls-2", wrong, "ob2");

@@ -124,10 +124,18 @@ pub struct MqttSection {
     /// Publish a spectrum summary per sweep (QoS 0).
     #[serde(default)]
     pub spectrum: bool,
+    /// Seconds to wait for the server's commit receipt of an event before sending it again
+    /// (the wait doubles with each try, up to five minutes).
+    #[serde(default = "default_receipt_timeout")]
+    pub receipt_timeout_s: f64,
 }
 
 fn default_heartbeat() -> f64 {
     10.0
+}
+
+fn default_receipt_timeout() -> f64 {
+    15.0
 }
 
 /// Persistent outbox.
@@ -299,10 +307,21 @@ impl AgentConfig {
         if self.mqtt.tls_cert.is_some() && self.mqtt.tls_ca.is_none() {
             push("mqtt.tls_cert needs mqtt.tls_ca (the CA that signs the broker)".into());
         }
-        if !(self.mqtt.heartbeat_s.is_finite() && (1.0..=3600.0).contains(&self.mqtt.heartbeat_s)) {
+        if !(protocol::MIN_HEARTBEAT_S..=protocol::MAX_HEARTBEAT_S).contains(&self.mqtt.heartbeat_s)
+        {
             push(format!(
-                "mqtt.heartbeat_s {} must be 1–3600",
-                self.mqtt.heartbeat_s
+                "mqtt.heartbeat_s {} must be {}–{} seconds",
+                self.mqtt.heartbeat_s,
+                protocol::MIN_HEARTBEAT_S,
+                protocol::MAX_HEARTBEAT_S
+            ));
+        }
+        if !(self.mqtt.receipt_timeout_s.is_finite()
+            && (1.0..=3600.0).contains(&self.mqtt.receipt_timeout_s))
+        {
+            push(format!(
+                "mqtt.receipt_timeout_s {} must be 1–3600 seconds",
+                self.mqtt.receipt_timeout_s
             ));
         }
         if self.outbox.max_events == 0 {

@@ -1,6 +1,8 @@
-//! The persistent outbox: every event is a file on disk until the broker acknowledges it, so
-//! events survive broker outages and agent restarts. Files are written to a temporary name,
-//! synced and renamed, so a crash never leaves half an event.
+//! The persistent outbox: every event is a file on disk until the server's commit receipt for it
+//! arrives (a broker's acknowledgement is not enough: brokers lose what they queue when they
+//! crash), so events survive broker outages, server crashes and agent restarts. Files are
+//! written to a temporary name, synced and renamed, so a crash never leaves half an event. An
+//! event the server refuses for good moves to `rejected/` beside a note of the reason.
 //!
 //! Bounded: with `max_events` waiting, a new event first drops the oldest gap *update* (a later
 //! update or close of the same gap carries the current state), and only when no update is
@@ -16,11 +18,42 @@ use serde::{Deserialize, Serialize};
 
 /// One waiting message.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Entry {
     /// Topic.
     pub topic: String,
     /// JSON payload.
     pub payload: String,
+}
+
+/// Largest outbox file read back, bytes (a message is at most 64 KiB; JSON escaping can double
+/// it).
+pub const MAX_ENTRY_BYTES: usize = 4 * protocol::MAX_PAYLOAD_BYTES;
+
+impl Entry {
+    /// Reads an outbox file's bytes.
+    ///
+    /// # Errors
+    /// A sentence saying what is wrong: too large, not JSON, not an entry, or a topic or payload
+    /// that is no Centinela message's.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        if bytes.len() > MAX_ENTRY_BYTES {
+            return Err(format!(
+                "{} bytes is over the {MAX_ENTRY_BYTES}-byte limit",
+                bytes.len()
+            ));
+        }
+        let e: Self = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if e.payload.len() > protocol::MAX_PAYLOAD_BYTES {
+            return Err(format!(
+                "payload of {} bytes is over the {}-byte limit",
+                e.payload.len(),
+                protocol::MAX_PAYLOAD_BYTES
+            ));
+        }
+        protocol::parse_topic(&e.topic).map_err(|err| err.to_string())?;
+        Ok(e)
+    }
 }
 
 #[derive(Debug)]
@@ -29,6 +62,7 @@ struct State {
     /// seq → droppable (a gap update).
     index: BTreeMap<u64, bool>,
     dropped: u64,
+    rejected: u64,
 }
 
 /// The outbox directory.
@@ -66,6 +100,17 @@ fn parse_name(name: &str) -> Option<(u64, bool)> {
     Some((seq.parse().ok()?, tag == "u"))
 }
 
+fn read_entry(path: &Path) -> Result<Entry, String> {
+    let len = fs::metadata(path).map_err(|e| e.to_string())?.len();
+    if len > MAX_ENTRY_BYTES as u64 {
+        return Err(format!(
+            "{len} bytes is over the {MAX_ENTRY_BYTES}-byte limit"
+        ));
+    }
+    let bytes = fs::read(path).map_err(|e| e.to_string())?;
+    Entry::from_bytes(&bytes)
+}
+
 impl Outbox {
     /// Opens (creating) the directory and indexes what is waiting from a previous run. Files
     /// that are not outbox entries are moved to `quarantine/` with a warning.
@@ -85,12 +130,7 @@ impl Outbox {
                 let _ = fs::remove_file(e.path());
                 continue;
             }
-            let valid = parse_name(&name).filter(|_| {
-                fs::read(e.path())
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
-                    .is_some()
-            });
+            let valid = parse_name(&name).filter(|_| read_entry(&e.path()).is_ok());
             match valid {
                 Some((seq, droppable)) => {
                     index.insert(seq, droppable);
@@ -98,8 +138,11 @@ impl Outbox {
                 None => {
                     let q = dir.join("quarantine");
                     let _ = fs::create_dir_all(&q);
+                    let why = read_entry(&e.path())
+                        .err()
+                        .unwrap_or_else(|| "not an outbox file name".into());
                     tracing::warn!(
-                        "outbox {}: `{name}` is not an outbox entry; moved to quarantine/",
+                        "outbox {}: `{name}` is not an outbox entry ({why}); moved to quarantine/",
                         dir.display()
                     );
                     let _ = fs::rename(e.path(), q.join(&name));
@@ -121,6 +164,7 @@ impl Outbox {
                 next_seq,
                 index,
                 dropped: 0,
+                rejected: 0,
             }),
         })
     }
@@ -177,7 +221,44 @@ impl Outbox {
         Ok(seq)
     }
 
-    /// The broker has the message: forget it.
+    /// A waiting message by its sequence number (`None` once confirmed or dropped).
+    #[must_use]
+    pub fn get(&self, seq: u64) -> Option<Entry> {
+        let d = *self.lock().index.get(&seq)?;
+        read_entry(&self.path(seq, d)).ok()
+    }
+
+    /// The server refused the message for good: move it to `rejected/` with a note of why, for
+    /// a technician to look at. It is not sent again.
+    pub fn reject(&self, seq: u64, reason: &str) {
+        let mut st = self.lock();
+        let Some(d) = st.index.remove(&seq) else {
+            return;
+        };
+        st.rejected += 1;
+        let p = self.path(seq, d);
+        let dir = self.dir.join("rejected");
+        let moved = fs::create_dir_all(&dir).and_then(|()| {
+            let name = p.file_name().unwrap_or_default();
+            fs::rename(&p, dir.join(name))?;
+            fs::write(
+                dir.join(name).with_extension("reason.txt"),
+                format!("{reason}\n"),
+            )
+        });
+        if let Err(e) = moved {
+            tracing::warn!("outbox {}: moving to rejected/: {e}", p.display());
+            let _ = fs::remove_file(&p);
+        }
+    }
+
+    /// Messages the server refused for good, since open.
+    #[must_use]
+    pub fn rejected(&self) -> u64 {
+        self.lock().rejected
+    }
+
+    /// The server has committed the message: forget it.
     pub fn ack(&self, seq: u64) {
         let mut st = self.lock();
         if let Some(d) = st.index.remove(&seq) {
@@ -202,15 +283,10 @@ impl Outbox {
         };
         let mut out = Vec::with_capacity(seqs.len());
         for (s, d) in seqs {
-            match fs::read(self.path(s, d))
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Entry>(&b).ok())
-            {
-                Some(e) => out.push((s, e)),
-                None => {
-                    // Dropped or acknowledged meanwhile.
-                }
+            if let Ok(e) = read_entry(&self.path(s, d)) {
+                out.push((s, e));
             }
+            // Otherwise dropped or confirmed meanwhile.
         }
         out
     }
@@ -260,6 +336,42 @@ mod tests {
         assert!(dir.path().join("quarantine/junk.txt").exists());
         let c = ob.push(&e(3), false).expect("push");
         assert!(c > b, "sequence continues after a restart");
+    }
+
+    #[test]
+    fn refused_entries_move_aside_with_their_reason() {
+        let dir = tempfile::tempdir().expect("dir");
+        let ob = Outbox::open(dir.path(), 10).expect("open");
+        let a = ob.push(&e(1), false).expect("push");
+        assert_eq!(ob.get(a), Some(e(1)));
+        ob.reject(a, "observed_at is 200 days old");
+        assert_eq!(ob.get(a), None);
+        assert!(ob.is_empty());
+        assert_eq!(ob.rejected(), 1);
+        let moved: Vec<_> = std::fs::read_dir(dir.path().join("rejected"))
+            .expect("rejected/")
+            .filter_map(Result::ok)
+            .map(|f| f.file_name().to_string_lossy().to_string())
+            .collect();
+        assert_eq!(moved.len(), 2, "{moved:?}");
+        drop(ob);
+        let ob = Outbox::open(dir.path(), 10).expect("reopen");
+        assert!(
+            ob.is_empty(),
+            "a refused event is not sent again after a restart"
+        );
+    }
+
+    #[test]
+    fn bad_files_are_refused_with_a_reason() {
+        assert!(Entry::from_bytes(b"{").is_err());
+        assert!(Entry::from_bytes(br#"{"topic":"x","payload":"{}"}"#).is_err());
+        assert!(
+            Entry::from_bytes(br#"{"topic":"centinela/v1/f/s/gap","payload":"{}","x":1}"#).is_err()
+        );
+        let big = vec![b' '; MAX_ENTRY_BYTES + 1];
+        assert!(Entry::from_bytes(&big).expect_err("big").contains("limit"));
+        assert!(Entry::from_bytes(br#"{"topic":"centinela/v1/f/s/gap","payload":"{}"}"#).is_ok());
     }
 
     #[test]

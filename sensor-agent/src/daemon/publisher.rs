@@ -1,16 +1,24 @@
 //! The MQTT link of the agent (rumqttc, MQTT v5, QoS 1). The outbox is the truth: an event
-//! leaves it only when the broker acknowledges it. A lost connection throws the session away and
-//! sends again whatever was not acknowledged, so an event may arrive twice but never not at
-//! all; the server dedupes by `event_id`.
+//! leaves it only when the server's commit receipt for it arrives
+//! (`centinela/receipt/v1/{facility}/{sensor}`, see [`protocol::receipt`]), never on the
+//! broker's PUBACK alone: a broker acknowledges what it then loses in a crash, drops what
+//! overflows a queue, and answers 0x10 "no matching subscribers" when the server's session is
+//! gone. What has no receipt within `receipt_timeout` is sent again (the timeout doubles with
+//! each try, up to [`MAX_RESEND_INTERVAL`]); a lost connection sends again everything not
+//! confirmed. So an event may arrive twice but never not at all; the server dedupes by
+//! `event_id`. A receipt item acts only when its SHA-256 is that of this agent's own bytes.
 //!
 //! The retained `status` topic says `online` at connect and with each heartbeat; the Last Will
-//! (retained) says `offline` if the agent vanishes, and a clean shutdown says so itself.
+//! (retained) says `offline` if the agent vanishes, and a clean shutdown says so itself. Both
+//! carry the start of the connection, so a late Will of an older connection is recognised.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use protocol::{Kind, STATUS_SCHEMA, SensorHealth, SensorState, StatusEvent, event_id, topic};
+use protocol::{
+    Kind, Outcome, Receipt, STATUS_SCHEMA, SensorHealth, SensorState, StatusEvent, event_id, topic,
+};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{LastWill, Packet, PubAckReason};
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
@@ -20,8 +28,18 @@ use tokio::sync::{Notify, mpsc, watch};
 
 use crate::daemon::outbox::Outbox;
 
-/// Most unacknowledged publishes at a time.
-const WINDOW: usize = 64;
+/// Most events sent and not yet confirmed at a time.
+const WINDOW: usize = 256;
+
+/// Longest wait between two sends of an event without a receipt.
+pub const MAX_RESEND_INTERVAL: Duration = Duration::from_secs(300);
+
+/// First wait for a receipt before an event is sent again (the link's default).
+pub const DEFAULT_RECEIPT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Wait before sending again an event the broker could not route (0x10: no subscriber) or
+/// refused.
+const UNROUTED_RETRY: Duration = Duration::from_secs(2);
 
 /// What the status messages say about the agent.
 #[derive(Debug)]
@@ -45,6 +63,8 @@ pub struct StatusSource {
     /// Start of the agent.
     pub started: Instant,
     counter: std::sync::atomic::AtomicU64,
+    connected_at: Mutex<Option<OffsetDateTime>>,
+    link: Mutex<LinkStats>,
 }
 
 impl StatusSource {
@@ -70,6 +90,8 @@ impl StatusSource {
             outbox,
             started: Instant::now(),
             counter: std::sync::atomic::AtomicU64::new(0),
+            connected_at: Mutex::new(None),
+            link: Mutex::new(LinkStats::default()),
         }
     }
 
@@ -88,6 +110,11 @@ impl StatusSource {
         health.uptime_s = self.started.elapsed().as_secs_f64();
         health.queue_depth = self.outbox.len() as u64;
         health.outbox_dropped = self.outbox.dropped();
+        health.server_rejected = self.outbox.rejected();
+        let connected_at = *self
+            .connected_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         StatusEvent {
             schema: STATUS_SCHEMA.into(),
             event_id: event_id(
@@ -102,6 +129,7 @@ impl StatusSource {
             sensor_id: self.sensor_id.clone(),
             observed_at: now,
             state,
+            connected_at,
             zone: self.zone.clone(),
             position_m: self.position_m,
             agent_version: env!("CARGO_PKG_VERSION").into(),
@@ -109,6 +137,39 @@ impl StatusSource {
             unreachable_bands: self.unreachable_bands.clone(),
             health,
         }
+    }
+
+    /// The link's counters so far (what [`run`] returns at the end).
+    #[must_use]
+    pub fn link_stats(&self) -> LinkStats {
+        self.link
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn publish_stats(&self, stats: &LinkStats) {
+        stats.clone_into(
+            &mut self
+                .link
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+    }
+
+    /// A new connection starts now: its statuses, and its Last Will, carry this time.
+    fn new_connection(&self) {
+        *self
+            .connected_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(OffsetDateTime::now_utc());
+    }
+
+    fn count(&self, f: impl FnOnce(&mut SensorHealth)) {
+        f(&mut self
+            .health
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner));
     }
 
     fn topic(&self) -> String {
@@ -131,6 +192,8 @@ pub struct LinkOptions {
     pub credentials: Option<(String, String)>,
     /// TLS: the CA certificate (PEM) and, for client authentication, certificate and key (PEM).
     pub tls: Option<TlsFiles>,
+    /// First wait for a commit receipt before an event is sent again.
+    pub receipt_timeout: Duration,
 }
 
 /// PEM contents for a TLS link.
@@ -147,10 +210,245 @@ pub struct TlsFiles {
 pub struct LinkStats {
     /// Connections made.
     pub connects: u64,
-    /// Events acknowledged by the broker.
+    /// Events the broker acknowledged with success (not yet delivery).
     pub acked: u64,
+    /// Events the server confirmed committed (stored or already stored): they left the outbox.
+    pub confirmed: u64,
+    /// Events sent again for want of a receipt.
+    pub resent: u64,
+    /// Publishes the broker answered 0x10 "no matching subscribers" (it discarded them).
+    pub unrouted: u64,
     /// Publishes the broker refused (reason code ≥ 0x80); they stay in the outbox.
     pub refused: u64,
+    /// Events the server refused for good (moved to `rejected/`).
+    pub server_rejected: u64,
+    /// Receipt items whose digest was not that of this agent's bytes, or receipts that could
+    /// not be read.
+    pub receipt_mismatches: u64,
+}
+
+/// An event sent in this session and not yet confirmed.
+#[derive(Debug)]
+struct Flight {
+    event_id: uuid::Uuid,
+    sha256: String,
+    due: Instant,
+    attempts: u32,
+}
+
+/// What the link knows of the events it has sent in one session.
+#[derive(Debug)]
+struct Session {
+    /// Publishes handed to the client, in order: `Some(seq)` for outbox events.
+    requested: VecDeque<Option<u64>>,
+    by_pkid: HashMap<u16, u64>,
+    flights: BTreeMap<u64, Flight>,
+    by_event: HashMap<uuid::Uuid, u64>,
+    /// Highest outbox sequence number taken this session.
+    last_taken: Option<u64>,
+    timeout: Duration,
+}
+
+impl Session {
+    fn new(timeout: Duration) -> Self {
+        Self {
+            requested: VecDeque::new(),
+            by_pkid: HashMap::new(),
+            flights: BTreeMap::new(),
+            by_event: HashMap::new(),
+            last_taken: None,
+            timeout,
+        }
+    }
+
+    fn backoff(&self, attempts: u32) -> Duration {
+        (self.timeout * 2u32.saturating_pow(attempts.min(16))).min(MAX_RESEND_INTERVAL)
+    }
+
+    fn outgoing(&mut self, pkid: u16) {
+        if let Some(Some(seq)) = self.requested.pop_front() {
+            self.by_pkid.insert(pkid, seq);
+        }
+    }
+
+    fn forget(&mut self, seq: u64) {
+        if let Some(f) = self.flights.remove(&seq) {
+            self.by_event.remove(&f.event_id);
+        }
+    }
+
+    /// Sends new events from the outbox until the window is full.
+    fn top_up(&mut self, client: &AsyncClient, outbox: &Outbox, stats: &mut LinkStats) {
+        while self.flights.len() < WINDOW {
+            let batch = outbox.next_after(self.last_taken, WINDOW - self.flights.len());
+            if batch.is_empty() {
+                return;
+            }
+            for (seq, e) in batch {
+                let Some(event_id) = protocol::peek_event_id(e.payload.as_bytes()) else {
+                    // Nothing the server could ever confirm.
+                    tracing::error!("outbox event {seq} has no event_id; moved to rejected/");
+                    outbox.reject(seq, "the payload has no event_id");
+                    stats.server_rejected += 1;
+                    self.last_taken = Some(seq);
+                    continue;
+                };
+                let sha256 = protocol::payload_sha256(e.payload.as_bytes());
+                if client
+                    .try_publish(e.topic, QoS::AtLeastOnce, false, e.payload.into_bytes())
+                    .is_err()
+                {
+                    return; // the client's queue is full: on the next occasion
+                }
+                self.requested.push_back(Some(seq));
+                self.last_taken = Some(seq);
+                self.by_event.insert(event_id, seq);
+                self.flights.insert(
+                    seq,
+                    Flight {
+                        event_id,
+                        sha256,
+                        due: Instant::now() + self.timeout,
+                        attempts: 0,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Sends again what is due.
+    fn resend_due(
+        &mut self,
+        client: &AsyncClient,
+        outbox: &Outbox,
+        status: &StatusSource,
+        stats: &mut LinkStats,
+    ) {
+        let now = Instant::now();
+        let due: Vec<u64> = self
+            .flights
+            .iter()
+            .filter(|(_, f)| f.due <= now)
+            .map(|(s, _)| *s)
+            .collect();
+        for seq in due {
+            let Some(e) = outbox.get(seq) else {
+                self.forget(seq); // dropped from a full outbox meanwhile
+                continue;
+            };
+            if client
+                .try_publish(e.topic, QoS::AtLeastOnce, false, e.payload.into_bytes())
+                .is_err()
+            {
+                return;
+            }
+            self.requested.push_back(Some(seq));
+            let wait = {
+                let f = self.flights.get(&seq).map_or(0, |f| f.attempts + 1);
+                self.backoff(f)
+            };
+            if let Some(f) = self.flights.get_mut(&seq) {
+                f.attempts += 1;
+                f.due = now + wait;
+                if f.attempts == 1 || f.attempts.is_multiple_of(10) {
+                    tracing::info!(
+                        "event {seq} has no commit receipt yet: sent again (try {}), next in {:.0} s",
+                        f.attempts + 1,
+                        wait.as_secs_f64()
+                    );
+                }
+            }
+            stats.resent += 1;
+            status.count(|h| h.resent += 1);
+        }
+    }
+
+    fn puback(&mut self, pkid: u16, reason: PubAckReason, stats: &mut LinkStats) {
+        let Some(seq) = self.by_pkid.remove(&pkid) else {
+            return;
+        };
+        match reason {
+            PubAckReason::Success => stats.acked += 1,
+            other => {
+                if other == PubAckReason::NoMatchingSubscribers {
+                    stats.unrouted += 1;
+                    if stats.unrouted == 1 || stats.unrouted.is_multiple_of(100) {
+                        tracing::warn!(
+                            "the broker has no subscriber for our events (0x10: is the server's session gone?); they stay in the outbox and are sent again"
+                        );
+                    }
+                } else {
+                    stats.refused += 1;
+                    tracing::error!(
+                        "broker refused event {seq}: {other:?}; it stays in the outbox"
+                    );
+                }
+                let wait = UNROUTED_RETRY;
+                if let Some(f) = self.flights.get_mut(&seq) {
+                    f.due = f.due.min(Instant::now() + wait);
+                }
+            }
+        }
+    }
+
+    fn receipt(
+        &mut self,
+        payload: &[u8],
+        outbox: &Outbox,
+        status: &StatusSource,
+        stats: &mut LinkStats,
+    ) {
+        let r = match Receipt::decode(payload, &status.facility_id, &status.sensor_id) {
+            Ok(r) => r,
+            Err(e) => {
+                stats.receipt_mismatches += 1;
+                status.count(|h| h.receipt_mismatches += 1);
+                tracing::warn!("ignoring a receipt: {e}");
+                return;
+            }
+        };
+        for item in r.items {
+            let Some(&seq) = self.by_event.get(&item.event_id) else {
+                continue; // confirmed already, or sent in an earlier session
+            };
+            let Some(f) = self.flights.get_mut(&seq) else {
+                continue;
+            };
+            if f.sha256 != item.sha256 {
+                stats.receipt_mismatches += 1;
+                status.count(|h| h.receipt_mismatches += 1);
+                tracing::warn!(
+                    "a receipt for event {} names other bytes than ours ({:?}): another client published under our event id; ours stays in the outbox",
+                    item.event_id,
+                    item.outcome
+                );
+                continue;
+            }
+            let reason = item.reason.unwrap_or_default();
+            match item.outcome {
+                Outcome::Stored | Outcome::Duplicate => {
+                    outbox.ack(seq);
+                    self.forget(seq);
+                    stats.confirmed += 1;
+                }
+                Outcome::Deferred => {
+                    tracing::warn!(
+                        "the server defers event {seq}: {reason}; kept and sent again later"
+                    );
+                    f.due = Instant::now() + self.timeout;
+                }
+                Outcome::Rejected | Outcome::Conflict => {
+                    tracing::error!(
+                        "the server refused event {seq} for good ({:?}): {reason}; moved to the outbox's rejected/",
+                        item.outcome
+                    );
+                    outbox.reject(seq, &reason);
+                    self.forget(seq);
+                    stats.server_rejected += 1;
+                }
+            }
+        }
+    }
 }
 
 /// Runs the link until `shutdown`; then says `offline` (if connected) and returns.
@@ -166,13 +464,17 @@ pub async fn run(
     let mut backoff = Duration::from_millis(250);
     let mut failures = 0u32;
     let client_id = format!("centinela-{}-{}", status.facility_id, status.sensor_id);
+    let receipts =
+        protocol::receipt_topic(&status.facility_id, &status.sensor_id).unwrap_or_default();
     'session: loop {
         if *shutdown.borrow() {
             break;
         }
+        status.new_connection();
         let mut mo = MqttOptions::new(client_id.clone(), opts.host.clone(), opts.port);
         mo.set_keep_alive(Duration::from_secs(10))
             .set_clean_start(true)
+            .set_max_packet_size(Some(protocol::receipt::MAX_RECEIPT_BYTES as u32 + 1024))
             .set_last_will(LastWill::new(
                 status.topic(),
                 status.payload(SensorState::Offline),
@@ -193,13 +495,15 @@ pub async fn run(
             }));
         }
         let (client, mut el) = AsyncClient::new(mo, 4 * WINDOW);
-        let mut requested: VecDeque<Option<u64>> = VecDeque::new();
-        let mut inflight: HashMap<u16, u64> = HashMap::new();
-        let mut last_sent: Option<u64> = None;
+        let mut s = Session::new(opts.receipt_timeout);
         let mut connected = false;
+        let mut ready = false;
         let mut heartbeat = tokio::time::interval(Duration::from_secs_f64(status.heartbeat_s));
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            status.publish_stats(&stats);
             tokio::select! {
                 ev = el.poll() => match ev {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
@@ -212,27 +516,27 @@ pub async fn run(
                         }
                         failures = 0;
                         backoff = Duration::from_millis(250);
-                        if client.publish(status.topic(), QoS::AtLeastOnce, true, status.payload(SensorState::Online)).await.is_ok() {
-                            requested.push_back(None);
+                        if let Err(e) = client.try_subscribe(receipts.clone(), QoS::AtLeastOnce) {
+                            tracing::error!("subscribing to {receipts}: {e}");
                         }
-                        top_up(&client, &outbox, &mut requested, &inflight, &mut last_sent).await;
-                    }
-                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => {
-                        if let Some(Some(seq)) = requested.pop_front() {
-                            inflight.insert(pkid, seq);
+                        if client.try_publish(status.topic(), QoS::AtLeastOnce, true, status.payload(SensorState::Online)).is_ok() {
+                            s.requested.push_back(None);
                         }
                     }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        // Receipts reach us from now on: send.
+                        ready = true;
+                        s.top_up(&client, &outbox, &mut stats);
+                    }
+                    Ok(Event::Outgoing(Outgoing::Publish(pkid))) => s.outgoing(pkid),
                     Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                        if let Some(seq) = inflight.remove(&ack.pkid) {
-                            if matches!(ack.reason, PubAckReason::Success | PubAckReason::NoMatchingSubscribers) {
-                                outbox.ack(seq);
-                                stats.acked += 1;
-                            } else {
-                                stats.refused += 1;
-                                tracing::error!("broker refused event {seq}: {:?}; it stays in the outbox", ack.reason);
-                            }
+                        s.puback(ack.pkid, ack.reason, &mut stats);
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        if p.topic == receipts.as_bytes() {
+                            s.receipt(&p.payload, &outbox, &status, &mut stats);
+                            s.top_up(&client, &outbox, &mut stats);
                         }
-                        top_up(&client, &outbox, &mut requested, &inflight, &mut last_sent).await;
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -243,47 +547,49 @@ pub async fn run(
                         break;
                     }
                 },
-                () = wake.notified(), if connected => {
-                    top_up(&client, &outbox, &mut requested, &inflight, &mut last_sent).await;
+                () = wake.notified(), if ready => s.top_up(&client, &outbox, &mut stats),
+                _ = tick.tick(), if ready => {
+                    s.resend_due(&client, &outbox, &status, &mut stats);
+                    s.top_up(&client, &outbox, &mut stats);
                 }
                 _ = heartbeat.tick(), if connected => {
-                    if client.publish(status.topic(), QoS::AtLeastOnce, true, status.payload(SensorState::Online)).await.is_ok() {
-                        requested.push_back(None);
+                    if client.try_publish(status.topic(), QoS::AtLeastOnce, true, status.payload(SensorState::Online)).is_ok() {
+                        s.requested.push_back(None);
                     }
                 }
                 Some((t, p)) = qos0.recv(), if connected => {
-                    if client.publish(t, QoS::AtMostOnce, false, p).await.is_ok() {
-                        requested.push_back(None);
+                    if client.try_publish(t, QoS::AtMostOnce, false, p).is_ok() {
+                        s.requested.push_back(None);
                     }
                 }
                 _ = shutdown.changed() => {
                     if connected {
-                        if client.publish(status.topic(), QoS::AtLeastOnce, true, status.payload(SensorState::Offline)).await.is_ok() {
-                            requested.push_back(None);
+                        if client.try_publish(status.topic(), QoS::AtLeastOnce, true, status.payload(SensorState::Offline)).is_ok() {
+                            s.requested.push_back(None);
                         }
+                        // Drain: let the offline status go out and in-flight events be confirmed.
                         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
-                        // Drain: let the offline status and in-flight events be acknowledged.
+                        let mut status_sent = false;
                         while tokio::time::Instant::now() < deadline {
                             match tokio::time::timeout_at(deadline, el.poll()).await {
-                                Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => {
-                                    if let Some(Some(seq)) = requested.pop_front() {
-                                        inflight.insert(pkid, seq);
-                                    }
-                                }
+                                Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => s.outgoing(pkid),
                                 Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
-                                    if let Some(seq) = inflight.remove(&ack.pkid) {
-                                        outbox.ack(seq);
-                                        stats.acked += 1;
+                                    if !s.by_pkid.contains_key(&ack.pkid) {
+                                        status_sent = true;
                                     }
-                                    if inflight.is_empty() && requested.is_empty() {
-                                        break;
-                                    }
+                                    s.puback(ack.pkid, ack.reason, &mut stats);
+                                }
+                                Ok(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic == receipts.as_bytes() => {
+                                    s.receipt(&p.payload, &outbox, &status, &mut stats);
                                 }
                                 Ok(Ok(_)) => {}
                                 Ok(Err(_)) | Err(_) => break,
                             }
+                            if status_sent && s.flights.is_empty() {
+                                break;
+                            }
                         }
-                        let _ = client.disconnect().await;
+                        let _ = client.try_disconnect();
                         let _ = tokio::time::timeout(Duration::from_millis(300), el.poll()).await;
                     }
                     break 'session;
@@ -296,29 +602,6 @@ pub async fn run(
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+    status.publish_stats(&stats);
     stats
-}
-
-async fn top_up(
-    client: &AsyncClient,
-    outbox: &Outbox,
-    requested: &mut VecDeque<Option<u64>>,
-    inflight: &HashMap<u16, u64>,
-    last_sent: &mut Option<u64>,
-) {
-    let busy = inflight.len() + requested.iter().filter(|r| r.is_some()).count();
-    if busy >= WINDOW {
-        return;
-    }
-    for (seq, e) in outbox.next_after(*last_sent, WINDOW - busy) {
-        if client
-            .publish(e.topic, QoS::AtLeastOnce, false, e.payload.into_bytes())
-            .await
-            .is_err()
-        {
-            return;
-        }
-        requested.push_back(Some(seq));
-        *last_sent = Some(seq);
-    }
 }

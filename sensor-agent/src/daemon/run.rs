@@ -177,6 +177,7 @@ pub async fn run(
             port,
             credentials: cfg.mqtt.username.clone().zip(cfg.mqtt.password.clone()),
             tls,
+            receipt_timeout: Duration::from_secs_f64(cfg.mqtt.receipt_timeout_s),
         },
         status.clone(),
         outbox.clone(),

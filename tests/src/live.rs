@@ -1,0 +1,420 @@
+//! Helpers for scenarios over a running system: synthetic gap events, a simulated agent's link
+//! (the real outbox and publisher), the `central-server` binary as a child process that a test
+//! can kill, and reading what the SQLite file holds.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use central_server::Server;
+use central_server::config::{ServerConfig, ServerSection};
+use protocol::{Detector, GAP_SCHEMA, GapEvent, GapState, Kind, Severity, Technology, event_id};
+use sensor_agent::daemon::outbox::{Entry, Outbox};
+use sensor_agent::daemon::publisher::{self, LinkOptions, LinkStats, StatusSource};
+use time::OffsetDateTime;
+use tokio::sync::{Notify, mpsc, watch};
+
+/// Polls `f` every 100 ms until it is true.
+///
+/// # Panics
+/// After `timeout`, naming `what`.
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let t0 = Instant::now();
+    while t0.elapsed() < timeout {
+        if f().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("timed out after {timeout:?} waiting for {what}");
+}
+
+/// Starts a server in this process with an SQLite file at `db`, the demo facility, HTTP on a
+/// free loopback port, ingesting from Mosquitto on `broker_port` or from its own embedded
+/// broker (on a free port) when `None`.
+///
+/// # Panics
+/// When it does not start.
+pub async fn start_server(broker_port: Option<u16>, db: &Path, client_id: &str) -> Server {
+    let loopback0 = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let cfg = ServerConfig {
+        server: ServerSection {
+            broker: broker_port.map(|p| format!("mqtt://127.0.0.1:{p}")),
+            embedded_broker: loopback0,
+            client_id: client_id.into(),
+            db: db.to_path_buf(),
+            http: loopback0,
+            ..ServerSection::default()
+        },
+        facilities: vec![central_server::demo::facility()],
+    };
+    let server = Server::start(cfg).await.expect("server starts");
+    wait_for("the server's session", Duration::from_secs(10), || async {
+        server.metrics.connected()
+    })
+    .await;
+    server
+}
+
+/// GET `path` of a server's API as JSON.
+///
+/// # Panics
+/// When the request fails or the answer is not JSON.
+pub async fn get(server: &Server, path: &str) -> serde_json::Value {
+    let url = format!("http://{}{path}", server.http_addr);
+    reqwest::get(&url)
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+/// Events of a kind in a server's store.
+///
+/// # Panics
+/// On a database failure.
+pub async fn stored_count(server: &Server, kind: &str) -> i64 {
+    server
+        .store
+        .event_counts()
+        .await
+        .expect("counts")
+        .into_iter()
+        .find(|(k, _)| k == kind)
+        .map_or(0, |(_, n)| n)
+}
+
+/// A counter's value in a Prometheus exposition (`name` with its `_total` suffix, no labels).
+#[must_use]
+pub fn counter(exposition: &str, name: &str) -> u64 {
+    exposition
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// A synthetic gap event of `sensor` at `facility`, numbered `n` (seven gap keys in turn).
+#[must_use]
+pub fn gap(facility: &str, sensor: &str, n: u32) -> GapEvent {
+    let at = OffsetDateTime::now_utc();
+    GapEvent {
+        schema: GAP_SCHEMA.into(),
+        event_id: event_id(at, format!("{facility} {sensor} test gap {n}").as_bytes()),
+        facility_id: facility.into(),
+        sensor_id: sensor.into(),
+        observed_at: at,
+        gap_key: format!("energy/nr/{}", n % 7),
+        state: if n < 7 {
+            GapState::Open
+        } else {
+            GapState::Update
+        },
+        zone: "patio".into(),
+        band: "n78".into(),
+        technology: Technology::Nr,
+        center_hz: 3.5e9,
+        bandwidth_hz: 38e6,
+        cell: None,
+        power_dbm: Some(-60.0),
+        floor_dbm: Some(-90.0),
+        power_dbfs: -50.0,
+        floor_dbfs: -80.0,
+        margin_db: 20.0 + f64::from(n % 5),
+        severity: Severity::Critical,
+        detector: Detector::Energy,
+    }
+}
+
+/// A simulated agent's link: the real outbox and publisher, fed with synthetic gap events.
+#[derive(Debug)]
+pub struct Feeder {
+    /// The outbox.
+    pub outbox: Arc<Outbox>,
+    /// What the status messages say (and the link's live counters).
+    pub status: Arc<StatusSource>,
+    wake: Arc<Notify>,
+    stop: watch::Sender<bool>,
+    link: tokio::task::JoinHandle<LinkStats>,
+    /// Event ids pushed, in order.
+    pub ids: Vec<uuid::Uuid>,
+    /// Topics and payloads pushed, in order (the exact bytes sent).
+    pub sent: Vec<(String, String)>,
+    facility: String,
+    sensor: String,
+    _qos0: mpsc::Sender<(String, Vec<u8>)>,
+}
+
+impl Feeder {
+    /// Starts the link of `facility`/`sensor` to the broker on loopback `port`, with its outbox
+    /// in `dir` and receipts awaited for `receipt_timeout` before a resend.
+    ///
+    /// # Panics
+    /// When the outbox cannot be opened.
+    #[must_use]
+    pub fn start(
+        dir: &Path,
+        port: u16,
+        facility: &str,
+        sensor: &str,
+        receipt_timeout: Duration,
+    ) -> Self {
+        let outbox = Arc::new(Outbox::open(dir, 100_000).expect("outbox"));
+        let status = Arc::new(StatusSource::new(
+            facility.into(),
+            sensor.into(),
+            "patio".into(),
+            Some([120.0, 90.0]),
+            Vec::new(),
+            2.0,
+            outbox.clone(),
+        ));
+        let wake = Arc::new(Notify::new());
+        let (stop, rx) = watch::channel(false);
+        let (qos0, qrx) = mpsc::channel(4);
+        let link = tokio::spawn(publisher::run(
+            LinkOptions {
+                host: "127.0.0.1".into(),
+                port,
+                credentials: None,
+                tls: None,
+                receipt_timeout,
+            },
+            status.clone(),
+            outbox.clone(),
+            wake.clone(),
+            qrx,
+            rx,
+        ));
+        Self {
+            outbox,
+            status,
+            wake,
+            stop,
+            link,
+            ids: Vec::new(),
+            sent: Vec::new(),
+            facility: facility.into(),
+            sensor: sensor.into(),
+            _qos0: qos0,
+        }
+    }
+
+    /// Writes event `n` to the outbox and wakes the link.
+    ///
+    /// # Panics
+    /// When the outbox cannot be written.
+    pub fn push(&mut self, n: u32) {
+        let g = gap(&self.facility, &self.sensor, n);
+        self.ids.push(g.event_id);
+        let e = Entry {
+            topic: protocol::topic(&self.facility, &self.sensor, Kind::Gap).expect("topic"),
+            payload: serde_json::to_string(&g).expect("json"),
+        };
+        self.outbox
+            .push(&e, g.state == GapState::Update)
+            .expect("push");
+        self.sent.push((e.topic, e.payload));
+        self.wake.notify_one();
+    }
+
+    /// Pushes events `range`, 5 ms apart.
+    pub async fn push_paced(&mut self, range: std::ops::Range<u32>) {
+        for n in range {
+            self.push(n);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Stops the link; its counters and the ids pushed.
+    ///
+    /// # Panics
+    /// When the link task panicked.
+    pub async fn finish(self) -> (LinkStats, Vec<uuid::Uuid>) {
+        let _ = self.stop.send(true);
+        (self.link.await.expect("link"), self.ids)
+    }
+}
+
+/// Checks that `stored` holds each of `sent` exactly once and nothing else.
+///
+/// # Panics
+/// Naming how many are missing or doubled.
+pub fn assert_exactly_once(stored: &[String], sent: &[uuid::Uuid], what: &str) {
+    let mut s = stored.to_vec();
+    s.sort();
+    let before = s.len();
+    s.dedup();
+    assert_eq!(before, s.len(), "{what}: an event is stored twice");
+    let mut want: Vec<String> = sent.iter().map(ToString::to_string).collect();
+    want.sort();
+    want.dedup();
+    let missing = want.iter().filter(|w| s.binary_search(w).is_err()).count();
+    assert_eq!(
+        missing,
+        0,
+        "{what}: {missing} of {} events were lost (stored {})",
+        want.len(),
+        s.len()
+    );
+    assert_eq!(s, want, "{what}: the stored events are the sent ones");
+}
+
+/// The `central-server` binary running `serve` as a child process, which a test can stop,
+/// freeze or kill.
+#[derive(Debug)]
+pub struct ServerProcess {
+    bin: PathBuf,
+    args: Vec<String>,
+    child: Option<Child>,
+    log: PathBuf,
+    /// HTTP address.
+    pub http: std::net::SocketAddr,
+}
+
+impl ServerProcess {
+    /// Starts `bin serve` with `args` plus `--http 127.0.0.1:PORT`, logging to `log`, and
+    /// waits until `/api/health` says the broker session is up.
+    ///
+    /// # Panics
+    /// When it does not come up in 30 s.
+    #[must_use]
+    pub fn start(bin: &Path, args: &[String], log: &Path) -> Self {
+        let http = std::net::SocketAddr::from(([127, 0, 0, 1], crate::free_port()));
+        let mut s = Self {
+            bin: bin.to_path_buf(),
+            args: args.to_vec(),
+            child: None,
+            log: log.to_path_buf(),
+            http,
+        };
+        s.restart();
+        s
+    }
+
+    /// Starts it again with the same arguments and waits until it is ready.
+    ///
+    /// # Panics
+    /// When it does not come up in 30 s.
+    pub fn restart(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log");
+        let child = Command::new(&self.bin)
+            .arg("serve")
+            .args(&self.args)
+            .arg("--http")
+            .arg(self.http.to_string())
+            .env("RUST_LOG", "info,rumqttd=off,rumqttc=warn,sqlx=warn")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn central-server");
+        self.child = Some(child);
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(30) {
+            if self.healthy() {
+                return;
+            }
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(st)) = c.try_wait()
+            {
+                panic!("central-server exited with {st}: {}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("central-server did not become ready: {}", self.log_text());
+    }
+
+    /// Whether `/api/health` answers with the broker session up.
+    #[must_use]
+    pub fn healthy(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) =
+            std::net::TcpStream::connect_timeout(&self.http, Duration::from_millis(200))
+        else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        if s.write_all(b"GET /api/health HTTP/1.0\r\nHost: x\r\n\r\n")
+            .is_err()
+        {
+            return false;
+        }
+        let mut body = String::new();
+        let _ = s.read_to_string(&mut body);
+        body.contains("\"broker_connected\":true")
+    }
+
+    /// Sends `signal` (`KILL`, `TERM`, `STOP`, `CONT`) to the process.
+    pub fn signal(&self, signal: &str) {
+        if let Some(c) = &self.child {
+            let _ = Command::new("kill")
+                .arg(format!("-{signal}"))
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
+    /// SIGKILL, and waits for it to be gone.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM (a clean stop), and waits.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    /// What it logged.
+    #[must_use]
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Event ids of the given kind stored in an SQLite file of the server (read while it runs:
+/// WAL mode lets a reader in).
+///
+/// # Panics
+/// When the file cannot be read.
+pub async fn stored_ids(db: &Path, kind: &str) -> Vec<String> {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{ConnectOptions, Connection};
+    let mut c = SqliteConnectOptions::new()
+        .filename(db)
+        .read_only(true)
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", db.display()));
+    let rows: Vec<(String,)> = sqlx::query_as("SELECT event_id FROM events WHERE kind = ?")
+        .bind(kind)
+        .fetch_all(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", db.display()));
+    let _ = c.close().await;
+    rows.into_iter().map(|(id,)| id).collect()
+}
