@@ -49,8 +49,14 @@ struct ServeArgs {
 }
 
 fn load(path: &std::path::Path) -> Result<ServerConfig, ServerError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ServerError::Config(vec![format!("{}: {e}", path.display())]))?;
+    let bad = |e: String| ServerError::Config(vec![format!("{}: {e}", path.display())]);
+    let m = std::fs::metadata(path).map_err(|e| bad(e.to_string()))?;
+    if !m.is_file() || m.len() > 16 << 20 {
+        return Err(bad(
+            "not a regular file of at most 16 MiB (a FIFO or a device is no configuration)".into(),
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
     ServerConfig::from_toml(&text, &path.display().to_string()).map_err(ServerError::Config)
 }
 

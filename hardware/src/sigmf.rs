@@ -4,6 +4,14 @@
 //! `ci16_be`, `cu16_le`, `ci32_le`, `cf32_le`, `cf32_be`, `cf64_le`. A recording may hold several
 //! captures (a sweep recorded hop by hop), each with its own `core:frequency` and optional
 //! `core:header_bytes`; a capture without `core:frequency` is baseband (centre 0 Hz).
+//!
+//! Everything read from a recording is bounded before it sizes anything: the metadata file's
+//! size, the sample rate (what a radio does: [`MIN_SAMPLE_RATE_HZ`]–[`MAX_SAMPLE_RATE_HZ`]), the
+//! number of captures ([`MAX_CAPTURES`]), each capture's frequency (0 to
+//! [`MAX_FREQUENCY_HZ`]), its `core:datetime` (RFC 3339 or an error), and every offset and
+//! length by checked arithmetic. Both files must be regular files (not a FIFO or a device). A
+//! recording that is valid but odd — non-finite samples, float samples whose values look like
+//! another datatype's bytes — gets warnings ([`Metadata::inspect`], [`SigmfSource::non_finite`]).
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
@@ -14,6 +22,18 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::{HwError, IqSource, ReadOutcome, SourceInfo, Tuned, Tuning};
+
+/// Lowest sample rate accepted, samples per second.
+pub const MIN_SAMPLE_RATE_HZ: f64 = 1e3;
+/// Highest sample rate accepted, samples per second (no SDR front end streams more).
+pub const MAX_SAMPLE_RATE_HZ: f64 = 1e9;
+/// Highest capture frequency accepted, hertz (beyond the reach of any radio front end,
+/// millimetre-wave test receivers included).
+pub const MAX_FREQUENCY_HZ: f64 = 100e9;
+/// Most captures in one recording (a sweep of a whole band plan has a few hundred hops).
+pub const MAX_CAPTURES: usize = 16_384;
+/// Largest `.sigmf-meta` file read, bytes.
+pub const MAX_META_BYTES: u64 = 16 << 20;
 
 /// A SigMF sample format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -93,6 +113,25 @@ impl Datatype {
             *o = Complex32::new(self.component(re), self.component(im));
         }
         n
+    }
+
+    /// As [`Datatype::decode`], with NaN and infinite values (of float datatypes, or a `cf64`
+    /// value beyond `f32`) read as 0: one NaN would poison every average it enters. Returns
+    /// the samples decoded and the values replaced.
+    pub fn decode_finite(self, bytes: &[u8], out: &mut [Complex32]) -> (usize, u64) {
+        let n = self.decode(bytes, out);
+        let mut replaced = 0;
+        if matches!(self, Self::Cf32Le | Self::Cf32Be | Self::Cf64Le) {
+            for s in &mut out[..n] {
+                for v in [&mut s.re, &mut s.im] {
+                    if !v.is_finite() {
+                        *v = 0.0;
+                        replaced += 1;
+                    }
+                }
+            }
+        }
+        (n, replaced)
     }
 
     fn component(self, b: &[u8]) -> f32 {
@@ -185,11 +224,35 @@ impl Metadata {
     /// the data file is shorter than its headers or holds a partial sample.
     pub fn open(path: &Path) -> Result<Self, HwError> {
         let (meta_path, data_path) = recording_paths(path);
+        let meta_len = regular_file_len(&meta_path)?;
+        if meta_len > MAX_META_BYTES {
+            return Err(meta_err(
+                &meta_path,
+                format!(
+                    "the metadata file is {meta_len} bytes (at most {MAX_META_BYTES} are read)"
+                ),
+            ));
+        }
         let text = std::fs::read_to_string(&meta_path).map_err(|source| HwError::Io {
             path: meta_path.clone(),
             source,
         })?;
-        let root: Value = serde_json::from_str(&text).map_err(|e| {
+        let data_len = regular_file_len(&data_path)?;
+        Self::parse(&text, data_len, meta_path, data_path)
+    }
+
+    /// Checks a recording's metadata text against the length of its data file, without
+    /// touching the file system (the paths only name the files in errors).
+    ///
+    /// # Errors
+    /// As [`Metadata::open`], but for the files themselves.
+    pub fn parse(
+        text: &str,
+        data_len: u64,
+        meta_path: PathBuf,
+        data_path: PathBuf,
+    ) -> Result<Self, HwError> {
+        let root: Value = serde_json::from_str(text).map_err(|e| {
             meta_err(
                 &meta_path,
                 format!(
@@ -225,6 +288,14 @@ impl Metadata {
                 format!("`global.core:sample_rate` is {sample_rate_hz}: must be a positive number"),
             ));
         }
+        if !(MIN_SAMPLE_RATE_HZ..=MAX_SAMPLE_RATE_HZ).contains(&sample_rate_hz) {
+            return Err(meta_err(
+                &meta_path,
+                format!(
+                    "`global.core:sample_rate` is {sample_rate_hz}: a positive number from {MIN_SAMPLE_RATE_HZ} to {MAX_SAMPLE_RATE_HZ} samples per second (what a radio does)"
+                ),
+            ));
+        }
         let version = global
             .get("core:version")
             .and_then(Value::as_str)
@@ -248,18 +319,21 @@ impl Metadata {
         }
         let text_of = |k: &str| global.get(k).and_then(Value::as_str).map(str::to_string);
 
-        let data_len = std::fs::metadata(&data_path)
-            .map_err(|source| HwError::Io {
-                path: data_path.clone(),
-                source,
-            })?
-            .len();
         let caps = root
             .get("captures")
             .and_then(Value::as_array)
             .ok_or_else(|| meta_err(&meta_path, "missing array `captures`"))?;
         if caps.is_empty() {
             return Err(meta_err(&meta_path, "`captures` is empty"));
+        }
+        if caps.len() > MAX_CAPTURES {
+            return Err(meta_err(
+                &meta_path,
+                format!(
+                    "`captures` holds {} entries (at most {MAX_CAPTURES} are accepted)",
+                    caps.len()
+                ),
+            ));
         }
         let sb = datatype.sample_bytes() as u64;
         let mut raw = Vec::with_capacity(caps.len());
@@ -273,12 +347,18 @@ impl Metadata {
             };
             let frequency_hz = match field("core:frequency") {
                 None => None,
-                Some(v) => Some(v.as_f64().filter(|f| f.is_finite()).ok_or_else(|| {
-                    meta_err(
-                        &meta_path,
-                        format!("`captures[{i}].core:frequency` must be a number, got {v}"),
-                    )
-                })?),
+                Some(v) => Some(
+                    v.as_f64()
+                        .filter(|f| (0.0..=MAX_FREQUENCY_HZ).contains(f))
+                        .ok_or_else(|| {
+                            meta_err(
+                                &meta_path,
+                                format!(
+                                    "`captures[{i}].core:frequency` must be a number of hertz from 0 to {MAX_FREQUENCY_HZ}, got {v}"
+                                ),
+                            )
+                        })?,
+                ),
             };
             let header_bytes = match field("core:header_bytes") {
                 None => 0,
@@ -296,20 +376,39 @@ impl Metadata {
                     ),
                 ));
             }
-            let datetime = field("core:datetime")
-                .and_then(Value::as_str)
-                .map(str::to_string);
+            let datetime = match field("core:datetime") {
+                None => None,
+                Some(v) => {
+                    let text = v.as_str().ok_or_else(|| {
+                        meta_err(
+                            &meta_path,
+                            format!("`captures[{i}].core:datetime` must be a string, got {v}"),
+                        )
+                    })?;
+                    parse_datetime(text).map_err(|e| {
+                        meta_err(
+                            &meta_path,
+                            format!(
+                                "`captures[{i}].core:datetime` `{}` is not an RFC 3339 UTC time such as 2026-11-26T10:00:00Z: {e}",
+                                text.chars().take(64).collect::<String>()
+                            ),
+                        )
+                    })?;
+                    Some(text.to_string())
+                }
+            };
             raw.push((start, frequency_hz, header_bytes, datetime));
         }
-        let headers: u64 = raw.iter().map(|r| r.2).sum();
-        if headers > data_len {
+        let headers = raw.iter().try_fold(0u64, |acc, r| acc.checked_add(r.2));
+        let Some(headers) = headers.filter(|&h| h <= data_len) else {
+            let declared = headers.map_or_else(|| "more than 2^64".to_string(), |h| h.to_string());
             return Err(HwError::Data {
                 path: data_path,
                 message: format!(
-                    "file is {data_len} bytes but its captures declare {headers} header bytes"
+                    "file is {data_len} bytes but its captures declare {declared} header bytes (`core:header_bytes`)"
                 ),
             });
-        }
+        };
         let payload = data_len - headers;
         if !payload.is_multiple_of(sb) {
             return Err(HwError::Data {
@@ -322,25 +421,42 @@ impl Metadata {
             });
         }
         let total_samples = payload / sb;
+        if total_samples == 0 {
+            return Err(HwError::Data {
+                path: data_path,
+                message: "the data file holds no samples".into(),
+            });
+        }
         let mut captures = Vec::with_capacity(raw.len());
         let mut headers_so_far = 0;
         for (i, (start, frequency_hz, header_bytes, datetime)) in raw.iter().cloned().enumerate() {
+            // Bounded by the file's length above, so none of this overflows; checked anyway.
             headers_so_far += header_bytes;
             let end = raw.get(i + 1).map_or(total_samples, |r| r.0);
             if start > total_samples || end > total_samples {
                 return Err(HwError::Data {
                     path: data_path,
                     message: format!(
-                        "capture {i} starts at sample {start} but the file holds only {total_samples} samples"
+                        "`captures[{i}].core:sample_start` is {start} but the file holds only {total_samples} samples"
                     ),
                 });
             }
+            let data_offset = start
+                .checked_mul(sb)
+                .and_then(|b| b.checked_add(headers_so_far))
+                .filter(|&o| o <= data_len)
+                .ok_or_else(|| HwError::Data {
+                    path: data_path.clone(),
+                    message: format!(
+                        "capture {i}: sample {start} after {headers_so_far} header bytes is past the end of the file ({data_len} bytes)"
+                    ),
+                })?;
             captures.push(Capture {
                 sample_start: start,
                 sample_count: end - start,
                 frequency_hz,
                 header_bytes,
-                data_offset: start * sb + headers_so_far,
+                data_offset,
                 datetime,
             });
         }
@@ -362,6 +478,90 @@ impl Metadata {
     pub fn duration_s(&self) -> f64 {
         self.total_samples as f64 / self.sample_rate_hz
     }
+
+    /// Looks at the first samples of the data (at most 1 MiB) for what is valid but odd, and
+    /// says what in one sentence each: non-finite float samples, float samples whose magnitudes
+    /// look like the bytes of another datatype, data that is all zeros.
+    ///
+    /// # Errors
+    /// [`HwError::Io`] when the data file cannot be read.
+    pub fn inspect(&self) -> Result<Vec<String>, HwError> {
+        let io = |source| HwError::Io {
+            path: self.data_path.clone(),
+            source,
+        };
+        let mut f = File::open(&self.data_path).map_err(io)?;
+        let first = self.captures.first().map_or(0, |c| c.data_offset);
+        f.seek(SeekFrom::Start(first)).map_err(io)?;
+        let sb = self.datatype.sample_bytes();
+        let mut bytes = Vec::new();
+        f.take(1 << 20).read_to_end(&mut bytes).map_err(io)?;
+        let n = bytes.len() / sb;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let mut samples = vec![Complex32::default(); n];
+        self.datatype.decode(&bytes[..n * sb], &mut samples);
+        let mut warnings = Vec::new();
+        let name = self.data_path.display();
+        let values = samples.iter().flat_map(|s| [s.re, s.im]);
+        let non_finite = values.clone().filter(|v| !v.is_finite()).count();
+        if non_finite > 0 {
+            warnings.push(format!(
+                "{name}: {non_finite} of the first {} sample values are NaN or infinite; they are read as 0",
+                2 * n
+            ));
+        }
+        if matches!(
+            self.datatype,
+            Datatype::Cf32Le | Datatype::Cf32Be | Datatype::Cf64Le
+        ) {
+            // IQ in floats sits near full scale 1; bytes of 8- or 16-bit integers read as
+            // floats land at absurd exponents (huge, or tiny but not zero).
+            let absurd = values
+                .clone()
+                .filter(|v| v.is_finite() && (v.abs() > 1e6 || (*v != 0.0 && v.abs() < 1e-20)))
+                .count();
+            if absurd * 100 > 2 * n {
+                warnings.push(format!(
+                    "{name}: {absurd} of the first {} values are beyond 1e6 or below 1e-20 in magnitude: is the data really `{}`? (bytes of 8- or 16-bit samples look like this)",
+                    2 * n,
+                    self.datatype.as_str()
+                ));
+            }
+        }
+        if values.clone().all(|v| v == 0.0) {
+            warnings.push(format!(
+                "{name}: the first {n} samples are all zero: nothing was recorded?"
+            ));
+        }
+        Ok(warnings)
+    }
+}
+
+/// Parses a SigMF `core:datetime` (RFC 3339, UTC recommended).
+///
+/// # Errors
+/// The parser's message.
+pub fn parse_datetime(text: &str) -> Result<time::OffsetDateTime, String> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| e.to_string())
+}
+
+/// The length of a regular file: a FIFO, a device (`/dev/zero`) or a directory is no recording.
+fn regular_file_len(path: &Path) -> Result<u64, HwError> {
+    let m = std::fs::metadata(path).map_err(|source| HwError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if !m.is_file() {
+        return Err(HwError::Data {
+            path: path.to_path_buf(),
+            message: "not a regular file (a FIFO, a device or a directory cannot be a recording)"
+                .into(),
+        });
+    }
+    Ok(m.len())
 }
 
 /// Replays a SigMF recording, one capture at a time.
@@ -372,6 +572,7 @@ pub struct SigmfSource {
     capture: usize,
     left_in_capture: u64,
     bytes: Vec<u8>,
+    non_finite: u64,
 }
 
 impl SigmfSource {
@@ -391,6 +592,7 @@ impl SigmfSource {
             capture: 0,
             left_in_capture: 0,
             bytes: Vec::new(),
+            non_finite: 0,
             meta,
         };
         s.select_capture(0)?;
@@ -401,6 +603,12 @@ impl SigmfSource {
     #[must_use]
     pub fn metadata(&self) -> &Metadata {
         &self.meta
+    }
+
+    /// Sample values that were NaN or infinite and were read as 0, so far.
+    #[must_use]
+    pub fn non_finite(&self) -> u64 {
+        self.non_finite
     }
 
     /// Index of the current capture.
@@ -493,7 +701,8 @@ impl IqSource for SigmfSource {
                 path: self.meta.data_path.clone(),
                 message: format!("read of {} bytes at offset {offset} failed: {e}", n * sb),
             })?;
-        let got = self.meta.datatype.decode(&self.bytes, buf);
+        let (got, replaced) = self.meta.datatype.decode_finite(&self.bytes, buf);
+        self.non_finite += replaced;
         self.left_in_capture -= got as u64;
         Ok(ReadOutcome::Samples(got))
     }

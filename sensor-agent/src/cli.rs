@@ -71,8 +71,7 @@ pub struct CheckConfigArgs {
 fn load_agent_config(
     path: &std::path::Path,
 ) -> Result<crate::daemon::config::AgentConfig, AgentError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| AgentError::Input(format!("{}: {e}", path.display())))?;
+    let text = crate::files::read_small_text(path).map_err(AgentError::Input)?;
     crate::daemon::config::AgentConfig::load(&text, &path.display().to_string())
         .map_err(|p| AgentError::Input(p.join("\n")))
 }
@@ -606,12 +605,7 @@ pub fn open_source(spec: &str) -> Result<Box<dyn IqSource>, AgentError> {
             let scene = if arg.is_empty() {
                 Scene::demo()
             } else {
-                let text =
-                    std::fs::read_to_string(arg).map_err(|source| hardware::HwError::Io {
-                        path: arg.into(),
-                        source,
-                    })?;
-                Scene::from_toml(&text).map_err(|e| AgentError::Input(format!("{arg}: {e}")))?
+                crate::files::load_scene(std::path::Path::new(arg))?
             };
             Ok(Box::new(SimSource::new(scene)?))
         }

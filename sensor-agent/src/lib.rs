@@ -9,6 +9,7 @@ pub mod analysis;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod files;
 pub mod psd_csv;
 pub mod replay;
 pub mod scan;

@@ -187,6 +187,10 @@ pub fn replay(
         sample_rate_hz: fs,
         center_hz: 0.0,
     })?;
+    // The options are right; now what is odd about the recording.
+    for w in meta.inspect()? {
+        tracing::warn!("{w}");
+    }
     let per_frame = welch.segments_per_frame();
     let thermal = opts.noise_figure_db.map(thermal_floor_dbm_per_hz);
     let mut gaps = GapTracker::new(id.clone(), cfg);
@@ -195,7 +199,9 @@ pub fn replay(
     let mut nr_searchers = opts.nr_search.map(crate::analysis::NrSearchers::new);
     let sync_on = searcher.is_some() || nr_searchers.is_some();
     let window_s = opts.lte_search.unwrap_or_default().window_s;
-    let window_n = (window_s * fs).round() as usize;
+    // At least one LTE half-frame, at most MAX_WINDOW_SAMPLES (the rate is bounded, so is this).
+    let window_n = ((window_s * fs).round() as usize)
+        .clamp((0.0052 * fs).ceil() as usize + 1, MAX_WINDOW_SAMPLES);
     let mut head: Vec<dsp::Complex32> = Vec::new();
     let mut offsets: Vec<f64> = Vec::new();
     // The radio's oscillator error, learnt from the cells it confirms.
@@ -489,9 +495,20 @@ pub fn replay(
         summary.captures += 1;
     }
     bar.finish_and_clear();
+    if src.non_finite() > 0 {
+        tracing::warn!(
+            "{}: {} sample values were NaN or infinite and were read as 0",
+            meta.data_path.display(),
+            src.non_finite()
+        );
+    }
     summary.carriers = seen_carriers.len();
     Ok(summary)
 }
+
+/// Most samples in one cell-search window (80 ms at 400 MS/s): a bound on the memory a
+/// recording's sample rate can ask for.
+const MAX_WINDOW_SAMPLES: usize = 32 << 20;
 
 /// Hands each event to `sink` with its topic; returns how many.
 fn emit_events(

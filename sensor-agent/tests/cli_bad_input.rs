@@ -3,14 +3,17 @@
 
 use std::path::Path;
 
-use centinela_tests::{run_agent, write_recording};
+use std::time::Duration;
+
+use centinela_tests::{run_agent, run_agent_within, write_recording};
 
 const BIN: &str = env!("CARGO_BIN_EXE_sensor-agent");
 
 const GOOD_META: &str = r#"{"global":{"core:datatype":"cf32_le","core:sample_rate":1000000,"core:version":"1.2.0"},"captures":[{"core:sample_start":0,"core:frequency":806000000}],"annotations":[]}"#;
 
 fn expect_bad(args: &[&str], needles: &[&str]) {
-    let out = run_agent(Path::new(BIN), args);
+    // Every bad recording is refused at once: a hang or a memory blow-up is a failure too.
+    let out = run_agent_within(Path::new(BIN), args, Duration::from_secs(20));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{args:?}: stderr {err}");
     assert!(!err.contains("panicked"), "{args:?}: {err}");
@@ -103,6 +106,254 @@ fn replay_rejects_each_kind_of_bad_recording() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The metadata of a recording with `global` and `captures` as given (JSON text).
+fn meta(global_extra: &str, captures: &str) -> String {
+    format!(
+        r#"{{"global":{{"core:datatype":"cf32_le","core:sample_rate":1000000,"core:version":"1.2.0"{global_extra}}},"captures":{captures},"annotations":[]}}"#
+    )
+}
+
+/// Every field a recording declares is bounded before it sizes anything: each of these got no
+/// clean error before (a sample rate of 1 or 5e-324 grew to 24 GB, 10^6 captures or a FIFO ran
+/// past 30 s, a garbage datetime became 1970, a negative frequency gave events with negative
+/// `center_hz`, header bytes near 2^64 wrapped a check). Each is exit 2 and one line naming the
+/// file and the field.
+#[test]
+fn replay_bounds_every_field_a_recording_declares() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let samples = vec![0x3fu8; 8 * 4096];
+    let cap0 = r#"[{"core:sample_start":0,"core:frequency":806000000}]"#;
+    let rate = |r: &str| meta("", cap0).replace("1000000", r);
+    let many = |n: usize| {
+        let caps: Vec<String> = (0..n)
+            .map(|i| format!(r#"{{"core:sample_start":{i}}}"#))
+            .collect();
+        meta("", &format!("[{}]", caps.join(",")))
+    };
+    let cases: Vec<(&str, String, Vec<&str>)> = vec![
+        ("rate1", rate("1"), vec!["core:sample_rate", "1000 to"]),
+        ("rate_tiny", rate("5e-324"), vec!["core:sample_rate"]),
+        ("rate_huge", rate("1e12"), vec!["core:sample_rate"]),
+        ("rate_text", rate("\"fast\""), vec!["core:sample_rate"]),
+        (
+            "rate_neg",
+            rate("-2000000"),
+            vec!["core:sample_rate", "positive"],
+        ),
+        ("caps_many", many(20_000), vec!["captures", "20000 entries"]),
+        (
+            "caps_million",
+            many(1_000_000),
+            vec!["metadata file", "bytes"],
+        ),
+        (
+            "dt_garbage",
+            meta(
+                "",
+                r#"[{"core:sample_start":0,"core:datetime":"yesterday at noon"}]"#,
+            ),
+            vec!["captures[0].core:datetime", "RFC 3339"],
+        ),
+        (
+            "dt_number",
+            meta(
+                "",
+                r#"[{"core:sample_start":0,"core:datetime":1790000000}]"#,
+            ),
+            vec!["captures[0].core:datetime", "string"],
+        ),
+        (
+            "freq_neg",
+            meta(
+                "",
+                r#"[{"core:sample_start":0,"core:frequency":-806000000}]"#,
+            ),
+            vec!["captures[0].core:frequency"],
+        ),
+        (
+            "freq_huge",
+            meta("", r#"[{"core:sample_start":0,"core:frequency":1e308}]"#),
+            vec!["captures[0].core:frequency"],
+        ),
+        (
+            "hdr_2_64",
+            meta(
+                "",
+                r#"[{"core:sample_start":0,"core:header_bytes":18446744073709551615}]"#,
+            ),
+            vec!["header bytes", "core:header_bytes"],
+        ),
+        (
+            "hdr_wrap",
+            meta(
+                "",
+                r#"[{"core:sample_start":0,"core:header_bytes":9223372036854775808},{"core:sample_start":1,"core:header_bytes":9223372036854775808}]"#,
+            ),
+            vec!["more than 2^64", "header bytes"],
+        ),
+        (
+            "start_huge",
+            meta("", r#"[{"core:sample_start":18446744073709551615}]"#),
+            vec!["core:sample_start", "holds only"],
+        ),
+        (
+            "start_order",
+            meta("", r#"[{"core:sample_start":10},{"core:sample_start":5}]"#),
+            vec!["captures[1].core:sample_start", "does not follow"],
+        ),
+        (
+            "start_neg",
+            meta("", r#"[{"core:sample_start":-1}]"#),
+            vec!["captures[0].core:sample_start"],
+        ),
+        (
+            "version2",
+            meta("", cap0).replace("1.2.0", "2.0.0"),
+            vec!["core:version", "1.x"],
+        ),
+        (
+            "channels",
+            meta(",\"core:num_channels\":2", cap0),
+            vec!["core:num_channels"],
+        ),
+        (
+            "dtype_real",
+            meta("", cap0).replace("cf32_le", "rf32_le"),
+            vec!["unsupported datatype `rf32_le`"],
+        ),
+        (
+            "no_global",
+            r#"{"captures":[{"core:sample_start":0}]}"#.into(),
+            vec!["global"],
+        ),
+        (
+            "caps_object",
+            meta("", r#"{"core:sample_start":0}"#),
+            vec!["captures"],
+        ),
+        ("caps_empty", meta("", "[]"), vec!["`captures` is empty"]),
+        (
+            "deep_json",
+            format!("{}{}", "[".repeat(5000), "]".repeat(5000)),
+            vec!["invalid JSON"],
+        ),
+        (
+            "not_utf8",
+            String::from_utf8_lossy(b"{\"global\":\xff}").into_owned(),
+            vec!["invalid JSON"],
+        ),
+    ];
+    for (name, m, needles) in &cases {
+        let p = write_recording(d, name, m, &samples);
+        let mut want = vec![*name];
+        want.extend(needles.iter().copied());
+        expect_bad(&["replay", p.to_str().expect("utf8"), "--json"], &want);
+    }
+    // Data files that are no recordings: empty, a FIFO, a device.
+    let p = write_recording(d, "empty", &meta("", cap0), &[]);
+    expect_bad(
+        &["replay", p.to_str().expect("utf8")],
+        &["empty.sigmf-data", "no samples"],
+    );
+    let p = write_recording(d, "fifo", &meta("", cap0), &[]);
+    std::fs::remove_file(d.join("fifo.sigmf-data")).expect("rm");
+    let made = std::process::Command::new("mkfifo")
+        .arg(d.join("fifo.sigmf-data"))
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    expect_bad(
+        &["replay", p.to_str().expect("utf8")],
+        &["fifo.sigmf-data", "not a regular file"],
+    );
+    let p = write_recording(d, "zero", &meta("", cap0), &[]);
+    std::fs::remove_file(d.join("zero.sigmf-data")).expect("rm");
+    std::os::unix::fs::symlink("/dev/zero", d.join("zero.sigmf-data")).expect("symlink");
+    expect_bad(
+        &["replay", p.to_str().expect("utf8")],
+        &["zero.sigmf-data", "not a regular file"],
+    );
+    std::fs::create_dir(d.join("dirmeta.sigmf-meta")).expect("dir");
+    std::fs::write(d.join("dirmeta.sigmf-data"), &samples).expect("data");
+    expect_bad(
+        &[
+            "replay",
+            d.join("dirmeta.sigmf-meta").to_str().expect("utf8"),
+        ],
+        &["dirmeta.sigmf-meta", "not a regular file"],
+    );
+    // The agent's `sigmf:` source and `psd` read through the same checks.
+    let p = write_recording(d, "psd_rate", &rate("1"), &samples);
+    expect_bad(
+        &["psd", p.to_str().expect("utf8")],
+        &["psd_rate.sigmf-meta", "core:sample_rate"],
+    );
+}
+
+/// A recording that is valid but odd is replayed, with a warning that says what is odd: NaN and
+/// infinite samples (read as 0, counted), 8-bit data declared as cf32, data that is all zeros.
+#[test]
+fn odd_but_valid_recordings_replay_with_a_warning() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let d = dir.path();
+    let cap0 = r#"[{"core:sample_start":0,"core:frequency":806000000}]"#;
+    let mut nan = Vec::new();
+    for i in 0..4096u32 {
+        let v = if i % 64 == 0 {
+            f32::NAN
+        } else if i % 64 == 1 {
+            f32::INFINITY
+        } else {
+            ((i % 7) as f32 - 3.0) / 10.0
+        };
+        nan.extend_from_slice(&v.to_le_bytes());
+        nan.extend_from_slice(&(-v).to_le_bytes());
+    }
+    // What an RTL-SDR writes (cu8 around 127.5), declared as cf32.
+    let bytes8: Vec<u8> = (0..8 * 4096u32)
+        .map(|i| if i % 2 == 0 { 127 } else { 128 } + (i % 3) as u8)
+        .collect();
+    let cases: Vec<(&str, Vec<u8>, &[&str])> = vec![
+        ("nan", nan, &["NaN or infinite", "read as 0"]),
+        ("bytes8", bytes8, &["is the data really `cf32_le`"]),
+        ("zeros", vec![0u8; 8 * 4096], &["all zero"]),
+    ];
+    for (name, data, needles) in cases {
+        let p = write_recording(d, name, &meta("", cap0), &data);
+        let out = run_agent_within(
+            Path::new(BIN),
+            &["replay", p.to_str().expect("utf8")],
+            Duration::from_secs(30),
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{name}: {err}");
+        for n in needles {
+            assert!(err.contains(n), "{name}: `{n}` not in {err}");
+        }
+        assert!(err.contains(&format!("{name}.sigmf-data")), "{name}: {err}");
+    }
+    // A plain recording gets no warning.
+    let mut plain = Vec::new();
+    for i in 0..4096u32 {
+        let v = ((i * 7919 % 201) as f32 - 100.0) / 400.0;
+        plain.extend_from_slice(&v.to_le_bytes());
+        plain.extend_from_slice(&(v * 0.5).to_le_bytes());
+    }
+    let p = write_recording(d, "plain", &meta("", cap0), &plain);
+    let out = run_agent_within(
+        Path::new(BIN),
+        &["replay", p.to_str().expect("utf8")],
+        Duration::from_secs(30),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        !err.contains("WARN"),
+        "no warning for a plain recording: {err}"
     );
 }
 

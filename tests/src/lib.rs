@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod fuzz;
 pub mod live;
 
 /// The folder of shared test data: `CENTINELA_TESTDATA`, else `../shared/data` beside the
@@ -98,6 +99,36 @@ pub fn run_agent(bin: &Path, args: &[&str]) -> Output {
         .env("CENTINELA_LOG", "warn")
         .output()
         .expect("start sensor-agent")
+}
+
+/// Runs `sensor-agent` with arguments, killing it after `limit`.
+///
+/// # Panics
+/// When the binary cannot be started, or when it runs past `limit` (a hang is a failure).
+#[must_use]
+pub fn run_agent_within(bin: &Path, args: &[&str], limit: std::time::Duration) -> Output {
+    let mut child = Command::new(bin)
+        .args(args)
+        .env("CENTINELA_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start sensor-agent");
+    let t0 = std::time::Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "sensor-agent {args:?} ran past {limit:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 /// Writes a SigMF pair from raw parts (for bad-input fixtures).

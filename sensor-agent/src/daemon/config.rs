@@ -294,10 +294,10 @@ impl AgentConfig {
             ("tls_key", &self.mqtt.tls_key),
         ] {
             if let Some(f) = f {
-                match std::fs::read_to_string(f) {
+                match crate::files::read_small_text(f) {
                     Ok(t) if t.contains("-----BEGIN ") => {}
                     Ok(_) => push(format!("mqtt.{name}: `{}` is not a PEM file", f.display())),
-                    Err(e) => push(format!("mqtt.{name}: `{}`: {e}", f.display())),
+                    Err(e) => push(format!("mqtt.{name}: {e}")),
                 }
             }
         }

@@ -35,14 +35,7 @@ fn open_source(cfg: &AgentConfig) -> Result<Box<dyn IqSource>, AgentError> {
     let spec = cfg.source.spec.as_str();
     if let Some(rest) = spec.strip_prefix("sim") {
         let mut scene = match rest.strip_prefix(':') {
-            Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|source| hardware::HwError::Io {
-                        path: path.into(),
-                        source,
-                    })?;
-                Scene::from_toml(&text).map_err(|e| AgentError::Input(format!("{path}: {e}")))?
-            }
+            Some(path) => crate::files::load_scene(std::path::Path::new(path))?,
             None => Scene::demo(),
         };
         if let Some(p) = cfg.sensor.position_m {
@@ -155,9 +148,7 @@ pub async fn run(
         outbox.clone(),
     ));
     let (host, port) = protocol::parse_broker_url(&cfg.mqtt.broker).map_err(AgentError::Input)?;
-    let read = |p: &std::path::Path| {
-        std::fs::read(p).map_err(|e| AgentError::Input(format!("{}: {e}", p.display())))
-    };
+    let read = |p: &std::path::Path| crate::files::read_small(p).map_err(AgentError::Input);
     let tls = match &cfg.mqtt.tls_ca {
         Some(ca) => Some(TlsFiles {
             ca: read(ca)?,
