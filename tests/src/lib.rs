@@ -282,7 +282,8 @@ impl Mosquitto {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| "root".into());
-        // The settings Centinela ships for Mosquitto, then this test's listener and directory.
+        // The settings Centinela ships for Mosquitto, then this test's listener and directory
+        // (and `CENTINELA_MOSQUITTO_EXTRA`, for benchmarks that weigh a setting: later lines win).
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../central-server/mosquitto/centinela.conf");
         let shipped = std::fs::read_to_string(&shipped)
@@ -290,9 +291,10 @@ impl Mosquitto {
         std::fs::write(
             self.dir.path().join("mosquitto.conf"),
             format!(
-                "{shipped}\nuser {user}\nlistener {} 127.0.0.1\nallow_anonymous true\npersistence_location {}/\n{extra}",
+                "{shipped}\nuser {user}\nlistener {} 127.0.0.1\nallow_anonymous true\npersistence_location {}/\n{extra}\n{}\n",
                 self.port,
-                self.dir.path().display()
+                self.dir.path().display(),
+                std::env::var("CENTINELA_MOSQUITTO_EXTRA").unwrap_or_default()
             ),
         )
         .expect("conf");

@@ -396,6 +396,28 @@ impl Drop for ServerProcess {
     }
 }
 
+/// How many events of the given kind an SQLite file of the server holds (read while it runs).
+///
+/// # Panics
+/// When the file cannot be read.
+pub async fn count_in_db(db: &Path, kind: &str) -> u64 {
+    use sqlx::sqlite::SqliteConnectOptions;
+    use sqlx::{ConnectOptions, Connection};
+    let mut c = SqliteConnectOptions::new()
+        .filename(db)
+        .read_only(true)
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", db.display()));
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM events WHERE kind = ?")
+        .bind(kind)
+        .fetch_one(&mut c)
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", db.display()));
+    let _ = c.close().await;
+    n.max(0) as u64
+}
+
 /// Event ids of the given kind stored in an SQLite file of the server (read while it runs:
 /// WAL mode lets a reader in).
 ///

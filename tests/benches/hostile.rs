@@ -1,0 +1,633 @@
+//! The hostile and crash runs of the ingest issue, against any `central-server` binary (not a
+//! timed test): what a hostile or unlucky user meets, counted. It speaks only MQTT, HTTP and
+//! reads the SQLite file, so the same runs measure an older build and this one.
+//!
+//! ```sh
+//! CENTINELA_SERVER_BIN=target/release/central-server cargo bench -p centinela-tests --bench hostile
+//! #  HOSTILE_RUNS=wedge,flood,future,heartbeat,takeover,kill-embedded,kill-mosquitto,load,queue
+//! #  HOSTILE_DELIVERY=puback,receipts   (how the publisher counts an event delivered)
+//! ```
+//!
+//! `puback` is how agents counted before commit receipts (an event leaves the outbox on the
+//! broker's PUBACK, 0x10 included); `receipts` is the agent's link today. One JSON line per run
+//! on stdout.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use centinela_tests::live::{Feeder, ServerProcess, count_in_db, gap, stored_ids};
+use centinela_tests::{Mosquitto, free_port};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+use serde_json::json;
+
+const FAC: &str = "bench-prison";
+
+/// A publisher that counts an event delivered on its PUBACK (success or 0x10), as agents did.
+struct PubackPublisher {
+    client: AsyncClient,
+    delivered: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PubackPublisher {
+    fn connect(port: u16, id: &str) -> Self {
+        let mut o = MqttOptions::new(id, "127.0.0.1", port);
+        o.set_keep_alive(Duration::from_secs(5));
+        let (client, mut el) = AsyncClient::new(o, 4096);
+        let delivered = Arc::new(AtomicU64::new(0));
+        let d = delivered.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(a)))
+                        if matches!(
+                            a.reason,
+                            PubAckReason::Success | PubAckReason::NoMatchingSubscribers
+                        ) =>
+                    {
+                        d.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    // rumqttc reconnects on the next poll and sends again what had no PUBACK.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+                }
+            }
+        });
+        Self {
+            client,
+            delivered,
+            task,
+        }
+    }
+
+    async fn publish(&self, topic: String, payload: Vec<u8>) {
+        let _ = self
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await;
+    }
+
+    fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for PubackPublisher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn topic(sensor: &str, kind: &str) -> String {
+    format!("centinela/v1/{FAC}/{sensor}/{kind}")
+}
+
+fn gap_bytes(sensor: &str, n: u32) -> Vec<u8> {
+    serde_json::to_vec(&gap(FAC, sensor, n)).expect("json")
+}
+
+async fn wait(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if f().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    match reqwest::get(format!("http://{addr}{path}")).await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+struct Ctx {
+    bin: PathBuf,
+    dir: tempfile::TempDir,
+    delivery: Vec<String>,
+}
+
+impl Ctx {
+    fn server(&self, name: &str, broker: Option<u16>) -> (ServerProcess, PathBuf, u16) {
+        let db = self.dir.path().join(format!("{name}.db"));
+        let mqtt = free_port();
+        let mut args = vec!["--db".to_string(), db.display().to_string()];
+        match broker {
+            Some(p) => args.extend(["--broker".into(), format!("mqtt://127.0.0.1:{p}")]),
+            None => args.extend(["--mqtt".into(), format!("127.0.0.1:{mqtt}")]),
+        }
+        let s = ServerProcess::start(
+            &self.bin,
+            &args,
+            &self.dir.path().join(format!("{name}.log")),
+        );
+        (s, db, broker.unwrap_or(mqtt))
+    }
+}
+
+fn malformed(n: u32) -> (String, Vec<u8>) {
+    let mut v = serde_json::to_value(gap(FAC, "mix", 1_000_000 + n)).expect("json");
+    match n % 4 {
+        0 => (topic("mix", "gap"), b"{not json".to_vec()),
+        1 => {
+            v["facility_id"] = "another-prison".into();
+            (topic("mix", "gap"), v.to_string().into_bytes())
+        }
+        2 => {
+            v["schema"] = "centinela.jammer/1".into();
+            (topic("mix", "gap"), v.to_string().into_bytes())
+        }
+        _ => (topic("mix", &format!("k{n}")), v.to_string().into_bytes()),
+    }
+}
+
+/// 500 (valid, malformed) pairs through the embedded broker, then one valid event 10 s later.
+async fn wedge(ctx: &Ctx) -> serde_json::Value {
+    let (mut s, db, port) = ctx.server("wedge", None);
+    let p = PubackPublisher::connect(port, "prankster");
+    for n in 0..500 {
+        p.publish(topic("mix", "gap"), gap_bytes("mix", n)).await;
+        let (t, b) = malformed(n);
+        p.publish(t, b).await;
+    }
+    wait(Duration::from_secs(30), async || p.delivered() >= 1000).await;
+    wait(Duration::from_secs(30), async || {
+        stored_ids(&db, "gap").await.len() >= 500
+    })
+    .await;
+    let stored = stored_ids(&db, "gap").await.len();
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    p.publish(topic("mix", "gap"), gap_bytes("mix", 9999)).await;
+    let later = wait(Duration::from_secs(20), async || {
+        stored_ids(&db, "gap").await.len() > stored
+    })
+    .await;
+    let log = s.log_text();
+    s.stop();
+    json!({"run": "wedge", "valid_sent": 500, "stored": stored, "later_event_stored": later,
+           "ingest_reconnects_logged": log.matches("ingest connected").count().saturating_sub(1)})
+}
+
+/// 20,000 messages on odd topics (and 200 valid ones) through the embedded broker.
+async fn flood(ctx: &Ctx) -> serde_json::Value {
+    let (mut s, db, port) = ctx.server("flood", None);
+    let before = http_get(s.http, "/metrics").await.len();
+    let p = PubackPublisher::connect(port, "flooder");
+    for n in 0..20_000u32 {
+        if n % 100 == 50 {
+            p.publish(topic("flood", "gap"), gap_bytes("flood", n))
+                .await;
+        }
+        p.publish(topic("flood", &format!("odd-{n}")), b"{}".to_vec())
+            .await;
+    }
+    let t0 = Instant::now();
+    let all = wait(Duration::from_secs(120), async || {
+        stored_ids(&db, "gap").await.len() >= 200
+    })
+    .await;
+    let stored = stored_ids(&db, "gap").await.len();
+    let after = http_get(s.http, "/metrics").await.len();
+    s.stop();
+    json!({"run": "flood", "odd_messages": 20000, "valid_sent": 200, "valid_stored": stored,
+           "all_stored": all, "seconds": t0.elapsed().as_secs_f64(),
+           "metrics_bytes_before": before, "metrics_bytes_after": after})
+}
+
+/// An open gap, a forged close dated 2199, then an honest update: is the leak still shown?
+async fn future(ctx: &Ctx) -> serde_json::Value {
+    let (mut s, db, port) = ctx.server("future", None);
+    let p = PubackPublisher::connect(port, "time-traveller");
+    let open = gap(FAC, "yard", 0);
+    p.publish(
+        topic("yard", "gap"),
+        serde_json::to_vec(&open).expect("json"),
+    )
+    .await;
+    let mut forged = serde_json::to_value(&open).expect("json");
+    forged["state"] = "closed".into();
+    forged["observed_at"] = "2199-01-01T00:00:00Z".into();
+    forged["event_id"] = "01a1b2c3-0000-7000-8000-000000002199".into();
+    p.publish(topic("yard", "gap"), forged.to_string().into_bytes())
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut honest = gap(FAC, "yard", 0);
+    honest.state = protocol::GapState::Update;
+    honest.event_id = protocol::event_id(honest.observed_at, b"honest update");
+    p.publish(
+        topic("yard", "gap"),
+        serde_json::to_vec(&honest).expect("json"),
+    )
+    .await;
+    wait(Duration::from_secs(10), async || {
+        stored_ids(&db, "gap").await.len() >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let active = http_get(s.http, &format!("/api/facilities/{FAC}/gaps")).await;
+    let shown = serde_json::from_str::<serde_json::Value>(&active)
+        .ok()
+        .and_then(|v| v.as_array().map(|a| a.len()))
+        .unwrap_or(0);
+    s.stop();
+    json!({"run": "future", "forged_close_stored": stored_ids(&db, "gap").await.contains(&"01a1b2c3-0000-7000-8000-000000002199".to_string()),
+           "leak_still_shown": shown == 1})
+}
+
+/// A retained status announcing a heartbeat of 86,400 s, then silence: offline after 20 s?
+async fn heartbeat(ctx: &Ctx) -> serde_json::Value {
+    let (mut s, _db, port) = ctx.server("heartbeat", None);
+    let p = PubackPublisher::connect(port, "sleeper");
+    let now = time::OffsetDateTime::now_utc();
+    let st = protocol::StatusEvent {
+        schema: protocol::STATUS_SCHEMA.into(),
+        event_id: protocol::event_id(now, b"sleeper"),
+        facility_id: FAC.into(),
+        sensor_id: "sleeper".into(),
+        observed_at: now,
+        state: protocol::SensorState::Online,
+        connected_at: Some(now),
+        zone: "patio".into(),
+        position_m: None,
+        agent_version: "bench".into(),
+        heartbeat_s: 86_400.0,
+        unreachable_bands: vec![],
+        health: protocol::SensorHealth::default(),
+    };
+    let _ = p
+        .client
+        .publish(
+            topic("sleeper", "status"),
+            QoS::AtLeastOnce,
+            true,
+            serde_json::to_vec(&st).expect("json"),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let v = http_get(s.http, &format!("/api/facilities/{FAC}/sensors")).await;
+    s.stop();
+    json!({"run": "heartbeat", "announced_heartbeat_s": 86400, "online_after_20_s_of_silence": v.contains("\"online\"")})
+}
+
+/// 200 events while a client holds the server's client id for 3 s.
+async fn takeover(ctx: &Ctx, delivery: &str) -> serde_json::Value {
+    let (mut s, db, port) = ctx.server(&format!("takeover-{delivery}"), None);
+    let sensor = format!("victim-{delivery}");
+    let mut feeder = (delivery == "receipts").then(|| {
+        Feeder::start(
+            &ctx.dir.path().join(&sensor),
+            port,
+            FAC,
+            &sensor,
+            Duration::from_secs(5),
+        )
+    });
+    let p = PubackPublisher::connect(port, &sensor);
+    let mut imposter = None;
+    for n in 0..200u32 {
+        if n == 50 {
+            let mut o = MqttOptions::new("centinela-server", "127.0.0.1", port);
+            o.set_keep_alive(Duration::from_secs(5));
+            let (c, mut el) = AsyncClient::new(o, 64);
+            let _ = c.subscribe("centinela/v1/+/+/+", QoS::AtLeastOnce).await;
+            imposter = Some((
+                c,
+                tokio::spawn(async move {
+                    loop {
+                        if el.poll().await.is_err() {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                }),
+            ));
+        }
+        match feeder.as_mut() {
+            Some(f) => f.push(n),
+            None => {
+                p.publish(topic(&sensor, "gap"), gap_bytes(&sensor, n))
+                    .await
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    if let Some((_, t)) = imposter.take() {
+        t.abort();
+    }
+    let done = match feeder.as_ref() {
+        Some(f) => wait(Duration::from_secs(90), async || f.outbox.is_empty()).await,
+        None => wait(Duration::from_secs(30), async || p.delivered() >= 200).await,
+    };
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stored = stored_ids(&db, "gap").await.len();
+    if let Some(f) = feeder {
+        let _ = f.finish().await;
+    }
+    s.stop();
+    json!({"run": "takeover", "delivery": delivery, "sent": 200, "publisher_done": done, "stored": stored})
+}
+
+/// 3,000 events, the server killed (SIGKILL) after the last PUBACK, restarted: three runs.
+async fn kill_embedded(ctx: &Ctx, delivery: &str) -> serde_json::Value {
+    let (mut s, db, port) = ctx.server(&format!("kill-embedded-{delivery}"), None);
+    let mut lost = Vec::new();
+    for run in 0..3u32 {
+        let sensor = format!("kill-{delivery}-{run}");
+        let before = stored_ids(&db, "gap").await.len();
+        if delivery == "receipts" {
+            let mut f = Feeder::start(
+                &ctx.dir.path().join(&sensor),
+                port,
+                FAC,
+                &sensor,
+                Duration::from_secs(5),
+            );
+            for n in 0..3000 {
+                f.push(n);
+            }
+            wait(Duration::from_secs(60), async || {
+                f.status.link_stats().acked >= 3000
+            })
+            .await;
+            s.kill();
+            s.restart();
+            wait(Duration::from_secs(120), async || f.outbox.is_empty()).await;
+            let _ = f.finish().await;
+        } else {
+            let p = PubackPublisher::connect(port, &sensor);
+            for n in 0..3000 {
+                p.publish(topic(&sensor, "gap"), gap_bytes(&sensor, n))
+                    .await;
+            }
+            wait(Duration::from_secs(60), async || p.delivered() >= 3000).await;
+            s.kill();
+            s.restart();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        let got = stored_ids(&db, "gap").await.len() - before;
+        lost.push(3000 - got.min(3000));
+    }
+    s.stop();
+    json!({"run": "kill-embedded", "delivery": delivery, "events_per_run": 3000, "lost": lost})
+}
+
+/// 3,000 events streamed through Mosquitto (the shipped settings), Mosquitto killed (SIGKILL)
+/// mid-stream and restarted: three runs.
+async fn kill_mosquitto(ctx: &Ctx, delivery: &str) -> serde_json::Value {
+    let Some(mut mq) = Mosquitto::start() else {
+        return json!({"run": "kill-mosquitto", "skipped": "no mosquitto"});
+    };
+    let (mut s, db, _) = ctx.server(&format!("kill-mosquitto-{delivery}"), Some(mq.port));
+    let mut lost = Vec::new();
+    for run in 0..3u32 {
+        let sensor = format!("mq-{delivery}-{run}");
+        let before = stored_ids(&db, "gap").await.len();
+        let kill_at = [300, 1500, 2700][run as usize];
+        if delivery == "receipts" {
+            let mut f = Feeder::start(
+                &ctx.dir.path().join(&sensor),
+                mq.port,
+                FAC,
+                &sensor,
+                Duration::from_secs(5),
+            );
+            for n in 0..3000u32 {
+                if n == kill_at {
+                    mq.kill();
+                    mq.restart();
+                }
+                f.push(n);
+                if n % 30 == 29 {
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                }
+            }
+            wait(Duration::from_secs(180), async || f.outbox.is_empty()).await;
+            let _ = f.finish().await;
+        } else {
+            let p = PubackPublisher::connect(mq.port, &sensor);
+            for n in 0..3000u32 {
+                if n == kill_at {
+                    mq.kill();
+                    mq.restart();
+                }
+                p.publish(topic(&sensor, "gap"), gap_bytes(&sensor, n))
+                    .await;
+                if n % 30 == 29 {
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                }
+            }
+            wait(Duration::from_secs(60), async || p.delivered() >= 3000).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        }
+        let got = stored_ids(&db, "gap").await.len() - before;
+        lost.push(3000 - got.min(3000));
+    }
+    s.stop();
+    json!({"run": "kill-mosquitto", "delivery": delivery, "events_per_run": 3000, "lost": lost})
+}
+
+/// Ingest rate through Mosquitto: 8 publishers × 2,500 events into a plain subscriber (the
+/// broker alone, the base) and into the server.
+async fn load(ctx: &Ctx) -> serde_json::Value {
+    let Some(mq) = Mosquitto::start() else {
+        return json!({"run": "load", "skipped": "no mosquitto"});
+    };
+    let (agents, per) = (8u32, 2500u32);
+    let total = u64::from(agents * per);
+    let publish = async |tag: &str| {
+        let pubs: Vec<PubackPublisher> = (0..agents)
+            .map(|a| PubackPublisher::connect(mq.port, &format!("{tag}-{a}")))
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let t0 = Instant::now();
+        let mut tasks = Vec::new();
+        for (a, p) in pubs.iter().enumerate() {
+            let c = p.client.clone();
+            let tag = tag.to_string();
+            tasks.push(tokio::spawn(async move {
+                let sensor = format!("{tag}-{a}");
+                for n in 0..per {
+                    let _ = c
+                        .publish(
+                            topic(&sensor, "gap"),
+                            QoS::AtLeastOnce,
+                            false,
+                            gap_bytes(&sensor, n),
+                        )
+                        .await;
+                }
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+        (pubs, t0)
+    };
+    // Base: the broker alone, into one QoS 1 subscriber.
+    let got = Arc::new(AtomicU64::new(0));
+    let mut o = MqttOptions::new("base-sub", "127.0.0.1", mq.port);
+    o.set_keep_alive(Duration::from_secs(10));
+    let (c, mut el) = AsyncClient::new(o, 1024);
+    c.subscribe("centinela/v1/+/+/+", QoS::AtLeastOnce)
+        .await
+        .expect("sub");
+    let g = got.clone();
+    let sub = tokio::spawn(async move {
+        loop {
+            if let Ok(Event::Incoming(Packet::Publish(_))) = el.poll().await {
+                g.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_pubs, t0) = publish("base").await;
+    wait(Duration::from_secs(120), async || {
+        got.load(Ordering::Relaxed) >= total
+    })
+    .await;
+    let base = total as f64 / t0.elapsed().as_secs_f64();
+    sub.abort();
+    drop(c);
+    let (mut s, db, _) = ctx.server("load", Some(mq.port));
+    let (_pubs, t0) = publish("srv").await;
+    wait(Duration::from_secs(300), async || {
+        count_in_db(&db, "gap").await >= total
+    })
+    .await;
+    let rate = total as f64 / t0.elapsed().as_secs_f64();
+    s.stop();
+    json!({"run": "load", "events": total, "broker_only_events_per_s": base.round(),
+           "server_events_per_s": rate.round(), "ratio": (rate / base * 1000.0).round() / 1000.0})
+}
+
+/// What Mosquitto's persistence costs while it queues for a stopped server: 20,000 events
+/// (`HOSTILE_QUEUE_EVENTS`)
+/// published (8 publishers) while the server's session is offline, then drained when it comes
+/// back. Run with `CENTINELA_MOSQUITTO_EXTRA="autosave_interval 1800"` to weigh the shipped
+/// one-second save against Mosquitto's default.
+async fn queue(ctx: &Ctx) -> serde_json::Value {
+    let Some(mq) = Mosquitto::start() else {
+        return json!({"run": "queue", "skipped": "no mosquitto"});
+    };
+    let (mut s, db, _) = ctx.server("queue", Some(mq.port));
+    s.stop();
+    let agents = 8u32;
+    let per: u32 = std::env::var("HOSTILE_QUEUE_EVENTS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .map_or(2500, |n| n / agents);
+    let total = u64::from(agents * per);
+    let pubs: Vec<PubackPublisher> = (0..agents)
+        .map(|a| PubackPublisher::connect(mq.port, &format!("q-{a}")))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for (a, p) in pubs.iter().enumerate() {
+        let c = p.client.clone();
+        tasks.push(tokio::spawn(async move {
+            let sensor = format!("q-{a}");
+            for n in 0..per {
+                let _ = c
+                    .publish(
+                        topic(&sensor, "gap"),
+                        QoS::AtLeastOnce,
+                        false,
+                        gap_bytes(&sensor, n),
+                    )
+                    .await;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    wait(Duration::from_secs(300), async || {
+        pubs.iter().map(PubackPublisher::delivered).sum::<u64>() >= total
+    })
+    .await;
+    let queued_rate = total as f64 / t0.elapsed().as_secs_f64();
+    let t1 = Instant::now();
+    s.restart();
+    wait(Duration::from_secs(300), async || {
+        count_in_db(&db, "gap").await >= total
+    })
+    .await;
+    let drain = t1.elapsed().as_secs_f64();
+    s.stop();
+    json!({"run": "queue", "events": total,
+           "mosquitto_extra": std::env::var("CENTINELA_MOSQUITTO_EXTRA").unwrap_or_default(),
+           "queued_events_per_s": queued_rate.round(), "drain_s": (drain * 100.0).round() / 100.0})
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        eprintln!("hostile runs: `cargo bench -p centinela-tests --bench hostile` (see its doc)");
+        return;
+    }
+    let bin = std::env::var_os("CENTINELA_SERVER_BIN").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/central-server"),
+        PathBuf::from,
+    );
+    assert!(
+        bin.is_file(),
+        "no server binary at {} (build it with `cargo build --release -p central-server` or set CENTINELA_SERVER_BIN)",
+        bin.display()
+    );
+    let runs = std::env::var("HOSTILE_RUNS").unwrap_or_else(|_| {
+        "wedge,flood,future,heartbeat,takeover,kill-embedded,kill-mosquitto,load,queue".into()
+    });
+    let ctx = Ctx {
+        bin,
+        dir: tempfile::tempdir().expect("dir"),
+        delivery: std::env::var("HOSTILE_DELIVERY")
+            .unwrap_or_else(|_| "puback,receipts".into())
+            .split(',')
+            .map(str::to_string)
+            .collect(),
+    };
+    for run in runs.split(',') {
+        eprintln!("== {run}");
+        let out: Vec<serde_json::Value> = match run {
+            "wedge" => vec![wedge(&ctx).await],
+            "flood" => vec![flood(&ctx).await],
+            "future" => vec![future(&ctx).await],
+            "heartbeat" => vec![heartbeat(&ctx).await],
+            "takeover" => {
+                let mut v = Vec::new();
+                for d in &ctx.delivery {
+                    v.push(takeover(&ctx, d).await);
+                }
+                v
+            }
+            "kill-embedded" => {
+                let mut v = Vec::new();
+                for d in &ctx.delivery {
+                    v.push(kill_embedded(&ctx, d).await);
+                }
+                v
+            }
+            "kill-mosquitto" => {
+                let mut v = Vec::new();
+                for d in &ctx.delivery {
+                    v.push(kill_mosquitto(&ctx, d).await);
+                }
+                v
+            }
+            "load" => vec![load(&ctx).await],
+            "queue" => vec![queue(&ctx).await],
+            other => vec![json!({"run": other, "error": "unknown run"})],
+        };
+        for o in out {
+            println!("{o}");
+        }
+    }
+}
