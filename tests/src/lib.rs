@@ -407,6 +407,20 @@ impl Mosquitto {
         );
     }
 
+    /// Starts Mosquitto with `extra` configuration lines after the shipped settings (later lines
+    /// win), or `None` as [`Mosquitto::start`].
+    ///
+    /// # Panics
+    /// As [`Mosquitto::start`].
+    #[must_use]
+    pub fn start_with(extra: &str) -> Option<Self> {
+        let mut m = Self::start()?;
+        m.stop();
+        m.write_conf(extra);
+        m.restart();
+        Some(m)
+    }
+
     /// Kills it with SIGKILL (no last save) and waits.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {

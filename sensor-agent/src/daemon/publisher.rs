@@ -407,6 +407,7 @@ impl Session {
                 return;
             }
         };
+        let mut committed_any = false;
         for item in r.items {
             let Some(&seq) = self.by_event.get(&item.event_id) else {
                 continue; // confirmed already, or sent in an earlier session
@@ -430,6 +431,7 @@ impl Session {
                     outbox.ack(seq);
                     self.forget(seq);
                     stats.confirmed += 1;
+                    committed_any = true;
                 }
                 Outcome::Deferred => {
                     tracing::warn!(
@@ -445,6 +447,17 @@ impl Session {
                     outbox.reject(seq, &reason);
                     self.forget(seq);
                     stats.server_rejected += 1;
+                }
+            }
+        }
+        if committed_any {
+            // The server is committing again: what already waited out a timeout (sent while it
+            // was down, lost by a broker) goes again soon instead of after its long backoff.
+            let soon = Instant::now() + Duration::from_secs(1);
+            for f in self.flights.values_mut() {
+                if f.attempts > 0 && f.due > soon {
+                    f.due = soon;
+                    f.attempts = 1;
                 }
             }
         }
