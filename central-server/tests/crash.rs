@@ -9,7 +9,7 @@
 //! last PUBACK of 3,000 events lost 707, 1,141 and 836; SIGKILL of Mosquitto lost 19 to 1,685
 //! per run; the real agent wrote 165 events and 88 were stored.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use centinela_tests::live::{
@@ -21,7 +21,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_central-server");
 const FAC: &str = "crash-prison";
 const EVENTS: u32 = 3000;
 
-fn serve_args(db: &Path, mqtt: Option<u16>, broker: Option<u16>) -> Vec<String> {
+/// The server binary with its SQLite file in `dir`, on the embedded broker at port `mqtt` or
+/// ingesting from the broker at `broker`.
+fn start_server(dir: &Path, mqtt: Option<u16>, broker: Option<u16>) -> (ServerProcess, PathBuf) {
+    let db = dir.join("c.db");
     let mut a = vec!["--db".to_string(), db.display().to_string()];
     if let Some(p) = mqtt {
         a.extend(["--mqtt".into(), format!("127.0.0.1:{p}")]);
@@ -29,7 +32,8 @@ fn serve_args(db: &Path, mqtt: Option<u16>, broker: Option<u16>) -> Vec<String> 
     if let Some(p) = broker {
         a.extend(["--broker".into(), format!("mqtt://127.0.0.1:{p}")]);
     }
-    a
+    let s = ServerProcess::start(Path::new(BIN), &a, &dir.join("server.log"));
+    (s, db)
 }
 
 /// When in a run the server is killed.
@@ -44,13 +48,8 @@ enum KillAt {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_server_in_the_embedded_default_loses_nothing() {
     let dir = tempfile::tempdir().expect("dir");
-    let db = dir.path().join("c.db");
     let mqtt = free_port();
-    let mut server = ServerProcess::start(
-        Path::new(BIN),
-        &serve_args(&db, Some(mqtt), None),
-        &dir.path().join("server.log"),
-    );
+    let (mut server, db) = start_server(dir.path(), Some(mqtt), None);
     let mut sent_all = Vec::new();
     for (run, at) in [
         KillAt::LastPuback,
@@ -117,12 +116,7 @@ async fn sigkill_of_mosquitto_mid_stream_loses_nothing() {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let db = dir.path().join("c.db");
-    let mut server = ServerProcess::start(
-        Path::new(BIN),
-        &serve_args(&db, None, Some(mq.port)),
-        &dir.path().join("server.log"),
-    );
+    let (mut server, db) = start_server(dir.path(), None, Some(mq.port));
     let mut sent_all = Vec::new();
     for (run, k) in [300usize, 1500, 2700].into_iter().enumerate() {
         let sensor = format!("mosquitto-{run}");
@@ -186,12 +180,7 @@ async fn a_full_broker_queue_loses_nothing() {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let db = dir.path().join("c.db");
-    let mut server = ServerProcess::start(
-        Path::new(BIN),
-        &serve_args(&db, None, Some(mq.port)),
-        &dir.path().join("server.log"),
-    );
+    let (mut server, db) = start_server(dir.path(), None, Some(mq.port));
     let mut feeder = Feeder::start(
         &dir.path().join("outbox"),
         mq.port,
@@ -228,13 +217,8 @@ async fn a_full_broker_queue_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_agent_loses_nothing_when_the_server_freezes_and_dies() {
     let dir = tempfile::tempdir().expect("dir");
-    let db = dir.path().join("c.db");
     let mqtt = free_port();
-    let mut server = ServerProcess::start(
-        Path::new(BIN),
-        &serve_args(&db, Some(mqtt), None),
-        &dir.path().join("server.log"),
-    );
+    let (mut server, db) = start_server(dir.path(), Some(mqtt), None);
     let scene = toml::to_string(&central_server::demo::scene()).expect("scene");
     std::fs::write(dir.path().join("scene.toml"), scene).expect("scene");
     let mut cfg = central_server::demo::agent_config(

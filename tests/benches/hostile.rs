@@ -433,6 +433,42 @@ async fn kill_mosquitto(ctx: &Ctx, delivery: &str) -> serde_json::Value {
     json!({"run": "kill-mosquitto", "delivery": delivery, "events_per_run": 3000, "lost": lost})
 }
 
+/// `agents` publishers (`{tag}-{n}`) each publishing `per` gap events as fast as QoS 1 allows;
+/// returns once all are handed to the clients, with the publishers and the start time.
+async fn publish_many(
+    port: u16,
+    tag: &str,
+    agents: u32,
+    per: u32,
+) -> (Vec<PubackPublisher>, Instant) {
+    let pubs: Vec<PubackPublisher> = (0..agents)
+        .map(|a| PubackPublisher::connect(port, &format!("{tag}-{a}")))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for (a, p) in pubs.iter().enumerate() {
+        let c = p.client.clone();
+        let sensor = format!("{tag}-{a}");
+        tasks.push(tokio::spawn(async move {
+            for n in 0..per {
+                let _ = c
+                    .publish(
+                        topic(&sensor, "gap"),
+                        QoS::AtLeastOnce,
+                        false,
+                        gap_bytes(&sensor, n),
+                    )
+                    .await;
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    (pubs, t0)
+}
+
 /// Ingest rate through Mosquitto: 8 publishers × 2,500 events into a plain subscriber (the
 /// broker alone, the base) and into the server.
 async fn load(ctx: &Ctx) -> serde_json::Value {
@@ -441,35 +477,6 @@ async fn load(ctx: &Ctx) -> serde_json::Value {
     };
     let (agents, per) = (8u32, 2500u32);
     let total = u64::from(agents * per);
-    let publish = async |tag: &str| {
-        let pubs: Vec<PubackPublisher> = (0..agents)
-            .map(|a| PubackPublisher::connect(mq.port, &format!("{tag}-{a}")))
-            .collect();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let t0 = Instant::now();
-        let mut tasks = Vec::new();
-        for (a, p) in pubs.iter().enumerate() {
-            let c = p.client.clone();
-            let tag = tag.to_string();
-            tasks.push(tokio::spawn(async move {
-                let sensor = format!("{tag}-{a}");
-                for n in 0..per {
-                    let _ = c
-                        .publish(
-                            topic(&sensor, "gap"),
-                            QoS::AtLeastOnce,
-                            false,
-                            gap_bytes(&sensor, n),
-                        )
-                        .await;
-                }
-            }));
-        }
-        for t in tasks {
-            let _ = t.await;
-        }
-        (pubs, t0)
-    };
     // Base: the broker alone, into one QoS 1 subscriber.
     let got = Arc::new(AtomicU64::new(0));
     let mut o = MqttOptions::new("base-sub", "127.0.0.1", mq.port);
@@ -487,7 +494,7 @@ async fn load(ctx: &Ctx) -> serde_json::Value {
         }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let (_pubs, t0) = publish("base").await;
+    let (_pubs, t0) = publish_many(mq.port, "base", agents, per).await;
     wait(Duration::from_secs(120), async || {
         got.load(Ordering::Relaxed) >= total
     })
@@ -496,7 +503,7 @@ async fn load(ctx: &Ctx) -> serde_json::Value {
     sub.abort();
     drop(c);
     let (mut s, db, _) = ctx.server("load", Some(mq.port));
-    let (_pubs, t0) = publish("srv").await;
+    let (_pubs, t0) = publish_many(mq.port, "srv", agents, per).await;
     wait(Duration::from_secs(300), async || {
         count_in_db(&db, "gap").await >= total
     })
@@ -524,31 +531,7 @@ async fn queue(ctx: &Ctx) -> serde_json::Value {
         .and_then(|v| v.parse::<u32>().ok())
         .map_or(2500, |n| n / agents);
     let total = u64::from(agents * per);
-    let pubs: Vec<PubackPublisher> = (0..agents)
-        .map(|a| PubackPublisher::connect(mq.port, &format!("q-{a}")))
-        .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let t0 = Instant::now();
-    let mut tasks = Vec::new();
-    for (a, p) in pubs.iter().enumerate() {
-        let c = p.client.clone();
-        tasks.push(tokio::spawn(async move {
-            let sensor = format!("q-{a}");
-            for n in 0..per {
-                let _ = c
-                    .publish(
-                        topic(&sensor, "gap"),
-                        QoS::AtLeastOnce,
-                        false,
-                        gap_bytes(&sensor, n),
-                    )
-                    .await;
-            }
-        }));
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
+    let (pubs, t0) = publish_many(mq.port, "q", agents, per).await;
     wait(Duration::from_secs(300), async || {
         pubs.iter().map(PubackPublisher::delivered).sum::<u64>() >= total
     })

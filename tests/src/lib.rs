@@ -423,21 +423,27 @@ impl Mosquitto {
 
     /// Kills it with SIGKILL (no last save) and waits.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        end_child(&mut self.child, false);
     }
 
     /// Stops it with SIGTERM (it saves its persistence file) and waits.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
+        end_child(&mut self.child, true);
+    }
+}
+
+/// Ends a child process, by SIGTERM (`clean`) or SIGKILL, and waits for it.
+pub fn end_child(child: &mut Option<std::process::Child>, clean: bool) {
+    if let Some(mut c) = child.take() {
+        if clean {
             let _ = Command::new("kill")
                 .arg("-TERM")
                 .arg(c.id().to_string())
                 .status();
-            let _ = c.wait();
+        } else {
+            let _ = c.kill();
         }
+        let _ = c.wait();
     }
 }
 

@@ -366,21 +366,12 @@ impl ServerProcess {
 
     /// SIGKILL, and waits for it to be gone.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        crate::end_child(&mut self.child, false);
     }
 
     /// SIGTERM (a clean stop), and waits.
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-            let _ = c.wait();
-        }
+        crate::end_child(&mut self.child, true);
     }
 
     /// What it logged.
@@ -396,19 +387,27 @@ impl Drop for ServerProcess {
     }
 }
 
+/// A read-only connection to a server's SQLite file (WAL mode lets a reader in while it runs).
+///
+/// # Panics
+/// When the file cannot be opened.
+async fn read_only(db: &Path) -> sqlx::SqliteConnection {
+    use sqlx::ConnectOptions;
+    sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .read_only(true)
+        .connect()
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}", db.display()))
+}
+
 /// How many events of the given kind an SQLite file of the server holds (read while it runs).
 ///
 /// # Panics
 /// When the file cannot be read.
 pub async fn count_in_db(db: &Path, kind: &str) -> u64 {
-    use sqlx::sqlite::SqliteConnectOptions;
-    use sqlx::{ConnectOptions, Connection};
-    let mut c = SqliteConnectOptions::new()
-        .filename(db)
-        .read_only(true)
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("{}: {e}", db.display()));
+    use sqlx::Connection;
+    let mut c = read_only(db).await;
     let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM events WHERE kind = ?")
         .bind(kind)
         .fetch_one(&mut c)
@@ -418,20 +417,13 @@ pub async fn count_in_db(db: &Path, kind: &str) -> u64 {
     n.max(0) as u64
 }
 
-/// Event ids of the given kind stored in an SQLite file of the server (read while it runs:
-/// WAL mode lets a reader in).
+/// Event ids of the given kind stored in an SQLite file of the server (read while it runs).
 ///
 /// # Panics
 /// When the file cannot be read.
 pub async fn stored_ids(db: &Path, kind: &str) -> Vec<String> {
-    use sqlx::sqlite::SqliteConnectOptions;
-    use sqlx::{ConnectOptions, Connection};
-    let mut c = SqliteConnectOptions::new()
-        .filename(db)
-        .read_only(true)
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("{}: {e}", db.display()));
+    use sqlx::Connection;
+    let mut c = read_only(db).await;
     let rows: Vec<(String,)> = sqlx::query_as("SELECT event_id FROM events WHERE kind = ?")
         .bind(kind)
         .fetch_all(&mut c)

@@ -247,6 +247,8 @@ struct Session {
     /// Highest outbox sequence number taken this session.
     last_taken: Option<u64>,
     timeout: Duration,
+    /// When an outbox event was last sent.
+    last_send: Instant,
 }
 
 impl Session {
@@ -258,6 +260,7 @@ impl Session {
             by_event: HashMap::new(),
             last_taken: None,
             timeout,
+            last_send: Instant::now(),
         }
     }
 
@@ -302,6 +305,7 @@ impl Session {
                 }
                 self.requested.push_back(Some(seq));
                 self.last_taken = Some(seq);
+                self.last_send = Instant::now();
                 self.by_event.insert(event_id, seq);
                 self.flights.insert(
                     seq,
@@ -325,12 +329,20 @@ impl Session {
         stats: &mut LinkStats,
     ) {
         let now = Instant::now();
-        let due: Vec<u64> = self
+        let mut due: Vec<u64> = self
             .flights
             .iter()
             .filter(|(_, f)| f.due <= now)
             .map(|(s, _)| *s)
             .collect();
+        // A probe: while everything waits out a long backoff, the oldest event still goes once
+        // per timeout, so that its receipt says soon when the server is back.
+        if due.is_empty()
+            && now.duration_since(self.last_send) >= self.timeout
+            && let Some((&first, _)) = self.flights.iter().next()
+        {
+            due.push(first);
+        }
         for seq in due {
             let Some(e) = outbox.get(seq) else {
                 self.forget(seq); // dropped from a full outbox meanwhile
@@ -343,6 +355,7 @@ impl Session {
                 return;
             }
             self.requested.push_back(Some(seq));
+            self.last_send = now;
             let wait = {
                 let f = self.flights.get(&seq).map_or(0, |f| f.attempts + 1);
                 self.backoff(f)
@@ -383,8 +396,12 @@ impl Session {
                         "broker refused event {seq}: {other:?}; it stays in the outbox"
                     );
                 }
-                let wait = UNROUTED_RETRY;
+                // Soon, but backing off like any resend: a server away for hours must not be
+                // called every two seconds.
                 if let Some(f) = self.flights.get_mut(&seq) {
+                    let wait = UNROUTED_RETRY
+                        .saturating_mul(2u32.saturating_pow(f.attempts.min(16)))
+                        .min(MAX_RESEND_INTERVAL);
                     f.due = f.due.min(Instant::now() + wait);
                 }
             }
