@@ -1,7 +1,7 @@
 //! Fuzz targets: every reader of untrusted bytes, as a function of one input. The same targets
 //! run under AFL++ (`tests/fuzz`, `cargo afl`, for long coverage-guided runs) and in `cargo
-//! test` over the committed corpus and seeded mutations of it (`tests/tests/fuzz.rs`, a short
-//! bounded run in CI). A target panics only on a bug: a crash in a reader, or a broken
+//! test` over the committed corpus and seeded mutations of it (`tests/tests/offline/fuzz.rs`, a
+//! short bounded run in CI). A target panics only on a bug: a crash in a reader, or a broken
 //! invariant of what it accepted.
 
 use std::path::PathBuf;

@@ -3,9 +3,9 @@
 //! carrier's centre (the agent's sweep). The ratio of 20 ms to the time taken is the real-time
 //! factor.
 //!
-//! `cargo bench -p dsp --bench cell_search`
+//! `cargo bench -p dsp --bench dsp -- search`
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use dsp::Complex32;
 use dsp::cell::lte::Duplexing;
 use dsp::cell::lte_search::{LteSearchConfig, LteSearcher, RATE_HZ};
@@ -69,4 +69,3 @@ fn bench_nr(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench, bench_nr);
-criterion_main!(benches);

@@ -1,9 +1,9 @@
 //! Welch pipeline throughput against a bare rustfft loop over the same input, in one run so that
 //! the ratio holds on a noisy shared machine.
 //!
-//! `cargo bench -p dsp --bench welch`; samples/s are printed by criterion as element throughput.
+//! `cargo bench -p dsp --bench dsp -- psd`; samples/s are printed by criterion as element throughput.
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use dsp::Complex32;
 use dsp::psd::{Averaging, Welch, WelchConfig};
 use dsp::synth::{add_awgn, rng};
@@ -59,4 +59,3 @@ fn bench(c: &mut Criterion) {
 }
 
 criterion_group!(benches, bench);
-criterion_main!(benches);
