@@ -14,6 +14,7 @@ use uuid::Uuid;
 mod decode;
 pub mod receipt;
 pub mod schema;
+pub mod signed;
 mod status;
 
 pub use decode::{DecodeError, MAX_PAYLOAD_BYTES, Message, TimeBounds, decode};

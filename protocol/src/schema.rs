@@ -42,5 +42,13 @@ pub fn receipt_schema() -> serde_json::Value {
     generate::<crate::Receipt>("https://centinela.invalid/schemas/receipt.schema.json")
 }
 
+/// The JSON Schema of the signed envelope around every message (`signed.schema.json`).
+#[must_use]
+pub fn signed_schema() -> serde_json::Value {
+    generate::<crate::signed::EnvelopeSchema>(
+        "https://centinela.invalid/schemas/signed.schema.json",
+    )
+}
+
 /// Every message kind.
 pub const KINDS: [Kind; 4] = [Kind::Gap, Kind::Jammer, Kind::Status, Kind::Spectrum];

@@ -1,6 +1,6 @@
 //! Decoding checks and the committed JSON Schemas.
 
-use protocol::schema::{KINDS, file_name, json_schema, receipt_schema};
+use protocol::schema::{KINDS, file_name, json_schema, receipt_schema, signed_schema};
 use protocol::{
     DecodeError, GAP_SCHEMA, Kind, Message, STATUS_SCHEMA, SensorHealth, SensorState, StatusEvent,
     decode, event_id,
@@ -115,7 +115,10 @@ fn committed_schemas_are_current() {
     let all = KINDS
         .iter()
         .map(|k| (file_name(*k), json_schema(*k)))
-        .chain([("receipt.schema.json".to_string(), receipt_schema())]);
+        .chain([
+            ("receipt.schema.json".to_string(), receipt_schema()),
+            ("signed.schema.json".to_string(), signed_schema()),
+        ]);
     for (name, schema) in all {
         let path = dir.join(name);
         let generated = serde_json::to_string_pretty(&schema).expect("json") + "\n";

@@ -51,6 +51,17 @@ pub enum Command {
     Run(RunArgs),
     /// Check an agent configuration file and print every problem at once.
     CheckConfig(CheckConfigArgs),
+    /// Make the sensor's signing key: `DIR/sensor.key` (mode 0600) and `DIR/sensor.pub`; prints
+    /// the public key to register on the server.
+    Keygen(KeygenArgs),
+}
+
+/// `keygen` arguments.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Directory for the key pair (created with mode 0700).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// `run` arguments.
@@ -411,6 +422,11 @@ pub fn run(command: Command, out: &mut dyn Write) -> Result<(), AgentError> {
             .map_err(AgentError::Output)
         }
         Command::Record(a) => cmd_record(&a),
+        Command::Keygen(a) => {
+            let (path, public) = crate::keys::keygen(&a.out)?;
+            tracing::info!(key = %path.display(), "private key written (mode 0600)");
+            writeln!(out, "{public}").map_err(AgentError::Output)
+        }
         Command::Scene => {
             let text =
                 toml::to_string(&Scene::demo()).map_err(|e| AgentError::Input(e.to_string()))?;

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod files;
+pub mod keys;
 pub mod psd_csv;
 pub mod replay;
 pub mod scan;

@@ -1,4 +1,5 @@
-//! The whole system over real brokers and servers (`cargo test -p centinela-tests --test live MODULE::`).
+//! The whole system over real brokers and servers
+//! (`cargo test -p centinela-tests --test live MODULE::`).
 //! One binary: every file used to link the whole crate graph on its own.
 
 mod hostile;

@@ -89,6 +89,17 @@ fn python_jsonschema_accepts_real_messages_and_rejects_broken_ones() {
     bad_severity["severity"] = "apocalyptic".into();
     let mut wrong_schema = jammer.clone();
     wrong_schema["schema"] = GAP_SCHEMA.into();
+    let key = protocol::signed::SensorKey::generate().expect("key");
+    let sealed = key
+        .seal(
+            "centinela/v1/f/s/gap",
+            1,
+            &serde_json::to_vec(&gap).expect("json"),
+        )
+        .expect("seal");
+    let signed: serde_json::Value = serde_json::from_slice(&sealed).expect("json");
+    let mut short_sig = signed.clone();
+    short_sig["sig"] = "AAAA".into();
     let cases = serde_json::json!([
         ["gap", gap],
         ["jammer", jammer],
@@ -96,6 +107,8 @@ fn python_jsonschema_accepts_real_messages_and_rejects_broken_ones() {
         ["gap", no_band],
         ["gap", bad_severity],
         ["jammer", wrong_schema],
+        ["signed", signed],
+        ["signed", short_sig],
     ]);
     let dir = tempfile::tempdir().expect("dir");
     let file = dir.path().join("cases.json");
@@ -126,5 +139,15 @@ fn python_jsonschema_accepts_real_messages_and_rejects_broken_ones() {
     assert!(
         !errors[5].is_empty(),
         "a jammer event cannot claim the gap schema"
+    );
+    assert!(
+        errors[6].is_empty(),
+        "a sealed envelope is valid: {:?}",
+        errors[6]
+    );
+    assert!(
+        errors[7].iter().any(|e| e.contains("does not match")),
+        "a cut signature is not: {:?}",
+        errors[7]
     );
 }

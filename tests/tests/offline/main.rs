@@ -1,4 +1,5 @@
-//! Checks against reference tools and recordings, no server (`cargo test -p centinela-tests --test offline MODULE::`).
+//! Checks against reference tools and recordings, no server
+//! (`cargo test -p centinela-tests --test offline MODULE::`).
 //! One binary: every file used to link the whole crate graph on its own.
 
 mod fuzz;
