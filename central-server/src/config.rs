@@ -33,7 +33,7 @@ pub struct ServerSection {
     /// Username and password for the external broker.
     pub broker_username: Option<String>,
     /// Password for the external broker.
-    pub broker_password: Option<String>,
+    pub broker_password: Option<protocol::Secret>,
     /// MQTT client id of the ingest session (persistent: the broker keeps events while the
     /// server is down).
     pub client_id: String,
@@ -301,6 +301,26 @@ position = [1, 2]
         let f = c.facility("demo-prison").expect("facility");
         assert_eq!(f.zones.len(), 4);
         assert!(contains(&f.zones[2].polygon, f.sensors[1].position));
+    }
+
+    #[test]
+    fn the_broker_password_never_shows_in_debug() {
+        let text = r#"
+[server]
+broker = "mqtt://127.0.0.1:1883"
+broker_username = "centinela-server"
+broker_password = "s3cret-broker-pass"
+"#;
+        let c = ServerConfig::from_toml(text, "x.toml").expect("valid");
+        assert_eq!(
+            c.server
+                .broker_password
+                .as_ref()
+                .map(protocol::Secret::expose),
+            Some("s3cret-broker-pass")
+        );
+        let shown = format!("{c:?} {c:#?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 
     #[test]

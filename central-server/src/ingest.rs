@@ -48,7 +48,7 @@ pub struct IngestOptions {
     /// Client id of the persistent session.
     pub client_id: String,
     /// Credentials.
-    pub credentials: Option<(String, String)>,
+    pub credentials: Option<(String, protocol::Secret)>,
     /// How far ahead of the server's clock an observation may be.
     pub max_clock_skew: Duration,
     /// How old an observation may be.
@@ -87,7 +87,7 @@ pub async fn run(
         // must hold more acks (and receipts) than the broker may have in flight.
         .set_receive_maximum(Some(RECEIVE_MAXIMUM));
     if let Some((u, p)) = &opts.credentials {
-        mo.set_credentials(u.clone(), p.clone());
+        mo.set_credentials(u.clone(), p.expose());
     }
     let (client, mut eventloop) = AsyncClient::new(mo, 8 * usize::from(RECEIVE_MAXIMUM));
     let mut failures = 0u32;

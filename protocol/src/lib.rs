@@ -14,6 +14,7 @@ use uuid::Uuid;
 mod decode;
 pub mod receipt;
 pub mod schema;
+mod secret;
 pub mod signed;
 mod status;
 
@@ -22,6 +23,7 @@ pub use receipt::{
     Outcome, RECEIPT_ROOT, RECEIPT_SCHEMA, Receipt, ReceiptError, ReceiptItem, payload_sha256,
     peek_event_id, receipt_topic,
 };
+pub use secret::Secret;
 pub use status::{
     BandSummary, CarrierSummary, SPECTRUM_SCHEMA, STATUS_SCHEMA, SensorHealth, SensorState,
     SpectrumSummary, StatusEvent,

@@ -264,8 +264,10 @@ impl<'a> Envelope<'a> {
     /// `Unsigned` or `Malformed`, naming the field.
     pub fn open(payload: &'a [u8]) -> Result<Self, SignedError> {
         let w: Wire<'a> = serde_json::from_slice(payload).map_err(|e| {
-            let looks_signed = std::str::from_utf8(payload)
-                .is_ok_and(|s| s.trim_start().starts_with(r#"{"signed""#));
+            // An object with a `signed` field is a broken envelope; anything else is unsigned.
+            let looks_signed =
+                serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(payload)
+                    .is_ok_and(|m| m.contains_key("signed"));
             if looks_signed {
                 SignedError::Malformed {
                     field: "envelope",
@@ -422,6 +424,14 @@ mod tests {
         }
         let k = SensorKey::generate().expect("key");
         let p = String::from_utf8(k.seal(TOPIC, 1, MSG).expect("seal")).expect("utf8");
+        let spaced = p.replacen(r#"{"signed""#, r#"{ "more": 0, "signed""#, 1);
+        assert_eq!(
+            Envelope::open(spaced.as_bytes())
+                .expect_err("extra field")
+                .reason(),
+            "bad_envelope",
+            "an envelope with an extra field, wherever it stands, is a bad envelope"
+        );
         let extra = p.replacen(r#""seq":1"#, r#""seq":1,"more":0"#, 1);
         assert_eq!(
             Envelope::open(extra.as_bytes())

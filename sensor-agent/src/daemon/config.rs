@@ -107,7 +107,7 @@ pub struct MqttSection {
     pub username: Option<String>,
     /// Password.
     #[serde(default)]
-    pub password: Option<String>,
+    pub password: Option<protocol::Secret>,
     /// CA certificate (PEM): when set, the link uses TLS (rustls) and checks the broker's
     /// certificate against it and the broker's host name.
     #[serde(default)]
@@ -365,6 +365,26 @@ mod tests {
         assert_eq!(c.mqtt.broker, "mqtt://10.0.0.5:1884");
         assert_eq!(c.sensor.id, "yard-2");
         assert_eq!(c.scan.dwell_ms, 40.0);
+    }
+
+    #[test]
+    fn the_broker_password_never_shows_in_debug() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.example.toml"),
+        )
+        .expect("example");
+        let env = [
+            ("CENTINELA_MQTT_USERNAME", "yard-1"),
+            ("CENTINELA_MQTT_PASSWORD", "s3cret-broker-pass"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let c = AgentConfig::load_with_env(&text, "x", env.into_iter()).expect("ok");
+        assert_eq!(
+            c.mqtt.password.as_ref().map(protocol::Secret::expose),
+            Some("s3cret-broker-pass")
+        );
+        let shown = format!("{c:?} {c:#?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
     }
 
     #[test]

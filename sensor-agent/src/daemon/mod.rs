@@ -6,5 +6,6 @@ pub mod config;
 pub mod outbox;
 pub mod publisher;
 mod run;
+pub mod sequence;
 
 pub use run::{RunReport, run};

@@ -189,7 +189,7 @@ pub struct LinkOptions {
     /// Broker port.
     pub port: u16,
     /// Credentials.
-    pub credentials: Option<(String, String)>,
+    pub credentials: Option<(String, protocol::Secret)>,
     /// TLS: the CA certificate (PEM) and, for client authentication, certificate and key (PEM).
     pub tls: Option<TlsFiles>,
     /// First wait for a commit receipt before an event is sent again.
@@ -513,7 +513,7 @@ pub async fn run(
                 None,
             ));
         if let Some((u, p)) = &opts.credentials {
-            mo.set_credentials(u.clone(), p.clone());
+            mo.set_credentials(u.clone(), p.expose());
         }
         if let Some(tls) = &opts.tls {
             // rustls needs a process-wide crypto provider; a second install is a no-op error.
