@@ -847,7 +847,13 @@ mod tests {
             .expect("migrations dir");
         let embedded = migrator();
         let key = |m: &sqlx::migrate::Migration| {
-            (m.version, m.description.to_string(), m.checksum.to_vec())
+            (
+                m.version,
+                m.description.to_string(),
+                m.checksum.to_vec(),
+                m.no_tx,
+                format!("{:?}", m.migration_type),
+            )
         };
         let a: Vec<_> = embedded.iter().map(key).collect();
         let b: Vec<_> = from_dir.iter().map(key).collect();
