@@ -236,6 +236,12 @@ struct Flight {
     attempts: u32,
 }
 
+/// `base` doubled per attempt, up to [`MAX_RESEND_INTERVAL`].
+fn doubling(base: Duration, attempts: u32) -> Duration {
+    base.saturating_mul(2u32.saturating_pow(attempts.min(16)))
+        .min(MAX_RESEND_INTERVAL)
+}
+
 /// What the link knows of the events it has sent in one session.
 #[derive(Debug)]
 struct Session {
@@ -265,7 +271,7 @@ impl Session {
     }
 
     fn backoff(&self, attempts: u32) -> Duration {
-        (self.timeout * 2u32.saturating_pow(attempts.min(16))).min(MAX_RESEND_INTERVAL)
+        doubling(self.timeout, attempts)
     }
 
     fn outgoing(&mut self, pkid: u16) {
@@ -399,9 +405,7 @@ impl Session {
                 // Soon, but backing off like any resend: a server away for hours must not be
                 // called every two seconds.
                 if let Some(f) = self.flights.get_mut(&seq) {
-                    let wait = UNROUTED_RETRY
-                        .saturating_mul(2u32.saturating_pow(f.attempts.min(16)))
-                        .min(MAX_RESEND_INTERVAL);
+                    let wait = doubling(UNROUTED_RETRY, f.attempts);
                     f.due = f.due.min(Instant::now() + wait);
                 }
             }
