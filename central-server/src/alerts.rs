@@ -41,6 +41,18 @@ pub enum Alert {
         /// Noise rise, dB.
         noise_rise_db: f64,
     },
+    /// Someone spoke for a registered sensor without its key (forged, replayed, revoked or
+    /// cloned messages). At most one per sensor per interval; every refusal is counted.
+    Tamper {
+        /// Facility.
+        facility_id: String,
+        /// Sensor the messages named.
+        sensor_id: String,
+        /// Reason label of the refusal.
+        reason: String,
+        /// What was refused.
+        detail: String,
+    },
     /// A sensor went offline.
     SensorOffline {
         /// Facility.
@@ -62,6 +74,7 @@ impl Alert {
             Self::CriticalGap { .. } => "critical_gap",
             Self::JammerDown { .. } => "jammer_down",
             Self::SensorOffline { .. } => "sensor_offline",
+            Self::Tamper { .. } => "tamper",
         }
     }
 
@@ -96,6 +109,14 @@ impl Alert {
                 zone,
                 reason,
             } => format!("SENSOR OFFLINE at {facility_id}/{zone}: {sensor_id}, {reason}"),
+            Self::Tamper {
+                facility_id,
+                sensor_id,
+                reason,
+                detail,
+            } => format!(
+                "TAMPER: a message for sensor {facility_id}/{sensor_id} was refused ({reason}): {detail}"
+            ),
         }
     }
 }

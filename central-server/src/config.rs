@@ -52,6 +52,9 @@ pub struct ServerSection {
     /// How old an observation may be, days (an agent's outbox keeps events through long
     /// outages; older ones are refused for good).
     pub max_event_age_days: f64,
+    /// At most one `tamper` alert per sensor in this many seconds (every refusal is counted and
+    /// listed all the same).
+    pub tamper_alert_interval_s: f64,
 }
 
 impl Default for ServerSection {
@@ -68,6 +71,7 @@ impl Default for ServerSection {
             offline_after_heartbeats: 3.0,
             max_clock_skew_s: 300.0,
             max_event_age_days: 90.0,
+            tamper_alert_interval_s: 600.0,
         }
     }
 }
@@ -109,7 +113,8 @@ pub struct Zone {
     pub polygon: Vec<Point>,
 }
 
-/// A sensor's place.
+/// A sensor: its place, and its identity in the registry (only a sensor with a public key
+/// that is not revoked is heard).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SensorSite {
@@ -119,6 +124,13 @@ pub struct SensorSite {
     pub zone: String,
     /// Position, metres.
     pub position: Point,
+    /// Its public key (`ed25519:…`, as `sensor-agent keygen` prints it). Without one, every
+    /// message naming the sensor is refused.
+    #[serde(default)]
+    pub public_key: Option<protocol::signed::PublicKey>,
+    /// A revoked sensor's messages are refused (a stolen or retired sensor), and counted.
+    #[serde(default)]
+    pub revoked: bool,
 }
 
 /// A jammer's place.
@@ -187,7 +199,15 @@ impl ServerConfig {
                 "{origin}: server.client_id must be 1–64 characters"
             ));
         }
+        if !(self.server.tamper_alert_interval_s.is_finite()
+            && (0.0..=86_400.0).contains(&self.server.tamper_alert_interval_s))
+        {
+            p.push(format!(
+                "{origin}: server.tamper_alert_interval_s must be 0–86400 seconds"
+            ));
+        }
         let mut ids = std::collections::HashSet::new();
+        let mut keys = std::collections::HashMap::new();
         for f in &self.facilities {
             let at = format!("{origin}: facility `{}`", f.id);
             if protocol::check_id("facility_id", &f.id).is_err() {
@@ -218,6 +238,14 @@ impl ServerConfig {
                 }
                 if !s.position.iter().all(|v| v.is_finite()) {
                     p.push(format!("{at}: sensor `{}`: position must be finite", s.id));
+                }
+                if let Some(k) = s.public_key
+                    && let Some(other) = keys.insert(k.to_bytes(), format!("{}/{}", f.id, s.id))
+                {
+                    p.push(format!(
+                        "{at}: sensor `{}` has the public key of {other}: each sensor has its own key",
+                        s.id
+                    ));
                 }
             }
             for j in &f.jammers {

@@ -128,6 +128,8 @@ pub fn facility() -> Facility {
                 id: id.into(),
                 zone: zone.into(),
                 position,
+                public_key: None,
+                revoked: false,
             })
             .collect(),
         jammers: s
@@ -240,9 +242,40 @@ pub fn truth() -> Vec<ZoneTruth> {
         .collect()
 }
 
-/// The server configuration of the demo.
+/// Where a demo sensor's key lives under the demo's directory.
 #[must_use]
-pub fn server_config(args: &DemoArgs) -> ServerConfig {
+pub fn key_path(dir: &std::path::Path, id: &str) -> std::path::PathBuf {
+    dir.join("keys").join(id).join(sensor_agent::keys::KEY_FILE)
+}
+
+/// The demo sensor's key: made on first use (`sensor-agent keygen`), then reused, so the
+/// sensor's message numbers go on across demo runs in one directory.
+///
+/// # Errors
+/// A key that cannot be written or read.
+pub fn enroll(dir: &std::path::Path, id: &str) -> Result<protocol::signed::PublicKey, String> {
+    let path = key_path(dir, id);
+    if path.exists() {
+        return sensor_agent::keys::load_key(&path)
+            .map(|k| k.public())
+            .map_err(|e| e.to_string());
+    }
+    let key_dir = path.parent().unwrap_or(dir);
+    sensor_agent::keys::keygen(key_dir)
+        .map(|(_, public)| public)
+        .map_err(|e| e.to_string())
+}
+
+/// The server configuration of the demo, its sensors registered with `keys` (by sensor id).
+#[must_use]
+pub fn server_config(
+    args: &DemoArgs,
+    keys: &[(&str, protocol::signed::PublicKey)],
+) -> ServerConfig {
+    let mut f = facility();
+    for s in &mut f.sensors {
+        s.public_key = keys.iter().find(|(id, _)| *id == s.id).map(|(_, k)| *k);
+    }
     ServerConfig {
         server: ServerSection {
             broker: None,
@@ -251,11 +284,11 @@ pub fn server_config(args: &DemoArgs) -> ServerConfig {
             http: args.http,
             ..ServerSection::default()
         },
-        facilities: vec![facility()],
+        facilities: vec![f],
     }
 }
 
-/// The agent configuration of one demo sensor.
+/// The agent configuration of one demo sensor (its key where [`enroll`] puts it).
 #[must_use]
 pub fn agent_config(
     dir: &std::path::Path,
@@ -270,6 +303,7 @@ pub fn agent_config(
             id: id.into(),
             zone: zone.into(),
             position_m: Some(pos),
+            key: Some(key_path(dir, id)),
         },
         source: SourceSection {
             spec: format!("sim:{}", dir.join("scene.toml").display()),
@@ -321,7 +355,13 @@ impl Demo {
             .map_err(|e| ServerError::Config(vec![format!("demo scene: {e}")]))?;
         std::fs::write(args.dir.join("scene.toml"), scene_text)
             .map_err(|e| ServerError::Config(vec![format!("{}: {e}", args.dir.display())]))?;
-        let server = Server::start(server_config(args)).await?;
+        let mut keys = Vec::new();
+        for (id, _, _) in sensors() {
+            let k = enroll(&args.dir, id)
+                .map_err(|e| ServerError::Config(vec![format!("demo sensor {id}: {e}")]))?;
+            keys.push((id, k));
+        }
+        let server = Server::start(server_config(args, &keys)).await?;
         let (stop, rx) = watch::channel(false);
         let mut agents = Vec::new();
         for (id, zone, pos) in sensors() {

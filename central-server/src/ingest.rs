@@ -23,9 +23,10 @@ use time::OffsetDateTime;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::alerts::Alerter;
+use crate::alerts::{Alert, Alerter};
 use crate::metrics::Metrics;
-use crate::store::{Ingested, Item, Store};
+use crate::store::{Ingested, Item, Seal, Store};
+use crate::trust::{Registry, TrustError};
 
 /// Subscription of the server.
 pub const FILTER: &str = "centinela/v1/+/+/+";
@@ -53,6 +54,10 @@ pub struct IngestOptions {
     pub max_clock_skew: Duration,
     /// How old an observation may be.
     pub max_event_age: Duration,
+    /// The sensors that may speak, with their keys.
+    pub registry: std::sync::Arc<Registry>,
+    /// At most one tamper alert per sensor in this long.
+    pub tamper_interval: Duration,
 }
 
 /// Most messages stored in one transaction.
@@ -100,6 +105,7 @@ pub async fn run(
     let mut job: Option<JoinHandle<Option<Done>>> = None;
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let reject_log = std::sync::Arc::new(LogLimiter::new(Duration::from_secs(10), 10));
+    let tamper = std::sync::Arc::new(TamperLimiter::new(opts.tamper_interval));
     loop {
         let start_now = job.is_none()
             && !pending.is_empty()
@@ -117,6 +123,7 @@ pub async fn run(
                 opts.clone(),
                 cancel_rx.clone(),
                 reject_log.clone(),
+                tamper.clone(),
             )));
         }
         tokio::select! {
@@ -257,14 +264,91 @@ fn finish(done: Done, epoch: u64, client: &AsyncClient, metrics: &Metrics, alert
     }
 }
 
+/// Why a delivery is refused: its contents, or who sent it.
+#[derive(Debug)]
+enum Refusal {
+    Decode(DecodeError),
+    Trust(TrustError),
+}
+
+impl Refusal {
+    fn reason(&self) -> &'static str {
+        match self {
+            Self::Decode(e) => e.reason(),
+            Self::Trust(e) => e.reason(),
+        }
+    }
+
+    fn is_transient(&self) -> bool {
+        matches!(self, Self::Decode(e) if e.is_transient())
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Decode(e) => e.fmt(f),
+            Self::Trust(e) => e.fmt(f),
+        }
+    }
+}
+
 /// What one delivery decoded to.
 enum Decoded {
-    Good(Box<Message>, String),
-    Bad(DecodeError),
+    Good {
+        msg: Box<Message>,
+        payload: String,
+        key: String,
+        seq: i64,
+        sha256: String,
+    },
+    Bad(Refusal),
+}
+
+/// Checks one delivery: the registry and the signature, then the message itself.
+fn check(
+    topic: &str,
+    parsed: Option<&(String, String, Kind)>,
+    payload: &[u8],
+    registry: &Registry,
+    bounds: &TimeBounds,
+) -> Decoded {
+    let Some((facility, sensor, _)) = parsed else {
+        // Not a Centinela topic: decoding says so.
+        return match protocol::decode(topic, payload) {
+            Err(e) => Decoded::Bad(Refusal::Decode(e)),
+            Ok(_) => Decoded::Bad(Refusal::Trust(TrustError::UnknownSensor {
+                topic: topic.to_string(),
+                facility: String::new(),
+                sensor: String::new(),
+            })),
+        };
+    };
+    let v = match registry.check(topic, facility, sensor, payload) {
+        Ok(v) => v,
+        Err(e) => return Decoded::Bad(Refusal::Trust(e)),
+    };
+    let m = match protocol::decode(topic, v.msg)
+        .and_then(|m| m.check_time(topic, bounds).map(|()| m))
+    {
+        Ok(m) => m,
+        Err(e) => return Decoded::Bad(Refusal::Decode(e)),
+    };
+    if let Err(e) = registry.check_zone(topic, facility, sensor, m.zone()) {
+        return Decoded::Bad(Refusal::Trust(e));
+    }
+    Decoded::Good {
+        msg: Box::new(m),
+        payload: String::from_utf8_lossy(payload).into_owned(),
+        key: v.key.to_string(),
+        seq: i64::try_from(v.seq).unwrap_or(i64::MAX),
+        sha256: protocol::payload_sha256(payload),
+    }
 }
 
 /// Decodes, stores (retrying a failing database until it works or ingest stops) and builds the
 /// receipts of one batch. `None` when cancelled before the commit.
+#[allow(clippy::too_many_arguments)]
 async fn store_batch(
     batch: Vec<Publish>,
     epoch: u64,
@@ -273,6 +357,7 @@ async fn store_batch(
     opts: IngestOptions,
     mut cancel: watch::Receiver<bool>,
     log: std::sync::Arc<LogLimiter>,
+    tamper: std::sync::Arc<TamperLimiter>,
 ) -> Option<Done> {
     let mut decoded = Vec::with_capacity(batch.len());
     let mut topics = Vec::with_capacity(batch.len());
@@ -282,29 +367,24 @@ async fn store_batch(
         max_skew: time::Duration::try_from(opts.max_clock_skew).unwrap_or(time::Duration::ZERO),
         max_age: time::Duration::try_from(opts.max_event_age).unwrap_or(time::Duration::MAX),
     };
+    let refused = |e: &dyn std::fmt::Display, reason: &'static str| {
+        metrics.rejected(reason);
+        match log.allow() {
+            Some(0) => tracing::warn!("rejected: {e}"),
+            Some(skipped) => tracing::warn!(
+                "rejected: {e} (and {skipped} more not logged; all are counted in /metrics and listed in /api/rejects)"
+            ),
+            None => {}
+        }
+    };
     for p in &batch {
         let topic = String::from_utf8_lossy(&p.topic).into_owned();
         let parsed = protocol::parse_topic(&topic).ok();
         metrics.received(parsed.as_ref().map_or("invalid", |(_, _, k)| k.as_str()));
-        let d = match protocol::decode(&topic, &p.payload)
-            .and_then(|m| m.check_time(&topic, &bounds).map(|()| m))
-        {
-            Ok(m) => Decoded::Good(
-                Box::new(m),
-                String::from_utf8_lossy(&p.payload).into_owned(),
-            ),
-            Err(e) => {
-                metrics.rejected(e.reason());
-                match log.allow() {
-                    Some(0) => tracing::warn!("rejected: {e}"),
-                    Some(skipped) => tracing::warn!(
-                        "rejected: {e} (and {skipped} more not logged; all are counted in /metrics and listed in /api/rejects)"
-                    ),
-                    None => {}
-                }
-                Decoded::Bad(e)
-            }
-        };
+        let d = check(&topic, parsed.as_ref(), &p.payload, &opts.registry, &bounds);
+        if let Decoded::Bad(e) = &d {
+            refused(e, e.reason());
+        }
         decoded.push(d);
         topics.push((topic, parsed));
     }
@@ -313,16 +393,28 @@ async fn store_batch(
     for d in &decoded {
         details.push(match d {
             Decoded::Bad(e) => e.to_string(),
-            Decoded::Good(..) => String::new(),
+            Decoded::Good { .. } => String::new(),
         });
     }
     for ((d, p), ((topic, _), detail)) in
         decoded.iter().zip(&batch).zip(topics.iter().zip(&details))
     {
         items.push(match d {
-            Decoded::Good(m, payload) => Item::Accept {
-                msg: m,
+            Decoded::Good {
+                msg,
                 payload,
+                key,
+                seq,
+                sha256,
+            } => Item::Accept {
+                topic,
+                msg,
+                payload,
+                seal: Seal {
+                    key,
+                    seq: *seq,
+                    sha256,
+                },
                 retained: p.retain,
             },
             Decoded::Bad(e) => Item::Reject {
@@ -361,20 +453,49 @@ async fn store_batch(
     };
     let (results, committed_at) = results;
     let mut alerts = Vec::new();
+    let tampered = |alerts: &mut Vec<Alert>, topic: &str, reason: &'static str, detail: String| {
+        let Ok((facility, sensor, _)) = protocol::parse_topic(topic) else {
+            return;
+        };
+        if opts.registry.get(&facility, &sensor).is_some() && tamper.allow(&facility, &sensor) {
+            alerts.push(Alert::Tamper {
+                facility_id: facility,
+                sensor_id: sensor,
+                reason: reason.into(),
+                detail: detail.chars().take(300).collect(),
+            });
+        }
+    };
+    for (d, (topic, _)) in decoded.iter().zip(&topics) {
+        if let Decoded::Bad(Refusal::Trust(e)) = d
+            && e.is_tamper()
+        {
+            tampered(&mut alerts, topic, e.reason(), e.to_string());
+        }
+    }
     let mut per_sensor: BTreeMap<(String, String), Vec<ReceiptItem>> = BTreeMap::new();
     for ((d, r), (p, (_, parsed))) in decoded.iter().zip(results).zip(batch.iter().zip(&topics)) {
         let (outcome, reason, event_id) = match (d, r) {
-            (Decoded::Good(m, _), Some(Ingested::New(a))) => {
+            (Decoded::Good { msg: m, seq, .. }, Some(Ingested::Replayed)) => {
+                let e = TrustError::Replayed {
+                    topic: topic_of(p),
+                    seq: seq.unsigned_abs(),
+                };
+                refused(&e, e.reason());
+                tampered(&mut alerts, &topic_of(p), e.reason(), e.to_string());
+                (Outcome::Rejected, Some(e.to_string()), Some(m.event_id()))
+            }
+            (Decoded::Good { msg: m, .. }, Some(Ingested::New(a))) => {
                 let latency = (committed_at - m.observed_at()).as_seconds_f64() * 1e3;
                 metrics.stored(m.kind().as_str(), latency);
                 alerts.extend(a);
                 (Outcome::Stored, None, Some(m.event_id()))
             }
-            (Decoded::Good(m, _), Some(Ingested::Duplicate)) => {
+            (Decoded::Good { msg: m, .. }, Some(Ingested::Duplicate)) => {
                 metrics.duplicate();
                 (Outcome::Duplicate, None, Some(m.event_id()))
             }
-            (Decoded::Good(m, _), Some(Ingested::Conflict)) => {
+            (Decoded::Good { msg: m, .. }, Some(Ingested::Conflict)) => {
                 metrics.conflict();
                 tracing::warn!(
                     "event {} arrived again with other bytes than those stored: not stored",
@@ -395,7 +516,7 @@ async fn store_batch(
                 Some(e.to_string()),
                 protocol::peek_event_id(&p.payload),
             ),
-            (Decoded::Good(..), None) => continue,
+            (Decoded::Good { .. }, None) => continue,
         };
         // Receipts for the events an agent keeps in its outbox (gap and jammer).
         let Some((facility, sensor, kind)) = parsed else {
@@ -434,6 +555,41 @@ async fn store_batch(
         receipts,
         alerts,
     })
+}
+
+fn topic_of(p: &Publish) -> String {
+    String::from_utf8_lossy(&p.topic).into_owned()
+}
+
+/// At most one tamper alert per sensor per interval.
+#[derive(Debug)]
+struct TamperLimiter {
+    every: Duration,
+    last: std::sync::Mutex<std::collections::HashMap<(String, String), Instant>>,
+}
+
+impl TamperLimiter {
+    fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last: std::sync::Mutex::default(),
+        }
+    }
+
+    fn allow(&self, facility: &str, sensor: &str) -> bool {
+        let mut m = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let k = (facility.to_string(), sensor.to_string());
+        match m.get(&k) {
+            Some(t) if t.elapsed() < self.every => false,
+            _ => {
+                m.insert(k, Instant::now());
+                true
+            }
+        }
+    }
 }
 
 /// At most `burst` log lines per `every`: one client sending thousands of bad messages must not

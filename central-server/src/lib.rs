@@ -5,6 +5,7 @@
 //! session, the HTTP listener and the offline watchdog.
 
 pub mod alerts;
+pub mod audit;
 pub mod broker;
 pub mod config;
 #[cfg(feature = "demo")]
@@ -14,6 +15,7 @@ pub mod ingest;
 pub mod map;
 pub mod metrics;
 pub mod store;
+pub mod trust;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -121,6 +123,17 @@ impl Server {
                 source: e,
             })?;
         tracing::info!("storing in SQLite {}", cfg.server.db.display());
+        let registry = trust::Registry::from_config(&cfg);
+        let (registered, live) = registry.counts();
+        if live == 0 {
+            tracing::warn!(
+                "no sensor is registered with a public key: every message will be refused (register each sensor's key in the configuration: [[facility.sensor]] public_key = \"ed25519:…\")"
+            );
+        } else {
+            tracing::info!(
+                "{live} of {registered} registered sensor(s) enrolled (key, not revoked)"
+            );
+        }
         let metrics = Metrics::new();
         let alerter = Alerter::new(cfg.server.webhook.clone(), metrics.clone());
         let (tx, rx) = watch::channel(false);
@@ -137,6 +150,8 @@ impl Server {
                     .zip(cfg.server.broker_password.clone()),
                 max_clock_skew: Duration::from_secs_f64(cfg.server.max_clock_skew_s),
                 max_event_age: Duration::from_secs_f64(cfg.server.max_event_age_days * 86_400.0),
+                registry: Arc::new(registry),
+                tamper_interval: Duration::from_secs_f64(cfg.server.tamper_alert_interval_s),
             },
             store.clone(),
             metrics.clone(),

@@ -32,13 +32,16 @@ fn kind_label(kind: &str) -> &'static str {
     }
 }
 
-/// Rejection reasons as labels (the finite set of [`protocol::DecodeError::REASONS`]).
-fn reason_label(reason: &str) -> &'static str {
+/// Every rejection reason: decoding's and the registry's and signature's.
+fn reasons() -> impl Iterator<Item = &'static str> {
     protocol::DecodeError::REASONS
-        .iter()
-        .find(|r| **r == reason)
-        .copied()
-        .unwrap_or("other")
+        .into_iter()
+        .chain(crate::trust::TrustError::REASONS)
+}
+
+/// Rejection reasons as labels (the finite set of [`reasons`]).
+fn reason_label(reason: &str) -> &'static str {
+    reasons().find(|r| *r == reason).unwrap_or("other")
 }
 
 /// Counters and gauges, cheap to clone.
@@ -241,8 +244,7 @@ impl Metrics {
     /// Rejections so far, all reasons.
     #[must_use]
     pub fn rejected_total(&self) -> u64 {
-        protocol::DecodeError::REASONS
-            .iter()
+        reasons()
             .map(|r| {
                 self.inner
                     .rejected

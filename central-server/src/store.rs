@@ -42,13 +42,14 @@ pub fn parse_ts(s: &str) -> Result<OffsetDateTime, String> {
 /// The schema's migrations, embedded in the binary: version, the description sqlx derives from the
 /// file name, and the SQL (checksummed by sqlx as its `migrate!` macro would, so databases made by
 /// earlier builds open unchanged; a test compares them with the directory).
-const MIGRATIONS: [(i64, &str, &str); 2] = [
+const MIGRATIONS: [(i64, &str, &str); 3] = [
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (
         2,
         "status order",
         include_str!("../migrations/0002_status_order.sql"),
     ),
+    (3, "signed", include_str!("../migrations/0003_signed.sql")),
 ];
 
 fn migrator() -> sqlx::migrate::Migrator {
@@ -85,6 +86,20 @@ pub enum Ingested {
     /// Already stored under this `event_id` with other bytes: nothing changed, and this delivery
     /// can never be stored.
     Conflict,
+    /// Its sequence number was used before by other bytes: refused, and recorded as a reject.
+    Replayed,
+}
+
+/// The signature's part of an accepted message: the key, the sequence number and the digest of
+/// the whole payload.
+#[derive(Debug, Clone, Copy)]
+pub struct Seal<'a> {
+    /// The key, as the envelope names it (`ed25519:…`).
+    pub key: &'a str,
+    /// The sensor's sequence number (1 or more).
+    pub seq: i64,
+    /// SHA-256 of the payload, hex.
+    pub sha256: &'a str,
 }
 
 /// One message of a batch, as ingest hands it to the store.
@@ -92,10 +107,14 @@ pub enum Ingested {
 pub enum Item<'a> {
     /// A decoded, checked message and its payload as received.
     Accept {
+        /// Topic it came on.
+        topic: &'a str,
         /// The message.
         msg: &'a Message,
-        /// Its payload, as received.
+        /// Its payload, as received (the signed envelope).
         payload: &'a str,
+        /// Its signature's key and number.
+        seal: Seal<'a>,
         /// Delivered as a retained message (a status kept by the broker, maybe long ago).
         retained: bool,
     },
@@ -197,8 +216,12 @@ pub struct SensorRow {
     pub heartbeat_s: f64,
     /// Last message.
     pub last_seen: String,
-    /// Last status payload.
+    /// Last status message.
     pub status: serde_json::Value,
+    /// Highest sequence number received from the sensor.
+    pub last_seq: Option<i64>,
+    /// Messages the sensor numbered that never arrived (gaps in its sequence numbers).
+    pub missing_messages: i64,
 }
 
 /// Filters of gap queries.
@@ -223,6 +246,23 @@ fn wire<T: Serialize>(v: &T) -> String {
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
+}
+
+async fn reject(
+    tx: &mut sqlx::SqliteConnection,
+    received_at: OffsetDateTime,
+    topic: &str,
+    reason: &str,
+    detail: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO rejects (received_at, topic, reason, detail) VALUES (?, ?, ?, ?)")
+        .bind(ts(received_at))
+        .bind(topic.chars().take(256).collect::<String>())
+        .bind(reason)
+        .bind(detail.chars().take(1024).collect::<String>())
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
 
 impl Store {
@@ -268,27 +308,31 @@ impl Store {
         for item in batch {
             match *item {
                 Item::Accept {
+                    topic,
                     msg,
                     payload,
+                    seal,
                     retained,
-                } => out.push(Some(
-                    self.apply(&mut tx, msg, payload, retained, received_at)
-                        .await?,
-                )),
+                } => {
+                    let r = self
+                        .apply(&mut tx, msg, payload, seal, retained, received_at)
+                        .await?;
+                    if r == Ingested::Replayed {
+                        let e = crate::trust::TrustError::Replayed {
+                            topic: topic.to_string(),
+                            seq: seal.seq.unsigned_abs(),
+                        };
+                        reject(&mut tx, received_at, topic, e.reason(), &e.to_string()).await?;
+                        rejected = true;
+                    }
+                    out.push(Some(r));
+                }
                 Item::Reject {
                     topic,
                     reason,
                     detail,
                 } => {
-                    sqlx::query(
-                        "INSERT INTO rejects (received_at, topic, reason, detail) VALUES (?, ?, ?, ?)",
-                    )
-                    .bind(ts(received_at))
-                    .bind(topic.chars().take(256).collect::<String>())
-                    .bind(reason)
-                    .bind(detail.chars().take(1024).collect::<String>())
-                    .execute(&mut *tx)
-                    .await?;
+                    reject(&mut tx, received_at, topic, reason, detail).await?;
                     rejected = true;
                     out.push(None);
                 }
@@ -303,15 +347,75 @@ impl Store {
         Ok(out)
     }
 
+    /// Records the sequence number of a message: `Ok(true)` when it is new, `Ok(false)` when
+    /// these same bytes used it before (a resend), `Replayed` as an error value otherwise.
+    async fn sequence(
+        tx: &mut sqlx::SqliteConnection,
+        msg: &Message,
+        seal: Seal<'_>,
+        received_at: OffsetDateTime,
+    ) -> Result<Option<bool>, sqlx::Error> {
+        let (facility, sensor) = msg.source();
+        let new = sqlx::query(
+            "INSERT INTO sequences (facility_id, sensor_id, key, seq, kind, sha256, received_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(facility)
+        .bind(sensor)
+        .bind(seal.key)
+        .bind(seal.seq)
+        .bind(msg.kind().as_str())
+        .bind(seal.sha256)
+        .bind(ts(received_at))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if new {
+            sqlx::query(
+                "INSERT INTO sequence_counts (facility_id, sensor_id, key, max_seq, seen)
+                 VALUES (?, ?, ?, ?, 1) ON CONFLICT (facility_id, sensor_id, key) DO UPDATE SET
+                 max_seq = max(sequence_counts.max_seq, excluded.max_seq),
+                 seen = sequence_counts.seen + 1",
+            )
+            .bind(facility)
+            .bind(sensor)
+            .bind(seal.key)
+            .bind(seal.seq)
+            .execute(&mut *tx)
+            .await?;
+            return Ok(Some(true));
+        }
+        let same: Option<(bool,)> = sqlx::query_as(
+            "SELECT sha256 = ? FROM sequences
+             WHERE facility_id = ? AND sensor_id = ? AND key = ? AND seq = ?",
+        )
+        .bind(seal.sha256)
+        .bind(facility)
+        .bind(sensor)
+        .bind(seal.key)
+        .bind(seal.seq)
+        .fetch_optional(&mut *tx)
+        .await?;
+        Ok(same.is_some_and(|(s,)| s).then_some(false))
+    }
+
     async fn apply(
         &self,
         tx: &mut sqlx::SqliteConnection,
         msg: &Message,
         payload: &str,
+        seal: Seal<'_>,
         retained: bool,
         received_at: OffsetDateTime,
     ) -> Result<Ingested, sqlx::Error> {
         let (facility, sensor) = msg.source();
+        match Self::sequence(tx, msg, seal, received_at).await? {
+            None => return Ok(Ingested::Replayed),
+            // The same bytes again: the event's own dedup answers (a spectrum is not kept).
+            Some(false) if matches!(msg, Message::Spectrum(_)) => return Ok(Ingested::Duplicate),
+            Some(_) => {}
+        }
         // Liveness is the server's own clock: when it heard from the sensor, not what the
         // sensor claims. A retained status may be old news kept by the broker.
         let heard = if retained {
@@ -336,8 +440,8 @@ impl Store {
         }
         let event_id = msg.event_id().to_string();
         let inserted = sqlx::query(
-            "INSERT INTO events (event_id, kind, facility_id, sensor_id, observed_at, received_at, payload)
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+            "INSERT INTO events (event_id, kind, facility_id, sensor_id, observed_at, received_at, payload, key, seq)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
         )
         .bind(&event_id)
         .bind(msg.kind().as_str())
@@ -346,6 +450,8 @@ impl Store {
         .bind(ts(msg.observed_at()))
         .bind(ts(received_at))
         .bind(payload)
+        .bind(seal.key)
+        .bind(seal.seq)
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -356,11 +462,22 @@ impl Store {
                     .bind(&event_id)
                     .fetch_optional(&mut *tx)
                     .await?;
-            return Ok(if same.is_some_and(|(s,)| s) {
-                Ingested::Duplicate
-            } else {
-                Ingested::Conflict
-            });
+            if same.is_some_and(|(s,)| s) {
+                return Ok(Ingested::Duplicate);
+            }
+            // Received and refused: its number is not missing, and no event holds it.
+            sqlx::query(
+                "UPDATE sequences SET kind = 'conflict'
+                 WHERE facility_id = ? AND sensor_id = ? AND key = ? AND seq = ? AND sha256 = ?",
+            )
+            .bind(facility)
+            .bind(sensor)
+            .bind(seal.key)
+            .bind(seal.seq)
+            .bind(seal.sha256)
+            .execute(&mut *tx)
+            .await?;
+            return Ok(Ingested::Conflict);
         }
         let mut alerts = Vec::new();
         match msg {
@@ -689,9 +806,9 @@ impl Store {
         let rows: Vec<(String,)> = sqlx::query_as(
             "SELECT payload FROM events WHERE facility_id = ?1 AND kind = 'gap'
              AND (?2 IS NULL OR observed_at >= ?2) AND (?3 IS NULL OR observed_at < ?3)
-             AND (?4 IS NULL OR json_extract(payload, '$.band') = ?4)
-             AND (?5 IS NULL OR json_extract(payload, '$.technology') = ?5)
-             AND (?6 IS NULL OR json_extract(payload, '$.zone') = ?6)
+             AND (?4 IS NULL OR coalesce(json_extract(payload, '$.msg.band'), json_extract(payload, '$.band')) = ?4)
+             AND (?5 IS NULL OR coalesce(json_extract(payload, '$.msg.technology'), json_extract(payload, '$.technology')) = ?5)
+             AND (?6 IS NULL OR coalesce(json_extract(payload, '$.msg.zone'), json_extract(payload, '$.zone')) = ?6)
              ORDER BY observed_at DESC, event_id DESC LIMIT ?7",
         )
         .bind(facility)
@@ -705,7 +822,7 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .filter_map(|(p,)| serde_json::from_str(&p).ok())
+            .filter_map(|(p,)| message_json(&p))
             .collect())
     }
 
@@ -740,7 +857,12 @@ impl Store {
     /// Database failures.
     pub async fn sensors(&self, facility: Option<&str>) -> Result<Vec<SensorRow>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT * FROM sensors WHERE (?1 IS NULL OR facility_id = ?1) ORDER BY facility_id, sensor_id",
+            "SELECT s.*,
+               (SELECT max(c.max_seq) FROM sequence_counts c
+                 WHERE c.facility_id = s.facility_id AND c.sensor_id = s.sensor_id) AS last_seq,
+               (SELECT coalesce(sum(c.max_seq - c.seen), 0) FROM sequence_counts c
+                 WHERE c.facility_id = s.facility_id AND c.sensor_id = s.sensor_id) AS missing
+             FROM sensors s WHERE (?1 IS NULL OR s.facility_id = ?1) ORDER BY s.facility_id, s.sensor_id",
         )
         .bind(facility)
         .fetch_all(&self.pool)
@@ -759,7 +881,9 @@ impl Store {
                     position_m: x.zip(y).map(|(x, y)| [x, y]),
                     heartbeat_s: r.get("heartbeat_s"),
                     last_seen: r.get("last_seen"),
-                    status: serde_json::from_str(&status).unwrap_or_default(),
+                    status: message_json(&status).unwrap_or_default(),
+                    last_seq: r.get("last_seq"),
+                    missing_messages: r.get("missing"),
                 }
             })
             .collect())
@@ -828,9 +952,14 @@ impl Store {
                 .await?;
         Ok(rows
             .into_iter()
-            .filter_map(|(p,)| serde_json::from_str(&p).ok())
+            .filter_map(|(p,)| message_json(&p))
             .collect())
     }
+}
+
+/// The message of a stored payload (an envelope, verified when it arrived), as JSON.
+fn message_json(payload: &str) -> Option<serde_json::Value> {
+    serde_json::from_slice(protocol::signed::message_bytes(payload.as_bytes())).ok()
 }
 
 #[cfg(test)]

@@ -201,6 +201,17 @@ impl Message {
         }
     }
 
+    /// The zone the message says it covers (a spectrum summary names none).
+    #[must_use]
+    pub fn zone(&self) -> Option<&str> {
+        match self {
+            Self::Gap(e) => Some(&e.zone),
+            Self::Jammer(e) => Some(&e.zone),
+            Self::Status(e) => Some(&e.zone),
+            Self::Spectrum(_) => None,
+        }
+    }
+
     /// Checks `observed_at` against the receiver's clock: not ahead by more than the skew, not
     /// older than the age bound. A Last Will (an `offline` status) is exempt from the age bound:
     /// its time is the start of the connection whose loss it announces, which may be long ago.

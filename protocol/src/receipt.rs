@@ -157,7 +157,8 @@ impl Receipt {
     }
 }
 
-/// The `event_id` of a payload that may be malformed in other ways, for a receipt of its
+/// The `event_id` of a payload (a signed envelope's message, or a bare message) that may be
+/// malformed in other ways, for a receipt of its
 /// rejection. `None` when there is none to read.
 #[must_use]
 pub fn peek_event_id(payload: &[u8]) -> Option<Uuid> {
@@ -165,10 +166,10 @@ pub fn peek_event_id(payload: &[u8]) -> Option<Uuid> {
     struct Peek {
         event_id: Uuid,
     }
-    if payload.len() > crate::decode::MAX_PAYLOAD_BYTES {
+    if payload.len() > crate::signed::MAX_SIGNED_BYTES {
         return None;
     }
-    serde_json::from_slice::<Peek>(payload)
+    serde_json::from_slice::<Peek>(crate::signed::message_bytes(payload))
         .ok()
         .map(|p| p.event_id)
 }

@@ -35,6 +35,8 @@ use serde_json::value::RawValue;
 pub const SIGNED_SCHEMA: &str = "centinela.signed/1";
 /// Prefix of a public key's text form.
 pub const KEY_PREFIX: &str = "ed25519:";
+/// Largest envelope: a message of [`crate::MAX_PAYLOAD_BYTES`] and what wraps it.
+pub const MAX_SIGNED_BYTES: usize = crate::MAX_PAYLOAD_BYTES + 512;
 
 /// What is wrong with a signed payload or a key. `reason()` is a short, finite label for metrics.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -154,6 +156,13 @@ impl SensorKey {
         Ok(Self(SigningKey::from_bytes(&seed)))
     }
 
+    /// The key whose 32-byte secret is `seed` (RFC 8032). For keys derived elsewhere and for
+    /// tests; a sensor's own key comes from [`SensorKey::generate`].
+    #[must_use]
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Self(SigningKey::from_bytes(seed))
+    }
+
     /// Reads a PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`, as `openssl genpkey
     /// -algorithm ed25519` writes it).
     ///
@@ -191,13 +200,7 @@ impl SensorKey {
     /// # Errors
     /// When `msg` is not a JSON object, or `topic` holds a newline.
     pub fn seal(&self, topic: &str, seq: u64, msg: &[u8]) -> Result<Vec<u8>, SignedError> {
-        check_msg(msg)?;
-        if topic.contains('\n') {
-            return Err(SignedError::Malformed {
-                field: "topic",
-                why: "holds a newline".into(),
-            });
-        }
+        sealable(topic, msg)?;
         let key = self.public().to_string();
         let sig = self.0.sign(&signed_bytes(topic, seq, &key, msg));
         let head = format!(
@@ -210,6 +213,32 @@ impl SensorKey {
         out.push(b'}');
         Ok(out)
     }
+}
+
+/// Whether `msg` on `topic` can be sealed: `msg` a JSON object of at most
+/// [`crate::MAX_PAYLOAD_BYTES`], `topic` without a newline.
+///
+/// # Errors
+/// `Malformed`, naming `msg` or `topic`.
+pub fn sealable(topic: &str, msg: &[u8]) -> Result<(), SignedError> {
+    check_msg(msg)?;
+    if msg.len() > crate::MAX_PAYLOAD_BYTES {
+        return Err(SignedError::Malformed {
+            field: "msg",
+            why: format!(
+                "{} bytes is over the {}-byte limit",
+                msg.len(),
+                crate::MAX_PAYLOAD_BYTES
+            ),
+        });
+    }
+    if topic.contains('\n') {
+        return Err(SignedError::Malformed {
+            field: "topic",
+            why: "holds a newline".into(),
+        });
+    }
+    Ok(())
 }
 
 fn check_msg(msg: &[u8]) -> Result<(), SignedError> {
@@ -263,6 +292,15 @@ impl<'a> Envelope<'a> {
     /// # Errors
     /// `Unsigned` or `Malformed`, naming the field.
     pub fn open(payload: &'a [u8]) -> Result<Self, SignedError> {
+        if payload.len() > MAX_SIGNED_BYTES {
+            return Err(SignedError::Malformed {
+                field: "envelope",
+                why: format!(
+                    "{} bytes is over the {MAX_SIGNED_BYTES}-byte limit",
+                    payload.len()
+                ),
+            });
+        }
         let w: Wire<'a> = serde_json::from_slice(payload).map_err(|e| {
             // An object with a `signed` field is a broken envelope; anything else is unsigned.
             let looks_signed =
@@ -323,6 +361,14 @@ impl<'a> Envelope<'a> {
             )
             .map_err(|_| SignedError::BadSignature)
     }
+}
+
+/// The message inside a stored payload without checking its signature (for reading what was
+/// stored: ingest verified it on arrival and `central-server audit` verifies it again). A
+/// payload that is no envelope is returned whole.
+#[must_use]
+pub fn message_bytes(payload: &[u8]) -> &[u8] {
+    Envelope::open(payload).map_or(payload, |e| e.msg)
 }
 
 /// The envelope as a JSON Schema: `msg` is one of the message kinds' schemas.
@@ -445,6 +491,29 @@ mod tests {
         assert!(Envelope::open(array.as_bytes()).is_err(), "{array}");
         assert!(k.seal(TOPIC, 1, b"[1]").is_err(), "a message is an object");
         assert!(k.seal("a\nb", 1, MSG).is_err(), "no newline in a topic");
+    }
+
+    #[test]
+    fn the_message_and_its_event_id_are_read_through_an_envelope() {
+        let key = SensorKey::from_seed(&[3; 32]);
+        let msg = br#"{"event_id":"01a1b2c3-0000-7000-8000-000000000001","x":1}"#;
+        let p = key.seal("centinela/v1/f/s/gap", 1, msg).expect("seal");
+        assert_eq!(message_bytes(&p), msg);
+        assert_eq!(message_bytes(msg), msg, "a bare message is itself");
+        let id = "01a1b2c3-0000-7000-8000-000000000001";
+        assert_eq!(
+            crate::peek_event_id(&p).map(|u| u.to_string()).as_deref(),
+            Some(id)
+        );
+        assert_eq!(
+            crate::peek_event_id(msg).map(|u| u.to_string()).as_deref(),
+            Some(id)
+        );
+        let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(crate::MAX_PAYLOAD_BYTES));
+        assert!(
+            key.seal("t", 1, big.as_bytes()).is_err(),
+            "too large to seal"
+        );
     }
 
     #[test]

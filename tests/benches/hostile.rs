@@ -4,9 +4,15 @@
 //!
 //! ```sh
 //! CENTINELA_SERVER_BIN=target/release/central-server cargo bench -p centinela-tests --bench hostile
-//! #  HOSTILE_RUNS=wedge,flood,future,heartbeat,takeover,kill-embedded,kill-mosquitto,load,queue
+//! #  HOSTILE_RUNS=sign,forge,wedge,flood,future,heartbeat,takeover,kill-embedded,kill-mosquitto,load,queue
 //! #  HOSTILE_DELIVERY=puback,receipts   (how the publisher counts an event delivered)
 //! ```
+//!
+//! Payloads are signed (`centinela.signed/1`, each sensor's test key) and the server is given a
+//! configuration registering the bench's sensors; `HOSTILE_UNSIGNED=1` sends bare messages and
+//! no configuration, for builds from before signatures (then use `HOSTILE_DELIVERY=puback`: the
+//! agent's link always signs). The `sign` run measures what signing and checking cost per
+//! message.
 //!
 //! `puback` is how agents counted before commit receipts (an event leaves the outbox on the
 //! broker's PUBACK, 0x10 included); `receipts` is the agent's link today. One JSON line per run
@@ -17,7 +23,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use centinela_tests::live::{Feeder, ServerProcess, count_in_db, gap, stored_ids};
+use centinela_tests::live::{
+    Feeder, Fleet, Sealer, ServerProcess, count_in_db, gap, stored_ids, test_key,
+};
 use centinela_tests::{Mosquitto, free_port};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
@@ -25,6 +33,43 @@ use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use serde_json::json;
 
 const FAC: &str = "bench-prison";
+
+/// Whether payloads are signed (the default) or bare (`HOSTILE_UNSIGNED=1`).
+static SIGNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// The sensors' counters, shared by every publisher of the run.
+static SEALER: std::sync::LazyLock<Sealer> = std::sync::LazyLock::new(Sealer::default);
+
+/// What goes on the wire for `msg` on `topic`.
+fn payload(topic: &str, msg: Vec<u8>) -> Vec<u8> {
+    if SIGNED.load(Ordering::Relaxed) {
+        SEALER.seal(topic, &msg)
+    } else {
+        msg
+    }
+}
+
+/// Every sensor the runs speak for.
+fn fleet() -> Fleet {
+    let mut names: Vec<String> = ["mix", "flood", "yard", "sleeper"]
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    for d in ["puback", "receipts"] {
+        names.push(format!("victim-{d}"));
+        for run in 0..3 {
+            names.push(format!("kill-{d}-{run}"));
+            names.push(format!("mq-{d}-{run}"));
+        }
+    }
+    for a in 0..8 {
+        for tag in ["srv", "q", "base"] {
+            names.push(format!("{tag}-{a}"));
+        }
+    }
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    Fleet::new().with(FAC, &refs)
+}
 
 /// A publisher that counts an event delivered on its PUBACK (success or 0x10), as agents did.
 struct PubackPublisher {
@@ -64,11 +109,9 @@ impl PubackPublisher {
         }
     }
 
-    async fn publish(&self, topic: String, payload: Vec<u8>) {
-        let _ = self
-            .client
-            .publish(topic, QoS::AtLeastOnce, false, payload)
-            .await;
+    async fn publish(&self, topic: String, msg: Vec<u8>) {
+        let p = payload(&topic, msg);
+        let _ = self.client.publish(topic, QoS::AtLeastOnce, false, p).await;
     }
 
     fn delivered(&self) -> u64 {
@@ -119,6 +162,11 @@ impl Ctx {
         let db = self.dir.path().join(format!("{name}.db"));
         let mqtt = free_port();
         let mut args = vec!["--db".to_string(), db.display().to_string()];
+        if SIGNED.load(Ordering::Relaxed) {
+            let config = self.dir.path().join(format!("{name}.toml"));
+            std::fs::write(&config, fleet().toml()).expect("configuration");
+            args.extend(["--config".into(), config.display().to_string()]);
+        }
         match broker {
             Some(p) => args.extend(["--broker".into(), format!("mqtt://127.0.0.1:{p}")]),
             None => args.extend(["--mqtt".into(), format!("127.0.0.1:{mqtt}")]),
@@ -261,15 +309,9 @@ async fn heartbeat(ctx: &Ctx) -> serde_json::Value {
         unreachable_bands: vec![],
         health: protocol::SensorHealth::default(),
     };
-    let _ = p
-        .client
-        .publish(
-            topic("sleeper", "status"),
-            QoS::AtLeastOnce,
-            true,
-            serde_json::to_vec(&st).expect("json"),
-        )
-        .await;
+    let t = topic("sleeper", "status");
+    let body = payload(&t, serde_json::to_vec(&st).expect("json"));
+    let _ = p.client.publish(t, QoS::AtLeastOnce, true, body).await;
     tokio::time::sleep(Duration::from_secs(20)).await;
     let v = http_get(s.http, &format!("/api/facilities/{FAC}/sensors")).await;
     s.stop();
@@ -451,15 +493,10 @@ async fn publish_many(
         let c = p.client.clone();
         let sensor = format!("{tag}-{a}");
         tasks.push(tokio::spawn(async move {
+            let t = topic(&sensor, "gap");
             for n in 0..per {
-                let _ = c
-                    .publish(
-                        topic(&sensor, "gap"),
-                        QoS::AtLeastOnce,
-                        false,
-                        gap_bytes(&sensor, n),
-                    )
-                    .await;
+                let p = payload(&t, gap_bytes(&sensor, n));
+                let _ = c.publish(t.clone(), QoS::AtLeastOnce, false, p).await;
             }
         }));
     }
@@ -550,6 +587,104 @@ async fn queue(ctx: &Ctx) -> serde_json::Value {
            "queued_events_per_s": queued_rate.round(), "drain_s": (drain * 100.0).round() / 100.0})
 }
 
+/// Forgeries by an anonymous client: the honest sensor opens a gap; the forger, without its
+/// key, sends a `closed` for it (the all-clear an insider wants) and a critical gap for a sensor
+/// and facility that exist nowhere. Which of them does the server believe?
+async fn forge(ctx: &Ctx) -> serde_json::Value {
+    let (mut s, db, port) = ctx.server("forge", None);
+    let honest = PubackPublisher::connect(port, "centinela-bench-prison-yard");
+    let open = gap(FAC, "yard", 0);
+    honest
+        .publish(
+            topic("yard", "gap"),
+            serde_json::to_vec(&open).expect("json"),
+        )
+        .await;
+    wait(Duration::from_secs(10), async || {
+        !stored_ids(&db, "gap").await.is_empty()
+    })
+    .await;
+    let mut closed = open.clone();
+    closed.state = protocol::GapState::Closed;
+    closed.observed_at = time::OffsetDateTime::now_utc();
+    closed.event_id = protocol::event_id(closed.observed_at, b"forged close");
+    let mut ghost = gap("nowhere", "ghost", 0);
+    ghost.event_id = protocol::event_id(ghost.observed_at, b"ghost");
+    let mut o = MqttOptions::new("anonymous", "127.0.0.1", port);
+    o.set_keep_alive(Duration::from_secs(5));
+    let (c, mut el) = AsyncClient::new(o, 16);
+    let task = tokio::spawn(async move { while el.poll().await.is_ok() {} });
+    for (t, m) in [
+        (topic("yard", "gap"), &closed),
+        ("centinela/v1/nowhere/ghost/gap".to_string(), &ghost),
+    ] {
+        let _ = c
+            .publish(
+                t,
+                QoS::AtLeastOnce,
+                false,
+                serde_json::to_vec(m).expect("json"),
+            )
+            .await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    task.abort();
+    let ids = stored_ids(&db, "gap").await;
+    let active = http_get(s.http, &format!("/api/facilities/{FAC}/gaps")).await;
+    let shown = serde_json::from_str::<serde_json::Value>(&active)
+        .ok()
+        .and_then(|v| v.as_array().map(|a| a.len()))
+        .unwrap_or(0);
+    s.stop();
+    json!({"run": "forge", "forged_close_stored": ids.contains(&closed.event_id.to_string()),
+           "honest_leak_still_shown": shown == 1,
+           "ghost_sensor_stored": ids.contains(&ghost.event_id.to_string())})
+}
+
+/// What signing and checking cost per message: the Ed25519 signature alone, the agent's seal
+/// (the counter written and synced to disk first), and the server's registry and signature
+/// check, each over a typical gap event.
+fn sign() -> serde_json::Value {
+    let msg = gap_bytes("mix", 1);
+    let t = topic("mix", "gap");
+    let key = test_key(FAC, "mix");
+    let n = 5000u32;
+    let t0 = Instant::now();
+    let mut last = Vec::new();
+    for i in 0..n {
+        last = key.seal(&t, u64::from(i) + 1, &msg).expect("seal");
+    }
+    let sign_us = t0.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    let dir = tempfile::tempdir().expect("dir");
+    let signer = centinela_tests::live::test_signer(dir.path(), FAC, "mix");
+    let m = 300u32;
+    let t0 = Instant::now();
+    for _ in 0..m {
+        let _ = signer.seal(&t, &msg).expect("seal");
+    }
+    let seal_us = t0.elapsed().as_secs_f64() * 1e6 / f64::from(m);
+    let cfg = central_server::config::ServerConfig {
+        server: central_server::config::ServerSection::default(),
+        facilities: fleet().facilities(),
+    };
+    let registry = central_server::trust::Registry::from_config(&cfg);
+    let t0 = Instant::now();
+    for _ in 0..n {
+        registry.check(&t, FAC, "mix", &last).expect("verifies");
+    }
+    let check_us = t0.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    let t0 = Instant::now();
+    for _ in 0..n {
+        let _ = protocol::decode(&t, &msg).expect("decodes");
+    }
+    let decode_us = t0.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    json!({"run": "sign", "message_bytes": msg.len(), "envelope_bytes": last.len(),
+           "sign_us": (sign_us * 10.0).round() / 10.0,
+           "agent_seal_with_synced_counter_us": seal_us.round(),
+           "server_check_us": (check_us * 10.0).round() / 10.0,
+           "server_decode_us": (decode_us * 10.0).round() / 10.0})
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     if !std::env::args().any(|a| a == "--bench") {
@@ -565,8 +700,11 @@ async fn main() {
         "no server binary at {} (build it with `cargo build --release -p central-server` or set CENTINELA_SERVER_BIN)",
         bin.display()
     );
+    if std::env::var("HOSTILE_UNSIGNED").is_ok_and(|v| v == "1") {
+        SIGNED.store(false, Ordering::Relaxed);
+    }
     let runs = std::env::var("HOSTILE_RUNS").unwrap_or_else(|_| {
-        "wedge,flood,future,heartbeat,takeover,kill-embedded,kill-mosquitto,load,queue".into()
+        "sign,forge,wedge,flood,future,heartbeat,takeover,kill-embedded,kill-mosquitto,load,queue".into()
     });
     let ctx = Ctx {
         bin,
@@ -580,6 +718,8 @@ async fn main() {
     for run in runs.split(',') {
         eprintln!("== {run}");
         let out: Vec<serde_json::Value> = match run {
+            "sign" => vec![sign()],
+            "forge" => vec![forge(&ctx).await],
             "wedge" => vec![wedge(&ctx).await],
             "flood" => vec![flood(&ctx).await],
             "future" => vec![future(&ctx).await],

@@ -33,7 +33,8 @@ const TOPICS: [&str; 5] = [
     "centinela/v1/f/s/receipt",
 ];
 
-/// `protocol::decode` and the time check behind it, receipts, and the event-id peek. The first
+/// `protocol::decode` and the time check behind it, signed envelopes, receipts, and the
+/// event-id peek. The first
 /// byte picks the topic (or, past the list, the input up to its first newline is the topic).
 ///
 /// # Panics
@@ -68,6 +69,16 @@ pub fn decode(data: &[u8]) {
                 max_age: time::Duration::days(90),
             },
         );
+    }
+    if let Ok(env) = protocol::signed::Envelope::open(payload) {
+        // The message is the payload's own bytes, verbatim; checking a signature never panics.
+        let range = payload.as_ptr_range();
+        assert!(
+            range.contains(&env.msg.as_ptr()),
+            "msg borrowed from the payload"
+        );
+        let _ = env.verify(&topic);
+        let _ = protocol::decode(&topic, env.msg);
     }
     if let Ok(r) = protocol::Receipt::decode(payload, "f", "s") {
         assert_eq!((r.facility_id.as_str(), r.sensor_id.as_str()), ("f", "s"));

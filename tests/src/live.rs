@@ -8,10 +8,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use central_server::Server;
-use central_server::config::{ServerConfig, ServerSection};
+use central_server::config::{Facility, SensorSite, ServerConfig, ServerSection, Zone};
+use protocol::signed::{PublicKey, SensorKey};
 use protocol::{Detector, GAP_SCHEMA, GapEvent, GapState, Kind, Severity, Technology, event_id};
 use sensor_agent::daemon::outbox::{Entry, Outbox};
 use sensor_agent::daemon::publisher::{self, LinkOptions, LinkStats, StatusSource};
+use sensor_agent::daemon::sequence::Sequence;
+use sensor_agent::daemon::signer::Signer;
 use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -34,13 +37,137 @@ where
     panic!("timed out after {timeout:?} waiting for {what}");
 }
 
-/// Starts a server in this process with an SQLite file at `db`, the demo facility, HTTP on a
-/// free loopback port, ingesting from Mosquitto on `broker_port` or from its own embedded
-/// broker (on a free port) when `None`.
+/// The key of a test sensor: derived from its names, so a test, its server's registry and a
+/// forger's "stolen key" can all be made from them.
+#[must_use]
+pub fn test_key(facility: &str, sensor: &str) -> SensorKey {
+    let hex =
+        protocol::payload_sha256(format!("centinela test key\n{facility}\n{sensor}").as_bytes());
+    let mut seed = [0u8; 32];
+    for (i, b) in seed.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap_or_default();
+    }
+    SensorKey::from_seed(&seed)
+}
+
+/// A test sensor's signer: its [`test_key`] and a message counter in `dir`.
+///
+/// # Panics
+/// When the counter cannot be opened.
+#[must_use]
+pub fn test_signer(dir: &Path, facility: &str, sensor: &str) -> Signer {
+    std::fs::create_dir_all(dir).expect("counter directory");
+    Signer::new(
+        test_key(facility, sensor),
+        Sequence::open(dir).expect("counter"),
+    )
+}
+
+/// The sensors a test server registers: the demo facility (its sensors with their test keys
+/// unless given other keys) and, for any other facility named, a square facility with the demo's
+/// zones holding its sensors.
+#[derive(Debug, Clone, Default)]
+pub struct Fleet {
+    sensors: Vec<(String, String, String, PublicKey, bool)>,
+}
+
+impl Fleet {
+    /// An empty fleet (the demo facility without keys).
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Test sensors of `facility`, each in zone `patio` with its [`test_key`].
+    #[must_use]
+    pub fn with(mut self, facility: &str, sensors: &[&str]) -> Self {
+        for s in sensors {
+            self = self.key(facility, s, "patio", test_key(facility, s).public());
+        }
+        self
+    }
+
+    /// A sensor with the given zone and key.
+    #[must_use]
+    pub fn key(mut self, facility: &str, sensor: &str, zone: &str, key: PublicKey) -> Self {
+        self.sensors
+            .push((facility.into(), sensor.into(), zone.into(), key, false));
+        self
+    }
+
+    /// A revoked sensor (its test key).
+    #[must_use]
+    pub fn revoked(mut self, facility: &str, sensor: &str) -> Self {
+        let k = test_key(facility, sensor).public();
+        self.sensors
+            .push((facility.into(), sensor.into(), "patio".into(), k, true));
+        self
+    }
+
+    /// The facilities of the configuration.
+    #[must_use]
+    pub fn facilities(&self) -> Vec<Facility> {
+        let demo = central_server::demo::facility();
+        let mut out = vec![demo.clone()];
+        for (facility, sensor, zone, key, revoked) in &self.sensors {
+            let i = match out.iter().position(|f| f.id == *facility) {
+                Some(i) => i,
+                None => {
+                    out.push(Facility {
+                        id: facility.clone(),
+                        name: format!("{facility} (test)"),
+                        sensors: Vec::new(),
+                        jammers: Vec::new(),
+                        ..demo.clone()
+                    });
+                    out.len() - 1
+                }
+            };
+            let f = &mut out[i];
+            f.sensors.retain(|s| s.id != *sensor);
+            f.sensors.push(SensorSite {
+                id: sensor.clone(),
+                zone: zone.clone(),
+                position: [120.0, 90.0],
+                public_key: Some(*key),
+                revoked: *revoked,
+            });
+        }
+        out
+    }
+
+    /// A server configuration file's text: these facilities, default settings.
+    ///
+    /// # Panics
+    /// Never in practice (serialising a configuration).
+    #[must_use]
+    pub fn toml(&self) -> String {
+        toml::to_string(&ServerConfig {
+            server: ServerSection::default(),
+            facilities: self.facilities(),
+        })
+        .expect("configuration as TOML")
+    }
+}
+
+/// The demo facility's zones (tests' facilities copy them).
+#[must_use]
+pub fn zones() -> Vec<Zone> {
+    central_server::demo::facility().zones
+}
+
+/// Starts a server in this process with an SQLite file at `db`, the sensors of `fleet`
+/// registered, HTTP on a free loopback port, ingesting from Mosquitto on `broker_port` or from
+/// its own embedded broker (on a free port) when `None`.
 ///
 /// # Panics
 /// When it does not start.
-pub async fn start_server(broker_port: Option<u16>, db: &Path, client_id: &str) -> Server {
+pub async fn start_server(
+    broker_port: Option<u16>,
+    db: &Path,
+    client_id: &str,
+    fleet: &Fleet,
+) -> Server {
     let loopback0 = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let cfg = ServerConfig {
         server: ServerSection {
@@ -51,7 +178,7 @@ pub async fn start_server(broker_port: Option<u16>, db: &Path, client_id: &str) 
             http: loopback0,
             ..ServerSection::default()
         },
-        facilities: vec![central_server::demo::facility()],
+        facilities: fleet.facilities(),
     };
     let server = Server::start(cfg).await.expect("server starts");
     wait_for("the server's session", Duration::from_secs(10), || async {
@@ -165,7 +292,25 @@ impl Feeder {
         sensor: &str,
         receipt_timeout: Duration,
     ) -> Self {
+        let signer = test_signer(&dir.join("state"), facility, sensor);
+        Self::start_with(dir, port, facility, sensor, receipt_timeout, signer)
+    }
+
+    /// As [`Feeder::start`], signing with `signer`.
+    ///
+    /// # Panics
+    /// When the outbox cannot be opened.
+    #[must_use]
+    pub fn start_with(
+        dir: &Path,
+        port: u16,
+        facility: &str,
+        sensor: &str,
+        receipt_timeout: Duration,
+        signer: Signer,
+    ) -> Self {
         let outbox = Arc::new(Outbox::open(dir, 100_000).expect("outbox"));
+        let signer = Arc::new(signer);
         let status = Arc::new(StatusSource::new(
             facility.into(),
             sensor.into(),
@@ -174,6 +319,7 @@ impl Feeder {
             Vec::new(),
             2.0,
             outbox.clone(),
+            signer.clone(),
         ));
         let wake = Arc::new(Notify::new());
         let (stop, rx) = watch::channel(false);
@@ -213,10 +359,13 @@ impl Feeder {
     pub fn push(&mut self, n: u32) {
         let g = gap(&self.facility, &self.sensor, n);
         self.ids.push(g.event_id);
-        let e = Entry {
-            topic: protocol::topic(&self.facility, &self.sensor, Kind::Gap).expect("topic"),
-            payload: serde_json::to_string(&g).expect("json"),
-        };
+        let topic = protocol::topic(&self.facility, &self.sensor, Kind::Gap).expect("topic");
+        let payload = self
+            .status
+            .signer
+            .seal_text(&topic, &serde_json::to_string(&g).expect("json"))
+            .expect("seal");
+        let e = Entry { topic, payload };
         self.outbox
             .push(&e, g.state == GapState::Update)
             .expect("push");
@@ -431,4 +580,42 @@ pub async fn stored_ids(db: &Path, kind: &str) -> Vec<String> {
         .unwrap_or_else(|e| panic!("{}: {e}", db.display()));
     let _ = c.close().await;
     rows.into_iter().map(|(id,)| id).collect()
+}
+
+/// Seals messages as test sensors would: each sensor's [`test_key`] and its own counter (in
+/// memory), the sensor read from the topic's fourth level. A message that cannot be sealed (not
+/// a JSON object, too large) goes as it is: an unsigned message.
+#[derive(Debug, Default)]
+pub struct Sealer {
+    seqs: std::sync::Mutex<std::collections::HashMap<(String, String), u64>>,
+}
+
+impl Sealer {
+    /// The payload to publish on `topic` for `msg`.
+    #[must_use]
+    pub fn seal(&self, topic: &str, msg: &[u8]) -> Vec<u8> {
+        let levels: Vec<&str> = topic.split('/').collect();
+        let (Some(f), Some(s)) = (levels.get(2), levels.get(3)) else {
+            return msg.to_vec();
+        };
+        if protocol::signed::sealable(topic, msg).is_err() {
+            return msg.to_vec();
+        }
+        let mut seqs = self.seqs.lock().expect("counters");
+        let n = seqs
+            .entry(((*f).to_string(), (*s).to_string()))
+            .or_insert(0);
+        *n += 1;
+        test_key(f, s).seal(topic, *n, msg).expect("sealable")
+    }
+
+    /// Moves a sensor's counter on by `n` without sending (a deliberate gap).
+    pub fn skip(&self, facility: &str, sensor: &str, n: u64) {
+        *self
+            .seqs
+            .lock()
+            .expect("counters")
+            .entry((facility.to_string(), sensor.to_string()))
+            .or_insert(0) += n;
+    }
 }

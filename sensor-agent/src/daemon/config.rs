@@ -42,6 +42,10 @@ pub struct SensorSection {
     /// Position in the facility's plan, metres (x east, y north).
     #[serde(default)]
     pub position_m: Option<[f64; 2]>,
+    /// The sensor's private key (PKCS#8 PEM, mode 0600), as `sensor-agent keygen --out DIR`
+    /// writes it. Every message is signed with it; the message counter (`seq`) lives beside it.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
 }
 
 /// The radio.
@@ -229,6 +233,11 @@ impl AgentConfig {
         if self.sensor.zone.trim().is_empty() {
             push("sensor.zone must not be empty".into());
         }
+        if self.sensor.key.is_none() {
+            push(
+                "sensor.key is missing: every message is signed; create a key with `sensor-agent keygen --out DIR`, set key = \"DIR/sensor.key\" and register the public key it prints in the server's configuration".into(),
+            );
+        }
         if let Some(pos) = self.sensor.position_m
             && !pos.iter().all(|v| v.is_finite())
         {
@@ -414,6 +423,7 @@ max_events = 0
             "sensor.facility",
             "sensor.id",
             "sensor.zone",
+            "sensor.key",
             "source.spec",
             "source.device",
             "scan:",

@@ -7,5 +7,6 @@ pub mod outbox;
 pub mod publisher;
 mod run;
 pub mod sequence;
+pub mod signer;
 
 pub use run::{RunReport, run};

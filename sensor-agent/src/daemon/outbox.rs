@@ -26,9 +26,9 @@ pub struct Entry {
     pub payload: String,
 }
 
-/// Largest outbox file read back, bytes (a message is at most 64 KiB; JSON escaping can double
-/// it).
-pub const MAX_ENTRY_BYTES: usize = 4 * protocol::MAX_PAYLOAD_BYTES;
+/// Largest outbox file read back, bytes (an envelope is at most 64 KiB and a little; JSON
+/// escaping can double it).
+pub const MAX_ENTRY_BYTES: usize = 4 * protocol::signed::MAX_SIGNED_BYTES;
 
 impl Entry {
     /// Reads an outbox file's bytes.
@@ -44,11 +44,11 @@ impl Entry {
             ));
         }
         let e: Self = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
-        if e.payload.len() > protocol::MAX_PAYLOAD_BYTES {
+        if e.payload.len() > protocol::signed::MAX_SIGNED_BYTES {
             return Err(format!(
                 "payload of {} bytes is over the {}-byte limit",
                 e.payload.len(),
-                protocol::MAX_PAYLOAD_BYTES
+                protocol::signed::MAX_SIGNED_BYTES
             ));
         }
         protocol::parse_topic(&e.topic).map_err(|err| err.to_string())?;

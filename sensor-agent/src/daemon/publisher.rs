@@ -27,6 +27,7 @@ use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::daemon::outbox::Outbox;
+use crate::daemon::signer::Signer;
 
 /// Most events sent and not yet confirmed at a time.
 const WINDOW: usize = 256;
@@ -60,6 +61,8 @@ pub struct StatusSource {
     pub health: Mutex<SensorHealth>,
     /// The outbox (queue depth).
     pub outbox: Arc<Outbox>,
+    /// Seals every status.
+    pub signer: Arc<Signer>,
     /// Start of the agent.
     pub started: Instant,
     counter: std::sync::atomic::AtomicU64,
@@ -78,6 +81,7 @@ impl StatusSource {
         unreachable_bands: Vec<String>,
         heartbeat_s: f64,
         outbox: Arc<Outbox>,
+        signer: Arc<Signer>,
     ) -> Self {
         Self {
             facility_id,
@@ -88,6 +92,7 @@ impl StatusSource {
             heartbeat_s,
             health: Mutex::new(SensorHealth::default()),
             outbox,
+            signer,
             started: Instant::now(),
             counter: std::sync::atomic::AtomicU64::new(0),
             connected_at: Mutex::new(None),
@@ -176,8 +181,13 @@ impl StatusSource {
         topic(&self.facility_id, &self.sensor_id, Kind::Status).unwrap_or_default()
     }
 
-    fn payload(&self, state: SensorState) -> Vec<u8> {
-        serde_json::to_vec(&self.status(state)).unwrap_or_default()
+    /// The sealed status; `None` (logged) when it cannot be sealed.
+    fn payload(&self, state: SensorState) -> Option<Vec<u8>> {
+        let msg = serde_json::to_vec(&self.status(state)).ok()?;
+        self.signer
+            .seal(&self.topic(), &msg)
+            .inspect_err(|e| tracing::error!("status not sent: {e}"))
+            .ok()
     }
 }
 
@@ -500,22 +510,31 @@ pub async fn run(
     let client_id = format!("centinela-{}-{}", status.facility_id, status.sensor_id);
     let receipts =
         protocol::receipt_topic(&status.facility_id, &status.sensor_id).unwrap_or_default();
+    // The Last Will is sealed once per connection that comes up (attempts that fail keep it, so
+    // a broker away for an hour spends no numbers), and it is what a clean shutdown publishes
+    // itself: every sealed Will reaches the server one way or the other.
+    let mut will: Option<Vec<u8>> = None;
     'session: loop {
         if *shutdown.borrow() {
             break;
         }
-        status.new_connection();
+        if will.is_none() {
+            status.new_connection();
+            will = status.payload(SensorState::Offline);
+        }
         let mut mo = MqttOptions::new(client_id.clone(), opts.host.clone(), opts.port);
         mo.set_keep_alive(Duration::from_secs(10))
             .set_clean_start(true)
-            .set_max_packet_size(Some(protocol::receipt::MAX_RECEIPT_BYTES as u32 + 1024))
-            .set_last_will(LastWill::new(
+            .set_max_packet_size(Some(protocol::receipt::MAX_RECEIPT_BYTES as u32 + 1024));
+        if let Some(w) = &will {
+            mo.set_last_will(LastWill::new(
                 status.topic(),
-                status.payload(SensorState::Offline),
+                w.clone(),
                 QoS::AtLeastOnce,
                 true,
                 None,
             ));
+        }
         if let Some((u, p)) = &opts.credentials {
             mo.set_credentials(u.clone(), p.expose());
         }
@@ -553,7 +572,8 @@ pub async fn run(
                         if let Err(e) = client.try_subscribe(receipts.clone(), QoS::AtLeastOnce) {
                             tracing::error!("subscribing to {receipts}: {e}");
                         }
-                        if client.try_publish(status.topic(), QoS::AtLeastOnce, true, status.payload(SensorState::Online)).is_ok() {
+                        if let Some(p) = status.payload(SensorState::Online)
+                            && client.try_publish(status.topic(), QoS::AtLeastOnce, true, p).is_ok() {
                             s.requested.push_back(None);
                         }
                     }
@@ -587,7 +607,8 @@ pub async fn run(
                     s.top_up(&client, &outbox, &mut stats);
                 }
                 _ = heartbeat.tick(), if connected => {
-                    if client.try_publish(status.topic(), QoS::AtLeastOnce, true, status.payload(SensorState::Online)).is_ok() {
+                    if let Some(p) = status.payload(SensorState::Online)
+                        && client.try_publish(status.topic(), QoS::AtLeastOnce, true, p).is_ok() {
                         s.requested.push_back(None);
                     }
                 }
@@ -598,7 +619,9 @@ pub async fn run(
                 }
                 _ = shutdown.changed() => {
                     if connected {
-                        if client.try_publish(status.topic(), QoS::AtLeastOnce, true, status.payload(SensorState::Offline)).is_ok() {
+                        // The Will, said by ourselves: the same bytes and number.
+                        if let Some(p) = will.take()
+                            && client.try_publish(status.topic(), QoS::AtLeastOnce, true, p).is_ok() {
                             s.requested.push_back(None);
                         }
                         // Drain: let the offline status go out and in-flight events be confirmed.
@@ -629,6 +652,10 @@ pub async fn run(
                     break 'session;
                 }
             }
+        }
+        if connected {
+            // The broker publishes this connection's Will: the next one gets its own.
+            will = None;
         }
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}

@@ -15,6 +15,7 @@ use crate::config::{Identity, PipelineConfig};
 use crate::daemon::config::AgentConfig;
 use crate::daemon::outbox::{Entry, Outbox};
 use crate::daemon::publisher::{self, LinkOptions, LinkStats, StatusSource, TlsFiles};
+use crate::daemon::signer::Signer;
 use crate::scan::{BandObservation, SweepOptions, plan, sweep};
 use crate::tracker::{Event, GapTracker, JammerTracker};
 
@@ -129,6 +130,17 @@ pub async fn run(
     for w in &scan_plan.warnings {
         tracing::warn!("{w}");
     }
+    let key_path = cfg
+        .sensor
+        .key
+        .as_deref()
+        .ok_or_else(|| AgentError::Input("sensor.key is missing".into()))?;
+    let signer = Arc::new(Signer::open(key_path)?);
+    tracing::info!(
+        "signing as {} (message {} was the last)",
+        signer.public(),
+        signer.last_seq()
+    );
     let outbox = Arc::new(
         Outbox::open(&cfg.outbox.dir, cfg.outbox.max_events)
             .map_err(|e| AgentError::Input(e.to_string()))?,
@@ -146,6 +158,7 @@ pub async fn run(
         unreachable,
         cfg.mqtt.heartbeat_s,
         outbox.clone(),
+        signer.clone(),
     ));
     let (host, port) = protocol::parse_broker_url(&cfg.mqtt.broker).map_err(AgentError::Input)?;
     let read = |p: &std::path::Path| crate::files::read_small(p).map_err(AgentError::Input);
@@ -191,6 +204,7 @@ pub async fn run(
         let status = status.clone();
         let wake = wake.clone();
         let cfg = cfg.clone();
+        let signer = signer.clone();
         std::thread::Builder::new()
             .name(format!("scan-{}", cfg.sensor.id))
             .spawn(move || {
@@ -244,9 +258,19 @@ pub async fn run(
                                 ),
                                 Event::Jammer(j) => (Kind::Jammer, false, serde_json::to_string(j)),
                             };
-                            let Ok(payload) = payload else { return };
-                            let topic = protocol::topic(&id.facility_id, &id.sensor_id, kind)
-                                .unwrap_or_default();
+                            let Ok(msg) = payload else { return };
+                            let Ok(topic) = protocol::topic(&id.facility_id, &id.sensor_id, kind)
+                            else {
+                                return;
+                            };
+                            // Sealed once: every resend is these very bytes.
+                            let payload = match signer.seal_text(&topic, &msg) {
+                                Ok(p) => p,
+                                Err(err) => {
+                                    tracing::error!("event lost: {err}");
+                                    return;
+                                }
+                            };
                             match outbox.push(&Entry { topic, payload }, droppable) {
                                 Ok(_) => {
                                     events += 1;
@@ -270,16 +294,19 @@ pub async fn run(
                             h.lost_samples += health.lost_samples;
                             h.timeouts += health.timeouts;
                             drop(h);
-                            if cfg.mqtt.spectrum {
+                            // Sealed only when the link can take it (a number spent on a
+                            // summary never sent would show as a missing message).
+                            if cfg.mqtt.spectrum && qos0_tx.capacity() > 0 {
                                 let s = spectrum_summary(&id, at, &observed);
-                                if let Ok(p) = serde_json::to_vec(&s) {
-                                    let t = protocol::topic(
-                                        &id.facility_id,
-                                        &id.sensor_id,
-                                        Kind::Spectrum,
-                                    )
-                                    .unwrap_or_default();
-                                    let _ = qos0_tx.try_send((t, p));
+                                let t =
+                                    protocol::topic(&id.facility_id, &id.sensor_id, Kind::Spectrum);
+                                if let (Ok(m), Ok(t)) = (serde_json::to_vec(&s), t) {
+                                    match signer.seal(&t, &m) {
+                                        Ok(p) => {
+                                            let _ = qos0_tx.try_send((t, p));
+                                        }
+                                        Err(e) => tracing::error!("spectrum summary not sent: {e}"),
+                                    }
                                 }
                             }
                             tracing::debug!("sweep {sweeps} in {:.2} s", health.elapsed_s);

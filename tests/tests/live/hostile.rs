@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use centinela_tests::Mosquitto;
-use centinela_tests::live::{self, Feeder, counter, gap, get, wait_for};
+use centinela_tests::live::{self, Feeder, Fleet, Sealer, counter, gap, get, wait_for};
 use central_server::Server;
 use protocol::{
     GapState, Outcome, Receipt, STATUS_SCHEMA, SensorHealth, SensorState, StatusEvent, event_id,
@@ -22,9 +22,12 @@ const FAC: &str = "test-prison";
 type Inbox = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
 
 /// A raw MQTT v5 client whose event loop runs in the background, counting PUBACKs and keeping
-/// what arrives on its subscriptions.
+/// what arrives on its subscriptions. It holds the test sensors' keys: what it publishes is
+/// sealed as their agents would (these are tests of a misbehaving or unlucky sensor, not of a
+/// forger; `trust.rs` tries the forgeries).
 struct Raw {
     client: AsyncClient,
+    sealer: Sealer,
     acks: std::sync::Arc<std::sync::atomic::AtomicU64>,
     inbox: Inbox,
     task: tokio::task::JoinHandle<()>,
@@ -58,22 +61,29 @@ impl Raw {
         });
         Self {
             client,
+            sealer: Sealer::default(),
             acks,
             inbox,
             task,
         }
     }
 
-    async fn publish(&self, topic: impl Into<String>, payload: impl Into<Vec<u8>>) {
+    /// Seals and publishes `msg`; the bytes sent.
+    async fn publish(&self, topic: impl Into<String>, msg: impl Into<Vec<u8>>) -> Vec<u8> {
+        let topic = topic.into();
+        let payload = self.sealer.seal(&topic, &msg.into());
         self.client
-            .publish(topic.into(), QoS::AtLeastOnce, false, payload.into())
+            .publish(topic, QoS::AtLeastOnce, false, payload.clone())
             .await
             .expect("publish");
+        payload
     }
 
-    async fn publish_retained(&self, topic: impl Into<String>, payload: impl Into<Vec<u8>>) {
+    async fn publish_retained(&self, topic: impl Into<String>, msg: impl Into<Vec<u8>>) {
+        let topic = topic.into();
+        let payload = self.sealer.seal(&topic, &msg.into());
         self.client
-            .publish(topic.into(), QoS::AtLeastOnce, true, payload.into())
+            .publish(topic, QoS::AtLeastOnce, true, payload)
             .await
             .expect("publish");
     }
@@ -148,7 +158,8 @@ async fn stored_gaps(server: &Server) -> i64 {
 /// 113 times, and the later event never arrived.)
 async fn interleaved_valid_and_malformed(broker_port: Option<u16>) {
     let dir = tempfile::tempdir().expect("dir");
-    let server = live::start_server(broker_port, &dir.path().join("c.db"), "srv-mix").await;
+    let fleet = Fleet::new().with(FAC, &["mix"]);
+    let server = live::start_server(broker_port, &dir.path().join("c.db"), "srv-mix", &fleet).await;
     let port = broker_port.unwrap_or(server.broker.1);
     let raw = Raw::connect(port, "prankster");
     for n in 0..500u32 {
@@ -196,14 +207,16 @@ async fn interleaved_valid_and_malformed(broker_port: Option<u16>) {
         .iter()
         .filter_map(|x| x["reason"].as_str())
         .collect();
+    // Broken JSON breaks the envelope around it, and a payload too large (or no object) cannot
+    // be sealed: the sensor's own agent never sends either.
     for want in [
-        "json",
+        "bad_envelope",
+        "unsigned",
         "schema",
         "mismatch",
         "topic",
         "future",
         "fields",
-        "too_large",
         "value",
     ] {
         assert!(reasons.contains(&want), "{want} in {reasons:?}");
@@ -230,7 +243,8 @@ async fn interleaved_malformed_messages_do_not_wedge_mosquitto() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_odd_topics_neither_wedges_ingest_nor_grows_the_metrics() {
     let dir = tempfile::tempdir().expect("dir");
-    let server = live::start_server(None, &dir.path().join("c.db"), "srv-flood").await;
+    let fleet = Fleet::new().with(FAC, &["flood"]);
+    let server = live::start_server(None, &dir.path().join("c.db"), "srv-flood", &fleet).await;
     let raw = Raw::connect(server.broker.1, "flooder");
     raw.publish(
         gap_topic("flood"),
@@ -287,7 +301,8 @@ async fn a_flood_of_odd_topics_neither_wedges_ingest_nor_grows_the_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_dated_in_the_future_cannot_rewrite_the_present() {
     let dir = tempfile::tempdir().expect("dir");
-    let server = live::start_server(None, &dir.path().join("c.db"), "srv-future").await;
+    let fleet = Fleet::new().with(FAC, &["yard"]);
+    let server = live::start_server(None, &dir.path().join("c.db"), "srv-future", &fleet).await;
     let raw = Raw::connect(server.broker.1, "time-traveller");
     raw.client
         .subscribe(
@@ -311,10 +326,14 @@ async fn a_message_dated_in_the_future_cannot_rewrite_the_present() {
     let mut near = forged.clone();
     near.observed_at = OffsetDateTime::now_utc() + time::Duration::minutes(10);
     near.event_id = event_id(near.observed_at, b"ten minutes ahead");
-    for f in [&forged, &near] {
-        raw.publish(gap_topic("yard"), serde_json::to_vec(f).expect("json"))
-            .await;
-    }
+    let forged_bytes = raw
+        .publish(
+            gap_topic("yard"),
+            serde_json::to_vec(&forged).expect("json"),
+        )
+        .await;
+    raw.publish(gap_topic("yard"), serde_json::to_vec(&near).expect("json"))
+        .await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let mut honest = open.clone();
     honest.state = GapState::Update;
@@ -361,7 +380,8 @@ async fn a_message_dated_in_the_future_cannot_rewrite_the_present() {
     );
     assert_eq!(
         forged_item.sha256,
-        protocol::payload_sha256(&serde_json::to_vec(&forged).expect("json"))
+        protocol::payload_sha256(&forged_bytes),
+        "the digest is of the bytes received: the whole envelope"
     );
     let m = server.metrics.render();
     assert_eq!(
@@ -419,7 +439,8 @@ async fn sensor_state(server: &Server, sensor: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sensors_go_offline_on_time_and_only_by_their_own_connection() {
     let dir = tempfile::tempdir().expect("dir");
-    let server = live::start_server(None, &dir.path().join("c.db"), "srv-hb").await;
+    let fleet = Fleet::new().with(FAC, &["sleeper", "roamer"]);
+    let server = live::start_server(None, &dir.path().join("c.db"), "srv-hb", &fleet).await;
     let raw = Raw::connect(server.broker.1, "liar");
     let t = |s: &StatusEvent| {
         (
@@ -487,7 +508,8 @@ async fn sensors_go_offline_on_time_and_only_by_their_own_connection() {
 async fn takeover(broker_port: Option<u16>) {
     let dir = tempfile::tempdir().expect("dir");
     let client_id = "centinela-server-takeover";
-    let server = live::start_server(broker_port, &dir.path().join("c.db"), client_id).await;
+    let fleet = Fleet::new().with(FAC, &["victim"]);
+    let server = live::start_server(broker_port, &dir.path().join("c.db"), client_id, &fleet).await;
     let port = broker_port.unwrap_or(server.broker.1);
     let mut feeder = Feeder::start(
         &dir.path().join("outbox"),

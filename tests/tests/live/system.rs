@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use centinela_tests::live::{self, Feeder, wait_for};
+use centinela_tests::live::{self, Feeder, Fleet, Sealer, wait_for};
 use centinela_tests::{Mosquitto, chromium, free_port};
 use central_server::Server;
 use central_server::config::{ServerConfig, ServerSection};
@@ -26,7 +26,28 @@ fn loopback0() -> SocketAddr {
 }
 
 async fn start_server(broker_port: Option<u16>, db: &Path, client_id: &str) -> Server {
-    live::start_server(broker_port, db, client_id).await
+    start_with(broker_port, db, client_id, &fleet()).await
+}
+
+async fn start_with(broker_port: Option<u16>, db: &Path, client_id: &str, fleet: &Fleet) -> Server {
+    live::start_server(broker_port, db, client_id, fleet).await
+}
+
+/// The test sensors of these scenarios, with their test keys.
+fn fleet() -> Fleet {
+    Fleet::new().with(
+        FAC,
+        &[
+            "feeder-1", "feeder-2", "s1", "burst-0", "burst-1", "burst-2", "burst-3", "tls-1",
+            "tls-2",
+        ],
+    )
+}
+
+/// A fleet with the demo sensor `id` (its key made by the demo's enrolment under `dir`).
+fn with_demo_sensor(dir: &Path, id: &str, zone: &str) -> Fleet {
+    let key = demo::enroll(dir, id).expect("demo key");
+    fleet().key(demo::FACILITY, id, zone, key)
 }
 
 async fn get(server: &Server, path: &str) -> Value {
@@ -203,6 +224,7 @@ async fn malformed_and_mismatched_messages_are_rejected_and_counted() {
     raw.set_keep_alive(Duration::from_secs(5));
     let (client, mut el) = rumqttc::v5::AsyncClient::new(raw, 100);
     tokio::spawn(async move { while el.poll().await.is_ok() {} });
+    let sealer = Sealer::default();
     let good = serde_json::to_value(gap("s1", 1)).expect("json");
     let mut other_facility = good.clone();
     other_facility["facility_id"] = "another-prison".into();
@@ -230,17 +252,18 @@ async fn malformed_and_mismatched_messages_are_rejected_and_counted() {
                 t.clone(),
                 rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
                 false,
-                p.clone(),
+                sealer.seal(t, p),
             )
             .await
             .expect("publish");
     }
+    let t = format!("centinela/v1/{FAC}/s1/gap");
     client
         .publish(
-            format!("centinela/v1/{FAC}/s1/gap"),
+            t.clone(),
             rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
             false,
-            good.to_string(),
+            sealer.seal(&t, good.to_string().as_bytes()),
         )
         .await
         .expect("publish");
@@ -258,7 +281,8 @@ async fn malformed_and_mismatched_messages_are_rejected_and_counted() {
         .iter()
         .filter_map(|x| x["reason"].as_str())
         .collect();
-    for want in ["json", "mismatch", "schema", "too_large"] {
+    // Broken JSON breaks its envelope; 70,000 bytes of spaces cannot be sealed at all.
+    for want in ["bad_envelope", "mismatch", "schema", "unsigned"] {
         assert!(reasons.contains(&want), "{want} in {reasons:?}");
     }
     assert!(
@@ -295,7 +319,8 @@ async fn malformed_and_mismatched_messages_are_rejected_and_counted() {
 /// (embedded when `None`); the API returns its gap with the cell the agent named.
 async fn agent_to_api(broker_port: Option<u16>) {
     let dir = tempfile::tempdir().expect("dir");
-    let server = start_server(broker_port, &dir.path().join("c.db"), "srv-agent").await;
+    let fleet = with_demo_sensor(dir.path(), "patio", "patio");
+    let server = start_with(broker_port, &dir.path().join("c.db"), "srv-agent", &fleet).await;
     let scene = toml::to_string(&demo::scene()).expect("scene");
     std::fs::write(dir.path().join("scene.toml"), scene).expect("write");
     let mut cfg = demo::agent_config(
@@ -544,15 +569,13 @@ async fn ingest_keeps_up_with_a_burst_larger_than_its_window() {
             let (client, mut el) = rumqttc::v5::AsyncClient::new(o, 256);
             let sensor = format!("burst-{a}");
             let pubber = tokio::spawn(async move {
+                let sealer = Sealer::default();
                 for n in 0..per {
                     let g = gap(&sensor, n);
+                    let t = format!("centinela/v1/{FAC}/{sensor}/gap");
+                    let p = sealer.seal(&t, &serde_json::to_vec(&g).expect("json"));
                     client
-                        .publish(
-                            format!("centinela/v1/{FAC}/{sensor}/gap"),
-                            rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
-                            false,
-                            serde_json::to_vec(&g).expect("json"),
-                        )
+                        .publish(t, rumqttc::v5::mqttbytes::QoS::AtLeastOnce, false, p)
                         .await
                         .expect("publish");
                 }
@@ -597,6 +620,11 @@ async fn agent_link_over_tls() {
     .await;
     let start_link = |sensor: &str, ca_pem: Vec<u8>, sub: &str| {
         let outbox = Arc::new(Outbox::open(&dir.path().join(sub), 1000).expect("outbox"));
+        let signer = Arc::new(live::test_signer(
+            &dir.path().join(format!("{sub}.state")),
+            FAC,
+            sensor,
+        ));
         let status = Arc::new(StatusSource::new(
             FAC.into(),
             sensor.into(),
@@ -605,6 +633,7 @@ async fn agent_link_over_tls() {
             Vec::new(),
             1.0,
             outbox.clone(),
+            signer.clone(),
         ));
         let (stop, rx) = watch::channel(false);
         let (_q, qrx) = mpsc::channel(1);
@@ -625,18 +654,16 @@ async fn agent_link_over_tls() {
             qrx,
             rx,
         ));
-        (outbox, stop, link)
+        (outbox, signer, stop, link)
     };
     let g = gap("tls-1", 1);
-    let (outbox, stop, link) = start_link("tls-1", std::fs::read(&ca).expect("ca"), "ob1");
+    let (outbox, signer, stop, link) = start_link("tls-1", std::fs::read(&ca).expect("ca"), "ob1");
+    let t = topic(FAC, "tls-1", Kind::Gap).expect("topic");
+    let payload = signer
+        .seal_text(&t, &serde_json::to_string(&g).expect("json"))
+        .expect("seal");
     outbox
-        .push(
-            &Entry {
-                topic: topic(FAC, "tls-1", Kind::Gap).expect("topic"),
-                payload: serde_json::to_string(&g).expect("json"),
-            },
-            false,
-        )
+        .push(&Entry { topic: t, payload }, false)
         .expect("push");
     wait_for("the gap sent over TLS", Duration::from_secs(20), || async {
         stored_gaps(&server).await == 1
@@ -652,15 +679,13 @@ async fn agent_link_over_tls() {
     );
     // A link that trusts a different CA (the broker's own certificate is not a CA) gets nowhere.
     let wrong = std::fs::read(ca.with_file_name("server.pem")).expect("server cert");
-    let (outbox2, stop2, link2) = start_link("tls-2", wrong, "ob2");
+    let (outbox2, signer2, stop2, link2) = start_link("tls-2", wrong, "ob2");
+    let t = topic(FAC, "tls-2", Kind::Gap).expect("topic");
+    let payload = signer2
+        .seal_text(&t, &serde_json::to_string(&gap("tls-2", 1)).expect("json"))
+        .expect("seal");
     outbox2
-        .push(
-            &Entry {
-                topic: topic(FAC, "tls-2", Kind::Gap).expect("topic"),
-                payload: serde_json::to_string(&gap("tls-2", 1)).expect("json"),
-            },
-            false,
-        )
+        .push(&Entry { topic: t, payload }, false)
         .expect("push");
     tokio::time::sleep(Duration::from_secs(3)).await;
     let _ = stop2.send(true);
@@ -699,7 +724,8 @@ async fn agent_runs_on_a_recorded_sweep() {
         .chain([rec.clone().into_os_string()]),
     );
     assert_eq!(code, 0, "recording the sweep");
-    let server = start_server(None, &dir.path().join("c.db"), "srv-sigmf").await;
+    let fleet = with_demo_sensor(dir.path(), "replayer", "patio");
+    let server = start_with(None, &dir.path().join("c.db"), "srv-sigmf", &fleet).await;
     let mut cfg = demo::agent_config(
         dir.path(),
         (&server.broker.0, server.broker.1),
@@ -808,7 +834,7 @@ async fn alerts_are_posted_to_the_webhook() {
             webhook: Some(format!("http://{hook}/hook")),
             ..ServerSection::default()
         },
-        facilities: Vec::new(),
+        facilities: fleet().facilities(),
     })
     .await
     .expect("server");
@@ -820,6 +846,7 @@ async fn alerts_are_posted_to_the_webhook() {
     raw.set_keep_alive(Duration::from_secs(5));
     let (client, mut el) = rumqttc::v5::AsyncClient::new(raw, 10);
     tokio::spawn(async move { while el.poll().await.is_ok() {} });
+    let sealer = Sealer::default();
     let g = gap("s1", 1);
     let at = OffsetDateTime::now_utc();
     let j = protocol::JammerEvent {
@@ -839,12 +866,13 @@ async fn alerts_are_posted_to_the_webhook() {
         ("gap", serde_json::to_string(&g).expect("json")),
         ("jammer", serde_json::to_string(&j).expect("json")),
     ] {
+        let t = format!("centinela/v1/{FAC}/s1/{kind}");
         client
             .publish(
-                format!("centinela/v1/{FAC}/s1/{kind}"),
+                t.clone(),
                 rumqttc::v5::mqttbytes::QoS::AtLeastOnce,
                 false,
-                payload,
+                sealer.seal(&t, payload.as_bytes()),
             )
             .await
             .expect("publish");

@@ -13,19 +13,47 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use centinela_tests::live::{
-    Feeder, ServerProcess, assert_exactly_once, count_in_db, stored_ids, wait_for,
+    Feeder, Fleet, ServerProcess, assert_exactly_once, count_in_db, stored_ids, wait_for,
 };
 use centinela_tests::{Mosquitto, free_port};
 
-const BIN: &str = env!("CARGO_BIN_EXE_central-server");
+use crate::BIN;
 const FAC: &str = "crash-prison";
 const EVENTS: u32 = 3000;
 
-/// The server binary with its SQLite file in `dir`, on the embedded broker at port `mqtt` or
-/// ingesting from the broker at `broker`.
-fn start_server(dir: &Path, mqtt: Option<u16>, broker: Option<u16>) -> (ServerProcess, PathBuf) {
+/// The test sensors of these runs, with their test keys.
+fn fleet() -> Fleet {
+    Fleet::new().with(
+        FAC,
+        &[
+            "embedded-0",
+            "embedded-1",
+            "embedded-2",
+            "mosquitto-0",
+            "mosquitto-1",
+            "mosquitto-2",
+            "queue-1",
+        ],
+    )
+}
+
+/// The server binary with its SQLite file in `dir` and `fleet` registered, on the embedded
+/// broker at port `mqtt` or ingesting from the broker at `broker`.
+fn start_server(
+    dir: &Path,
+    fleet: &Fleet,
+    mqtt: Option<u16>,
+    broker: Option<u16>,
+) -> (ServerProcess, PathBuf) {
     let db = dir.join("c.db");
-    let mut a = vec!["--db".to_string(), db.display().to_string()];
+    let config = dir.join("server.toml");
+    std::fs::write(&config, fleet.toml()).expect("configuration");
+    let mut a = vec![
+        "--config".to_string(),
+        config.display().to_string(),
+        "--db".to_string(),
+        db.display().to_string(),
+    ];
     if let Some(p) = mqtt {
         a.extend(["--mqtt".into(), format!("127.0.0.1:{p}")]);
     }
@@ -49,7 +77,7 @@ enum KillAt {
 async fn sigkill_of_the_server_in_the_embedded_default_loses_nothing() {
     let dir = tempfile::tempdir().expect("dir");
     let mqtt = free_port();
-    let (mut server, db) = start_server(dir.path(), Some(mqtt), None);
+    let (mut server, db) = start_server(dir.path(), &fleet(), Some(mqtt), None);
     let mut sent_all = Vec::new();
     for (run, at) in [
         KillAt::LastPuback,
@@ -116,7 +144,7 @@ async fn sigkill_of_mosquitto_mid_stream_loses_nothing() {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let (mut server, db) = start_server(dir.path(), None, Some(mq.port));
+    let (mut server, db) = start_server(dir.path(), &fleet(), None, Some(mq.port));
     let mut sent_all = Vec::new();
     for (run, k) in [300usize, 1500, 2700].into_iter().enumerate() {
         let sensor = format!("mosquitto-{run}");
@@ -180,7 +208,7 @@ async fn a_full_broker_queue_loses_nothing() {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let (mut server, db) = start_server(dir.path(), None, Some(mq.port));
+    let (mut server, db) = start_server(dir.path(), &fleet(), None, Some(mq.port));
     let mut feeder = Feeder::start(
         &dir.path().join("outbox"),
         mq.port,
@@ -218,7 +246,9 @@ async fn a_full_broker_queue_loses_nothing() {
 async fn a_real_agent_loses_nothing_when_the_server_freezes_and_dies() {
     let dir = tempfile::tempdir().expect("dir");
     let mqtt = free_port();
-    let (mut server, db) = start_server(dir.path(), Some(mqtt), None);
+    let key = central_server::demo::enroll(dir.path(), "patio").expect("key");
+    let fleet = fleet().key(central_server::demo::FACILITY, "patio", "patio", key);
+    let (mut server, db) = start_server(dir.path(), &fleet, Some(mqtt), None);
     let scene = toml::to_string(&central_server::demo::scene()).expect("scene");
     std::fs::write(dir.path().join("scene.toml"), scene).expect("scene");
     let mut cfg = central_server::demo::agent_config(
@@ -257,12 +287,18 @@ async fn a_real_agent_loses_nothing_when_the_server_freezes_and_dies() {
     let _ = stop.send(true);
     let report = agent.await.expect("join").expect("agent ran");
     // What is still waiting is sent by a second run of the same agent's outbox.
-    let mut rest = Feeder::start(
+    let signer = sensor_agent::daemon::signer::Signer::open(&central_server::demo::key_path(
+        dir.path(),
+        "patio",
+    ))
+    .expect("the agent's key");
+    let mut rest = Feeder::start_with(
         &outbox_dir,
         mqtt,
-        "demo-prison",
+        central_server::demo::FACILITY,
         "patio",
         Duration::from_secs(3),
+        signer,
     );
     wait_for("the outbox to drain", Duration::from_secs(120), || async {
         rest.outbox.is_empty()

@@ -1,0 +1,171 @@
+//! `central-server audit` on copies of a database an honest run filled: the copy passes; one
+//! byte changed in one stored payload fails and names the event; an event deleted (its number
+//! still recorded) fails; a deliberate gap in a sensor's numbers is listed as missing messages.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use centinela_tests::free_port;
+use centinela_tests::live::{Feeder, Fleet, ServerProcess, count_in_db, wait_for};
+use sqlx::ConnectOptions;
+
+use crate::BIN;
+
+const FAC: &str = "audit-prison";
+
+fn audit(db: &Path, config: &Path) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(["audit", "--db"])
+        .arg(db)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("run audit");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+async fn write(db: &Path, sql: &str, bind: &str) {
+    let mut c = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .connect()
+        .await
+        .expect("open copy");
+    let n = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+        .bind(bind.to_string())
+        .execute(&mut c)
+        .await
+        .expect("tamper")
+        .rows_affected();
+    assert_eq!(n, 1, "{sql}");
+}
+
+async fn server_says_offline(db: &Path) -> bool {
+    let Ok(mut c) = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .read_only(true)
+        .connect()
+        .await
+    else {
+        return false;
+    };
+    sqlx::query_as::<_, (String,)>("SELECT state FROM sensors WHERE sensor_id = 'audited'")
+        .fetch_optional(&mut c)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|(s,)| s == "offline")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_passes_an_honest_copy_and_names_the_event_one_changed_byte_breaks() {
+    let dir = tempfile::tempdir().expect("dir");
+    let fleet = Fleet::new().with(FAC, &["audited"]);
+    let config = dir.path().join("server.toml");
+    std::fs::write(&config, fleet.toml()).expect("config");
+    let db = dir.path().join("c.db");
+    let mqtt = free_port();
+    let mut server = ServerProcess::start(
+        Path::new(BIN),
+        &[
+            "--config".into(),
+            config.display().to_string(),
+            "--db".into(),
+            db.display().to_string(),
+            "--mqtt".into(),
+            format!("127.0.0.1:{mqtt}"),
+        ],
+        &dir.path().join("server.log"),
+    );
+    let mut feeder = Feeder::start(
+        &dir.path().join("outbox"),
+        mqtt,
+        FAC,
+        "audited",
+        Duration::from_secs(3),
+    );
+    feeder.push_paced(0..20).await;
+    // A deliberate gap: three numbers the sensor spends and never sends.
+    let before = feeder.status.signer.last_seq();
+    for _ in 0..3 {
+        feeder
+            .status
+            .signer
+            .seal("x", b"{}")
+            .expect("spend a number");
+    }
+    let spent = format!("{}–{}", before + 1, before + 3);
+    feeder.push_paced(20..30).await;
+    wait_for("30 events stored", Duration::from_secs(30), || async {
+        count_in_db(&db, "gap").await == 30
+    })
+    .await;
+    let (_, sent) = feeder.finish().await;
+    // The clean shutdown's offline status is stored before the server stops.
+    wait_for("the sensor's goodbye", Duration::from_secs(10), || async {
+        count_in_db(&db, "status").await >= 2 && server_says_offline(&db).await
+    })
+    .await;
+    server.stop();
+
+    let copy = dir.path().join("copy.db");
+    std::fs::copy(&db, &copy).expect("copy");
+    let (code, report) = audit(&copy, &config);
+    eprintln!("{report}");
+    assert_eq!(code, 0, "an honest copy passes: {report}");
+    assert!(report.contains("CORRECTO / PASS"), "{report}");
+    assert!(
+        report.lines().any(|l| l.contains("never arrived:")
+            && l.rsplit(": ")
+                .next()
+                .is_some_and(|list| list.split(", ").any(|r| r == spent))),
+        "the deliberate gap {spent}: {report}"
+    );
+
+    // One byte of one stored payload changed: a margin of 21 dB said to be 91.
+    let victim = sent[5].to_string();
+    let tampered = dir.path().join("tampered.db");
+    std::fs::copy(&db, &tampered).expect("copy");
+    write(
+        &tampered,
+        "UPDATE events SET payload = replace(payload, '\"margin_db\":2', '\"margin_db\":9') WHERE event_id = ?",
+        &victim,
+    )
+    .await;
+    let (code, report) = audit(&tampered, &config);
+    eprintln!("{report}");
+    assert_eq!(code, 1, "a changed byte fails: {report}");
+    assert!(report.contains("FALLA / FAIL: 1 problema"), "{report}");
+    assert!(
+        report
+            .lines()
+            .any(|l| l.contains(&victim) && l.contains("signature does not verify")),
+        "the report names the event: {report}"
+    );
+
+    // An event deleted: its number is still recorded with its digest.
+    let deleted = dir.path().join("deleted.db");
+    std::fs::copy(&db, &deleted).expect("copy");
+    write(
+        &deleted,
+        "DELETE FROM events WHERE event_id = ?",
+        &sent[7].to_string(),
+    )
+    .await;
+    let (code, report) = audit(&deleted, &config);
+    assert_eq!(code, 1, "a deleted event fails: {report}");
+    assert!(report.contains("no longer in the database"), "{report}");
+
+    // A key the configuration does not register for the sensor fails too.
+    let other = dir.path().join("other.toml");
+    std::fs::write(&other, Fleet::new().with(FAC, &["someone-else"]).toml()).expect("config");
+    let (code, report) = audit(&copy, &other);
+    assert_eq!(code, 1, "{report}");
+    assert!(
+        report.contains("not the key the configuration registers"),
+        "{report}"
+    );
+}
