@@ -1,9 +1,68 @@
 //! The embedded MQTT broker (rumqttd, MQTT v5 listener) for the one-machine setup.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::ServerError;
+use crate::credentials::{PASSWD_FILE, PasswordFile, SERVER_USER, sensor_client_id};
+use crate::metrics::Metrics;
+
+/// Why the embedded broker refuses a connection.
+pub const REFUSALS: [&str; 4] = [
+    "no_credentials",
+    "unknown_user",
+    "bad_password",
+    "client_id",
+];
+
+/// Who may connect to the embedded broker: the users of the password file in `dir` (read again
+/// at each connection, so `central-server broker-config` takes effect at once), the server with
+/// its own client id only, each sensor (`{facility}.{sensor}`) with `centinela-{facility}-{sensor}`
+/// only (no one takes another's session). No anonymous client.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// The broker directory (password file).
+    pub dir: PathBuf,
+    /// The server's client id.
+    pub server_client_id: String,
+    /// Refusals are counted here.
+    pub metrics: Metrics,
+}
+
+impl Access {
+    /// Whether `user` with `password` may connect as `client_id`; the refusal's reason if not.
+    ///
+    /// # Errors
+    /// The reason, one of [`REFUSALS`].
+    pub fn check(&self, client_id: &str, user: &str, password: &str) -> Result<(), &'static str> {
+        if user.is_empty() {
+            return Err("no_credentials");
+        }
+        let file = PasswordFile::load(&self.dir.join(PASSWD_FILE)).unwrap_or_else(|e| {
+            tracing::error!("embedded broker: {e}; refusing every client");
+            PasswordFile::default()
+        });
+        if !file.users.contains_key(user) {
+            return Err("unknown_user");
+        }
+        if !file.check(user, password) {
+            return Err("bad_password");
+        }
+        let own = if user == SERVER_USER {
+            self.server_client_id.clone()
+        } else {
+            match user.split_once('.') {
+                Some((f, s)) => sensor_client_id(f, s),
+                None => return Err("client_id"),
+            }
+        };
+        if client_id != own {
+            return Err("client_id");
+        }
+        Ok(())
+    }
+}
 
 /// Starts rumqttd on `addr` (port 0 picks a free port) in its own threads and waits until it
 /// accepts connections. Returns the address it listens on.
@@ -13,7 +72,7 @@ use crate::ServerError;
 ///
 /// # Errors
 /// [`ServerError::PortTaken`], or [`ServerError::Broker`] when it does not come up.
-pub fn start_embedded(addr: SocketAddr) -> Result<SocketAddr, ServerError> {
+pub fn start_embedded(addr: SocketAddr, access: Access) -> Result<SocketAddr, ServerError> {
     // SO_REUSEADDR, as the broker itself binds: a server restarted at once after a crash finds
     // its port in TIME_WAIT, which is not "taken".
     let taken = |e: std::io::Error| ServerError::PortTaken {
@@ -55,8 +114,38 @@ max_inflight_count = 500
 dynamic_filters = true
 "#
     );
-    let config: rumqttd::Config =
+    let mut config: rumqttd::Config =
         toml::from_str(&text).map_err(|e| ServerError::Broker(format!("broker config: {e}")))?;
+    let log = std::sync::Arc::new(crate::ingest::LogLimiter::new(Duration::from_secs(10), 10));
+    for server in config.v5.iter_mut().flat_map(|m| m.values_mut()) {
+        let access = access.clone();
+        let log = log.clone();
+        server.set_auth_handler(move |client_id, user, password| {
+            let access = access.clone();
+            let log = log.clone();
+            async move {
+                // PBKDF2 is slow on purpose: off the broker's async threads.
+                let (c, u, a) = (client_id.clone(), user.clone(), access.clone());
+                let r = tokio::task::spawn_blocking(move || a.check(&c, &u, &password))
+                    .await
+                    .unwrap_or(Err("bad_password"));
+                match r {
+                    Ok(()) => true,
+                    Err(reason) => {
+                        access.metrics.broker_refused(reason);
+                        if log.allow().is_some() {
+                            tracing::warn!(
+                                "embedded broker refused client `{}` (user `{}`): {reason}",
+                                client_id.escape_default(),
+                                user.escape_default()
+                            );
+                        }
+                        false
+                    }
+                }
+            }
+        });
+    }
     std::thread::Builder::new()
         .name("mqtt-broker".into())
         .spawn(move || {

@@ -39,6 +39,9 @@ pub struct ServerSection {
     pub client_id: String,
     /// SQLite file.
     pub db: PathBuf,
+    /// The server's own files (the broker's password and ACL files, its secrets); default: the
+    /// database file's directory.
+    pub data_dir: Option<PathBuf>,
     /// HTTP listen address.
     pub http: SocketAddr,
     /// Webhook that receives alerts as JSON (http:// only in this build).
@@ -66,6 +69,7 @@ impl Default for ServerSection {
             broker_password: None,
             client_id: "centinela-server".into(),
             db: PathBuf::from("centinela.db"),
+            data_dir: None,
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             webhook: None,
             offline_after_heartbeats: 3.0,
@@ -144,6 +148,25 @@ pub struct JammerSite {
     /// Bands it should cover.
     #[serde(default)]
     pub bands: Vec<String>,
+}
+
+impl ServerSection {
+    /// The data directory: `data_dir`, or the database file's directory.
+    #[must_use]
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(|| {
+            self.db
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf)
+        })
+    }
+
+    /// Where the broker's password file, ACL and the server's broker password live.
+    #[must_use]
+    pub fn broker_dir(&self) -> PathBuf {
+        self.data_dir().join("broker")
+    }
 }
 
 impl ServerConfig {

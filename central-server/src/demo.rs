@@ -288,6 +288,32 @@ pub fn server_config(
     }
 }
 
+/// The broker credentials of a demo sensor: made by `broker-config` into the demo's broker
+/// directory on first use, then read back (made again if their file is gone).
+///
+/// # Errors
+/// The broker files cannot be written.
+pub fn sensor_credentials(
+    cfg: &ServerConfig,
+    id: &str,
+) -> Result<(String, protocol::Secret), String> {
+    let dir = cfg.server.broker_dir();
+    let user = crate::credentials::sensor_user(FACILITY, id);
+    let path = dir.join(crate::credentials::CREDENTIALS_DIR).join(&user);
+    if let Some(c) = crate::credentials::read_credentials(&path) {
+        return Ok(c);
+    }
+    // Forget the user whose password is lost, and make a new one.
+    let passwd = dir.join(crate::credentials::PASSWD_FILE);
+    let mut f = crate::credentials::PasswordFile::load(&passwd)?;
+    if f.users.remove(&user).is_some() {
+        f.save(&passwd)?;
+    }
+    crate::credentials::broker_config(cfg, &dir)?;
+    crate::credentials::read_credentials(&path)
+        .ok_or_else(|| format!("{}: no credentials written", path.display()))
+}
+
 /// The agent configuration of one demo sensor (its key where [`enroll`] puts it).
 #[must_use]
 pub fn agent_config(
@@ -361,17 +387,27 @@ impl Demo {
                 .map_err(|e| ServerError::Config(vec![format!("demo sensor {id}: {e}")]))?;
             keys.push((id, k));
         }
-        let server = Server::start(server_config(args, &keys)).await?;
+        let cfg = server_config(args, &keys);
+        let mut logins = Vec::new();
+        for (id, _, _) in sensors() {
+            logins.push(
+                sensor_credentials(&cfg, id)
+                    .map_err(|e| ServerError::Config(vec![format!("demo sensor {id}: {e}")]))?,
+            );
+        }
+        let server = Server::start(cfg).await?;
         let (stop, rx) = watch::channel(false);
         let mut agents = Vec::new();
-        for (id, zone, pos) in sensors() {
-            let cfg = agent_config(
+        for ((id, zone, pos), (user, password)) in sensors().into_iter().zip(logins) {
+            let mut cfg = agent_config(
                 &args.dir,
                 (&server.broker.0, server.broker.1),
                 id,
                 zone,
                 pos,
             );
+            cfg.mqtt.username = Some(user);
+            cfg.mqtt.password = Some(password);
             let rx = rx.clone();
             agents.push(tokio::spawn(async move {
                 if let Err(e) = sensor_agent::daemon::run(cfg, rx).await {

@@ -595,14 +595,14 @@ impl TamperLimiter {
 /// At most `burst` log lines per `every`: one client sending thousands of bad messages must not
 /// flood the log (every rejection is still counted and listed in `/api/rejects`).
 #[derive(Debug)]
-struct LogLimiter {
+pub(crate) struct LogLimiter {
     every: Duration,
     burst: usize,
     state: std::sync::Mutex<(Instant, usize, u64)>,
 }
 
 impl LogLimiter {
-    fn new(every: Duration, burst: usize) -> Self {
+    pub(crate) fn new(every: Duration, burst: usize) -> Self {
         Self {
             every,
             burst,
@@ -611,7 +611,7 @@ impl LogLimiter {
     }
 
     /// `Some(skipped since the last line)` when a line may be logged now.
-    fn allow(&self) -> Option<u64> {
+    pub(crate) fn allow(&self) -> Option<u64> {
         let mut st = self
             .state
             .lock()

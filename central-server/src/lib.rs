@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod audit;
 pub mod broker;
 pub mod config;
+pub mod credentials;
 #[cfg(feature = "demo")]
 pub mod demo;
 pub mod http;
@@ -102,6 +103,8 @@ impl Server {
             addr: cfg.server.http,
             detail: e.to_string(),
         })?;
+        let metrics = Metrics::new();
+        let broker_dir = cfg.server.broker_dir();
         let (broker, embedded_broker) = match &cfg.server.broker {
             Some(url) => (
                 parse_broker_url(url).map_err(|e| ServerError::Config(vec![e]))?,
@@ -109,12 +112,30 @@ impl Server {
             ),
             None => {
                 let addr = cfg.server.embedded_broker;
-                let a = tokio::task::spawn_blocking(move || broker::start_embedded(addr))
+                let access = broker::Access {
+                    dir: broker_dir.clone(),
+                    server_client_id: cfg.server.client_id.clone(),
+                    metrics: metrics.clone(),
+                };
+                let a = tokio::task::spawn_blocking(move || broker::start_embedded(addr, access))
                     .await
                     .map_err(|e| ServerError::Broker(e.to_string()))??;
-                tracing::info!("embedded MQTT broker (MQTT v5) listening on mqtt://{a}");
+                tracing::info!(
+                    "embedded MQTT broker (MQTT v5) listening on mqtt://{a}; clients are the users of {}",
+                    broker_dir.join(credentials::PASSWD_FILE).display()
+                );
                 ((a.ip().to_string(), a.port()), true)
             }
+        };
+        // The server's broker credentials: configured, or its own (made on first start).
+        let credentials = match (&cfg.server.broker_username, &cfg.server.broker_password) {
+            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+            _ if embedded_broker || broker_dir.join(credentials::SERVER_SECRET_FILE).exists() => {
+                let pw = credentials::server_password(&broker_dir)
+                    .map_err(|e| ServerError::Config(vec![format!("broker credentials: {e}")]))?;
+                Some((credentials::SERVER_USER.to_string(), pw))
+            }
+            _ => None,
         };
         let store = Store::open(&cfg.server.db)
             .await
@@ -134,7 +155,6 @@ impl Server {
                 "{live} of {registered} registered sensor(s) enrolled (key, not revoked)"
             );
         }
-        let metrics = Metrics::new();
         let alerter = Alerter::new(cfg.server.webhook.clone(), metrics.clone());
         let (tx, rx) = watch::channel(false);
         let mut tasks = Vec::new();
@@ -143,11 +163,7 @@ impl Server {
                 host: broker.0.clone(),
                 port: broker.1,
                 client_id: cfg.server.client_id.clone(),
-                credentials: cfg
-                    .server
-                    .broker_username
-                    .clone()
-                    .zip(cfg.server.broker_password.clone()),
+                credentials,
                 max_clock_skew: Duration::from_secs_f64(cfg.server.max_clock_skew_s),
                 max_event_age: Duration::from_secs_f64(cfg.server.max_event_age_days * 86_400.0),
                 registry: Arc::new(registry),

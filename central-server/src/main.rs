@@ -23,6 +23,19 @@ enum Command {
         /// The file.
         config: PathBuf,
     },
+    /// Write the broker's files from the registry: a password file (Mosquitto's format, read by
+    /// the embedded broker too), an ACL file and a Mosquitto configuration fragment; a password
+    /// for each newly registered sensor, once, in credentials/ (mode 0600); no user for revoked
+    /// or unregistered sensors.
+    BrokerConfig {
+        /// Configuration file (TOML) holding the registry.
+        #[arg(long)]
+        config: PathBuf,
+        /// Directory of the files (default: the broker directory of the server's data directory,
+        /// where the embedded broker reads them).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Re-verify, offline and read-only, every stored event of a database (best on a copy):
     /// signatures, rows, digests and each sensor's sequence. Exits 1 naming each event that
     /// does not verify.
@@ -95,6 +108,31 @@ async fn audit(a: AuditArgs) -> Result<bool, ServerError> {
         print!("{}", report.text());
     }
     Ok(report.passed())
+}
+
+fn broker_config(config: &std::path::Path, out: Option<PathBuf>) -> Result<(), ServerError> {
+    let cfg = load(config)?;
+    let dir = out.unwrap_or_else(|| cfg.server.broker_dir());
+    let w = central_server::credentials::broker_config(&cfg, &dir)
+        .map_err(|e| ServerError::Config(vec![e]))?;
+    for (user, path) in &w.new_sensors {
+        println!(
+            "new sensor user {user}: its credentials are in {} (mode 0600; give them to its technician)",
+            path.display()
+        );
+    }
+    for user in &w.removed {
+        println!("removed user {user} (revoked or no longer registered)");
+    }
+    println!(
+        "{}: {} sensor user(s) kept, {} new, {} removed; Mosquitto: include {}",
+        dir.display(),
+        w.kept,
+        w.new_sensors.len(),
+        w.removed.len(),
+        dir.join(central_server::credentials::CONF_FILE).display()
+    );
+    Ok(())
 }
 
 fn load(path: &std::path::Path) -> Result<ServerConfig, ServerError> {
@@ -189,6 +227,7 @@ fn main() -> ExitCode {
     let r = rt.block_on(async move {
         match cli.command {
             Command::Audit(_) => Ok(()),
+            Command::BrokerConfig { config, out } => broker_config(&config, out),
             Command::Serve(a) => serve(a).await,
             Command::CheckConfig { config } => load(&config).map(|c| {
                 println!(

@@ -71,6 +71,7 @@ struct Inner {
     session_takeovers: Counter,
     batches: Counter,
     batch_seconds: Counter<f64, AtomicU64>,
+    broker_refused: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -102,6 +103,12 @@ impl Metrics {
         let session_takeovers = Counter::default();
         let batches = Counter::default();
         let batch_seconds = Counter::<f64, AtomicU64>::default();
+        let broker_refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "broker_connections_refused",
+            "Connections the embedded broker refused, by reason (no_credentials, unknown_user, bad_password, client_id)",
+            broker_refused.clone(),
+        );
         registry.register(
             "events_conflict",
             "Deliveries whose event_id is stored with other bytes (never stored)",
@@ -201,8 +208,32 @@ impl Metrics {
                 session_takeovers,
                 batches,
                 batch_seconds,
+                broker_refused,
             }),
         }
+    }
+
+    /// The embedded broker refused a connection (`reason` one of
+    /// [`crate::broker::REFUSALS`]).
+    pub fn broker_refused(&self, reason: &'static str) {
+        self.inner
+            .broker_refused
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// Connections the embedded broker refused so far.
+    #[must_use]
+    pub fn broker_refused_total(&self) -> u64 {
+        crate::broker::REFUSALS
+            .iter()
+            .map(|r| {
+                self.inner
+                    .broker_refused
+                    .get_or_create(&ReasonLabel { reason: r })
+                    .get()
+            })
+            .sum()
     }
 
     /// A message arrived.

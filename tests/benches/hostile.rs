@@ -79,8 +79,9 @@ struct PubackPublisher {
 }
 
 impl PubackPublisher {
-    fn connect(port: u16, id: &str) -> Self {
-        let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    /// Logged in as the bench's sensor `sensor` (an older server's broker ignores the login).
+    fn connect(port: u16, sensor: &str) -> Self {
+        let mut o = centinela_tests::live::mqtt_options(port, FAC, sensor);
         o.set_keep_alive(Duration::from_secs(5));
         let (client, mut el) = AsyncClient::new(o, 4096);
         let delivered = Arc::new(AtomicU64::new(0));
@@ -162,6 +163,7 @@ impl Ctx {
         let db = self.dir.path().join(format!("{name}.db"));
         let mqtt = free_port();
         let mut args = vec!["--db".to_string(), db.display().to_string()];
+        fleet().write_broker(&self.dir.path().join("broker"));
         if SIGNED.load(Ordering::Relaxed) {
             let config = self.dir.path().join(format!("{name}.toml"));
             std::fs::write(&config, fleet().toml()).expect("configuration");
@@ -199,7 +201,7 @@ fn malformed(n: u32) -> (String, Vec<u8>) {
 /// 500 (valid, malformed) pairs through the embedded broker, then one valid event 10 s later.
 async fn wedge(ctx: &Ctx) -> serde_json::Value {
     let (mut s, db, port) = ctx.server("wedge", None);
-    let p = PubackPublisher::connect(port, "prankster");
+    let p = PubackPublisher::connect(port, "mix");
     for n in 0..500 {
         p.publish(topic("mix", "gap"), gap_bytes("mix", n)).await;
         let (t, b) = malformed(n);
@@ -227,7 +229,7 @@ async fn wedge(ctx: &Ctx) -> serde_json::Value {
 async fn flood(ctx: &Ctx) -> serde_json::Value {
     let (mut s, db, port) = ctx.server("flood", None);
     let before = http_get(s.http, "/metrics").await.len();
-    let p = PubackPublisher::connect(port, "flooder");
+    let p = PubackPublisher::connect(port, "flood");
     for n in 0..20_000u32 {
         if n % 100 == 50 {
             p.publish(topic("flood", "gap"), gap_bytes("flood", n))
@@ -252,7 +254,7 @@ async fn flood(ctx: &Ctx) -> serde_json::Value {
 /// An open gap, a forged close dated 2199, then an honest update: is the leak still shown?
 async fn future(ctx: &Ctx) -> serde_json::Value {
     let (mut s, db, port) = ctx.server("future", None);
-    let p = PubackPublisher::connect(port, "time-traveller");
+    let p = PubackPublisher::connect(port, "yard");
     let open = gap(FAC, "yard", 0);
     p.publish(
         topic("yard", "gap"),
@@ -592,7 +594,7 @@ async fn queue(ctx: &Ctx) -> serde_json::Value {
 /// and facility that exist nowhere. Which of them does the server believe?
 async fn forge(ctx: &Ctx) -> serde_json::Value {
     let (mut s, db, port) = ctx.server("forge", None);
-    let honest = PubackPublisher::connect(port, "centinela-bench-prison-yard");
+    let honest = PubackPublisher::connect(port, "yard");
     let open = gap(FAC, "yard", 0);
     honest
         .publish(
@@ -627,7 +629,21 @@ async fn forge(ctx: &Ctx) -> serde_json::Value {
             )
             .await;
     }
+    // And an insider: a registered sensor's own login (not the yard's key), unsigned.
+    let insider = PubackPublisher::connect(port, "mix");
+    let mut closed2 = closed.clone();
+    closed2.event_id = protocol::event_id(closed2.observed_at, b"insider close");
+    let _ = insider
+        .client
+        .publish(
+            topic("yard", "gap"),
+            QoS::AtLeastOnce,
+            false,
+            serde_json::to_vec(&closed2).expect("json"),
+        )
+        .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let anonymous_connected = !task.is_finished();
     task.abort();
     let ids = stored_ids(&db, "gap").await;
     let active = http_get(s.http, &format!("/api/facilities/{FAC}/gaps")).await;
@@ -636,7 +652,9 @@ async fn forge(ctx: &Ctx) -> serde_json::Value {
         .and_then(|v| v.as_array().map(|a| a.len()))
         .unwrap_or(0);
     s.stop();
-    json!({"run": "forge", "forged_close_stored": ids.contains(&closed.event_id.to_string()),
+    json!({"run": "forge", "anonymous_client_stayed_connected": anonymous_connected,
+           "forged_close_stored": ids.contains(&closed.event_id.to_string()),
+           "insider_close_stored": ids.contains(&closed2.event_id.to_string()),
            "honest_leak_still_shown": shown == 1,
            "ghost_sensor_stored": ids.contains(&ghost.event_id.to_string())})
 }

@@ -407,6 +407,12 @@ impl Mosquitto {
         );
     }
 
+    /// What Mosquitto logged.
+    #[must_use]
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+
     /// Starts Mosquitto with `extra` configuration lines after the shipped settings (later lines
     /// win), or `None` as [`Mosquitto::start`].
     ///

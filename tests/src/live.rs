@@ -50,6 +50,32 @@ pub fn test_key(facility: &str, sensor: &str) -> SensorKey {
     SensorKey::from_seed(&seed)
 }
 
+/// A test sensor's broker password (the test fleet's users are written with it).
+#[must_use]
+pub fn test_password(facility: &str, sensor: &str) -> protocol::Secret {
+    protocol::Secret::new(format!("test-password-{facility}-{sensor}"))
+}
+
+/// A test sensor's broker login: user, password and the client id the embedded broker lets it
+/// use.
+#[must_use]
+pub fn login(facility: &str, sensor: &str) -> (String, protocol::Secret, String) {
+    (
+        central_server::credentials::sensor_user(facility, sensor),
+        test_password(facility, sensor),
+        central_server::credentials::sensor_client_id(facility, sensor),
+    )
+}
+
+/// MQTT options of a raw client logged in as a test sensor.
+#[must_use]
+pub fn mqtt_options(port: u16, facility: &str, sensor: &str) -> rumqttc::v5::MqttOptions {
+    let (user, password, id) = login(facility, sensor);
+    let mut o = rumqttc::v5::MqttOptions::new(id, "127.0.0.1", port);
+    o.set_credentials(user, password.expose());
+    o
+}
+
 /// A test sensor's signer: its [`test_key`] and a message counter in `dir`.
 ///
 /// # Panics
@@ -102,6 +128,27 @@ impl Fleet {
         self.sensors
             .push((facility.into(), sensor.into(), "patio".into(), k, true));
         self
+    }
+
+    /// Writes the fleet's broker users (with their [`test_password`]; users already there are
+    /// kept) into the password file of `broker_dir`, where the embedded broker reads them.
+    ///
+    /// # Panics
+    /// When the file cannot be written.
+    pub fn write_broker(&self, broker_dir: &Path) {
+        use central_server::credentials::{
+            PASSWD_FILE, PasswordFile, hash, private_dir, sensor_user,
+        };
+        private_dir(broker_dir).expect("broker directory");
+        let path = broker_dir.join(PASSWD_FILE);
+        let mut f = PasswordFile::load(&path).expect("password file");
+        for (facility, sensor, ..) in &self.sensors {
+            let user = sensor_user(facility, sensor);
+            f.users
+                .entry(user)
+                .or_insert_with(|| hash(test_password(facility, sensor).expose()).expect("hash"));
+        }
+        f.save(&path).expect("password file");
     }
 
     /// The facilities of the configuration.
@@ -169,6 +216,8 @@ pub async fn start_server(
     fleet: &Fleet,
 ) -> Server {
     let loopback0 = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let data = db.parent().unwrap_or(Path::new(".")).to_path_buf();
+    fleet.write_broker(&data.join("broker"));
     let cfg = ServerConfig {
         server: ServerSection {
             broker: broker_port.map(|p| format!("mqtt://127.0.0.1:{p}")),
@@ -312,9 +361,11 @@ impl Feeder {
         let outbox = Arc::new(Outbox::open(dir, 100_000).expect("outbox"));
         let signer = Arc::new(signer);
         let status = Arc::new(StatusSource::new(
-            facility.into(),
-            sensor.into(),
-            "patio".into(),
+            sensor_agent::config::Identity {
+                facility_id: facility.into(),
+                sensor_id: sensor.into(),
+                zone: "patio".into(),
+            },
             Some([120.0, 90.0]),
             Vec::new(),
             2.0,
@@ -328,7 +379,10 @@ impl Feeder {
             LinkOptions {
                 host: "127.0.0.1".into(),
                 port,
-                credentials: None,
+                credentials: {
+                    let (user, password, _) = login(facility, sensor);
+                    Some((user, password))
+                },
                 tls: None,
                 receipt_timeout,
             },

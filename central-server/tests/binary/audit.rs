@@ -66,6 +66,7 @@ async fn audit_passes_an_honest_copy_and_names_the_event_one_changed_byte_breaks
     let fleet = Fleet::new().with(FAC, &["audited"]);
     let config = dir.path().join("server.toml");
     std::fs::write(&config, fleet.toml()).expect("config");
+    fleet.write_broker(&dir.path().join("broker"));
     let db = dir.path().join("c.db");
     let mqtt = free_port();
     let mut server = ServerProcess::start(

@@ -48,6 +48,7 @@ fn start_server(
     let db = dir.join("c.db");
     let config = dir.join("server.toml");
     std::fs::write(&config, fleet.toml()).expect("configuration");
+    fleet.write_broker(&dir.join("broker"));
     let mut a = vec![
         "--config".to_string(),
         config.display().to_string(),
@@ -266,6 +267,8 @@ async fn a_real_agent_loses_nothing_when_the_server_freezes_and_dies() {
     cfg.mqtt.heartbeat_s = 1.0;
     cfg.mqtt.receipt_timeout_s = 3.0;
     cfg.pipeline.update_delta_db = 0.001;
+    let (user, password, _) = centinela_tests::live::login(central_server::demo::FACILITY, "patio");
+    (cfg.mqtt.username, cfg.mqtt.password) = (Some(user), Some(password));
     let outbox_dir = cfg.outbox.dir.clone();
     let (stop, rx) = tokio::sync::watch::channel(false);
     let agent = tokio::spawn(sensor_agent::daemon::run(cfg, rx));

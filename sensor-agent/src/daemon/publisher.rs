@@ -71,12 +71,10 @@ pub struct StatusSource {
 }
 
 impl StatusSource {
-    /// A status source.
+    /// A status source for the sensor `id`.
     #[must_use]
     pub fn new(
-        facility_id: String,
-        sensor_id: String,
-        zone: String,
+        id: crate::config::Identity,
         position_m: Option<[f64; 2]>,
         unreachable_bands: Vec<String>,
         heartbeat_s: f64,
@@ -84,9 +82,9 @@ impl StatusSource {
         signer: Arc<Signer>,
     ) -> Self {
         Self {
-            facility_id,
-            sensor_id,
-            zone,
+            facility_id: id.facility_id,
+            sensor_id: id.sensor_id,
+            zone: id.zone,
             position_m,
             unreachable_bands,
             heartbeat_s,

@@ -151,9 +151,7 @@ pub async fn run(
         zone: cfg.sensor.zone.clone(),
     };
     let status = Arc::new(StatusSource::new(
-        id.facility_id.clone(),
-        id.sensor_id.clone(),
-        id.zone.clone(),
+        id.clone(),
         cfg.sensor.position_m,
         unreachable,
         cfg.mqtt.heartbeat_s,

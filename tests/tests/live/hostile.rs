@@ -34,8 +34,12 @@ struct Raw {
 }
 
 impl Raw {
-    fn connect(port: u16, id: &str) -> Self {
-        let mut o = MqttOptions::new(id, "127.0.0.1", port);
+    /// Logged in as test sensor `sensor` of the test facility.
+    fn connect(port: u16, sensor: &str) -> Self {
+        Self::with(live::mqtt_options(port, FAC, sensor))
+    }
+
+    fn with(mut o: MqttOptions) -> Self {
         o.set_keep_alive(Duration::from_secs(10))
             .set_max_packet_size(Some(512 * 1024));
         let (client, mut el) = AsyncClient::new(o, 512);
@@ -161,7 +165,7 @@ async fn interleaved_valid_and_malformed(broker_port: Option<u16>) {
     let fleet = Fleet::new().with(FAC, &["mix"]);
     let server = live::start_server(broker_port, &dir.path().join("c.db"), "srv-mix", &fleet).await;
     let port = broker_port.unwrap_or(server.broker.1);
-    let raw = Raw::connect(port, "prankster");
+    let raw = Raw::connect(port, "mix");
     for n in 0..500u32 {
         let g = gap(FAC, "mix", n);
         raw.publish(gap_topic("mix"), serde_json::to_vec(&g).expect("json"))
@@ -245,7 +249,7 @@ async fn a_flood_of_odd_topics_neither_wedges_ingest_nor_grows_the_metrics() {
     let dir = tempfile::tempdir().expect("dir");
     let fleet = Fleet::new().with(FAC, &["flood"]);
     let server = live::start_server(None, &dir.path().join("c.db"), "srv-flood", &fleet).await;
-    let raw = Raw::connect(server.broker.1, "flooder");
+    let raw = Raw::connect(server.broker.1, "flood");
     raw.publish(
         gap_topic("flood"),
         serde_json::to_vec(&gap(FAC, "flood", 0)).expect("json"),
@@ -303,7 +307,7 @@ async fn a_message_dated_in_the_future_cannot_rewrite_the_present() {
     let dir = tempfile::tempdir().expect("dir");
     let fleet = Fleet::new().with(FAC, &["yard"]);
     let server = live::start_server(None, &dir.path().join("c.db"), "srv-future", &fleet).await;
-    let raw = Raw::connect(server.broker.1, "time-traveller");
+    let raw = Raw::connect(server.broker.1, "yard");
     raw.client
         .subscribe(
             protocol::receipt_topic(FAC, "yard").expect("topic"),
@@ -441,7 +445,7 @@ async fn sensors_go_offline_on_time_and_only_by_their_own_connection() {
     let dir = tempfile::tempdir().expect("dir");
     let fleet = Fleet::new().with(FAC, &["sleeper", "roamer"]);
     let server = live::start_server(None, &dir.path().join("c.db"), "srv-hb", &fleet).await;
-    let raw = Raw::connect(server.broker.1, "liar");
+    let raw = Raw::connect(server.broker.1, "sleeper");
     let t = |s: &StatusEvent| {
         (
             format!("centinela/v1/{FAC}/{}/status", s.sensor_id),
@@ -520,7 +524,19 @@ async fn takeover(broker_port: Option<u16>) {
     );
     feeder.push_paced(0..50).await;
     // The imposter: same client id, and it acknowledges (and so swallows) what it receives.
-    let imposter = Raw::connect(port, client_id);
+    // An insider with the server's own broker password (on Mosquitto, which lets anyone in
+    // here, any client).
+    let mut o = MqttOptions::new(client_id, "127.0.0.1", port);
+    if broker_port.is_none() {
+        let secret = std::fs::read_to_string(
+            dir.path()
+                .join("broker")
+                .join(central_server::credentials::SERVER_SECRET_FILE),
+        )
+        .expect("the server's broker password");
+        o.set_credentials(central_server::credentials::SERVER_USER, secret.trim());
+    }
+    let imposter = Raw::with(o);
     imposter
         .client
         .subscribe("centinela/v1/+/+/+", QoS::AtLeastOnce)

@@ -170,6 +170,7 @@ async fn server_restart_loses_and_doubles_nothing() {
     // The same events again (an agent that restarted before its acks): stored once. And one
     // with the id of a stored event but other bytes: never stored, counted as a conflict.
     let resend: Vec<(String, String)> = feeder.sent[..50].to_vec();
+    let signer = feeder.status.signer.clone();
     let (_, sent) = feeder.finish().await;
     let mut raw = rumqttc::v5::MqttOptions::new("replayer", "127.0.0.1", mq.port);
     raw.set_keep_alive(Duration::from_secs(5));
@@ -185,12 +186,18 @@ async fn server_restart_loses_and_doubles_nothing() {
         &server.metrics.render(),
         "centinela_events_duplicate_total ",
     );
-    let mut forged: Value = serde_json::from_str(&resend[0].1).expect("json");
+    // The sensor's own key, a new number, the same event id, another margin.
+    let mut forged: Value =
+        serde_json::from_slice(protocol::signed::message_bytes(resend[0].1.as_bytes()))
+            .expect("json");
     forged["margin_db"] = (-3.0).into();
+    let forged = signer
+        .seal_text(&resend[0].0, &forged.to_string())
+        .expect("seal");
     for (t, p) in resend
         .iter()
         .cloned()
-        .chain([(resend[0].0.clone(), forged.to_string())])
+        .chain([(resend[0].0.clone(), forged)])
     {
         client
             .publish(t, rumqttc::v5::mqttbytes::QoS::AtLeastOnce, false, p)
@@ -220,7 +227,7 @@ async fn malformed_and_mismatched_messages_are_rejected_and_counted() {
         server.metrics.connected()
     })
     .await;
-    let mut raw = rumqttc::v5::MqttOptions::new("prankster", "127.0.0.1", server.broker.1);
+    let mut raw = live::mqtt_options(server.broker.1, FAC, "s1");
     raw.set_keep_alive(Duration::from_secs(5));
     let (client, mut el) = rumqttc::v5::AsyncClient::new(raw, 100);
     tokio::spawn(async move { while el.poll().await.is_ok() {} });
@@ -333,6 +340,8 @@ async fn agent_to_api(broker_port: Option<u16>) {
     cfg.scan.bands = vec!["n78".into()];
     cfg.scan.interval_s = 0.0;
     cfg.mqtt.heartbeat_s = 1.0;
+    let (user, password, _) = live::login(demo::FACILITY, "patio");
+    (cfg.mqtt.username, cfg.mqtt.password) = (Some(user), Some(password));
     let (stop, rx) = watch::channel(false);
     let agent = tokio::spawn(sensor_agent::daemon::run(cfg, rx));
     let path = format!("/api/facilities/{}/gaps?band=n78", demo::FACILITY);
@@ -626,9 +635,11 @@ async fn agent_link_over_tls() {
             sensor,
         ));
         let status = Arc::new(StatusSource::new(
-            FAC.into(),
-            sensor.into(),
-            "patio".into(),
+            sensor_agent::config::Identity {
+                facility_id: FAC.into(),
+                sensor_id: sensor.into(),
+                zone: "patio".into(),
+            },
             None,
             Vec::new(),
             1.0,
@@ -734,6 +745,8 @@ async fn agent_runs_on_a_recorded_sweep() {
         [125.0, 90.0],
     );
     cfg.source.spec = format!("sigmf:{}.sigmf-meta", rec.display());
+    let (user, password, _) = live::login(demo::FACILITY, "replayer");
+    (cfg.mqtt.username, cfg.mqtt.password) = (Some(user), Some(password));
     cfg.source.device = None;
     cfg.scan.bands = vec!["B4".into()];
     cfg.scan.interval_s = 0.0;
@@ -826,6 +839,7 @@ async fn alerts_are_posted_to_the_webhook() {
     let hook = l.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(l, app).await });
     let dir = tempfile::tempdir().expect("dir");
+    fleet().write_broker(&dir.path().join("broker"));
     let server = Server::start(ServerConfig {
         server: ServerSection {
             embedded_broker: loopback0(),
@@ -842,7 +856,7 @@ async fn alerts_are_posted_to_the_webhook() {
         server.metrics.connected()
     })
     .await;
-    let mut raw = rumqttc::v5::MqttOptions::new("alerter", "127.0.0.1", server.broker.1);
+    let mut raw = live::mqtt_options(server.broker.1, FAC, "s1");
     raw.set_keep_alive(Duration::from_secs(5));
     let (client, mut el) = rumqttc::v5::AsyncClient::new(raw, 10);
     tokio::spawn(async move { while el.poll().await.is_ok() {} });

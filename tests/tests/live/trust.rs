@@ -1,5 +1,6 @@
-//! Forgeries against the signed ingest, over the embedded broker and Mosquitto: a client that
-//! speaks for a registered sensor without its key (unsigned, signed by another key, a signature
+//! Forgeries against the signed ingest, over the embedded broker and Mosquitto (which let a
+//! logged-in sensor publish on another's topic): an insider's sensor that speaks for a
+//! registered sensor without its key (unsigned, signed by another key, a signature
 //! that no longer fits the bytes), for a sensor nobody registered, for a revoked sensor, and a
 //! replay of a used sequence number. Each is refused, counted by reason, listed, and the
 //! sensors it named raise one `tamper` alert each; the honest sensor's gap stays as it said.
@@ -12,7 +13,8 @@ use centinela_tests::live::{self, Fleet, Sealer, counter, gap, get, test_key, wa
 use protocol::GapState;
 use protocol::signed::SensorKey;
 use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, MqttOptions};
+use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
+use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 
 const FAC: &str = "trust-prison";
 
@@ -26,11 +28,14 @@ fn json(g: &protocol::GapEvent) -> Vec<u8> {
 
 async fn forgeries(broker_port: Option<u16>) {
     let dir = tempfile::tempdir().expect("dir");
-    let fleet = Fleet::new().with(FAC, &["honest"]).revoked(FAC, "stolen");
+    let fleet = Fleet::new()
+        .with(FAC, &["honest", "insider"])
+        .revoked(FAC, "stolen");
     let server =
         live::start_server(broker_port, &dir.path().join("c.db"), "srv-trust", &fleet).await;
     let port = broker_port.unwrap_or(server.broker.1);
-    let mut o = MqttOptions::new("forger", "127.0.0.1", port);
+    // One client relays the honest sensor's bytes and sends the insider's forgeries.
+    let mut o = live::mqtt_options(port, FAC, "insider");
     o.set_keep_alive(Duration::from_secs(10));
     let (client, mut el) = AsyncClient::new(o, 64);
     tokio::spawn(async move { while el.poll().await.is_ok() {} });
@@ -216,4 +221,237 @@ async fn forgeries_are_refused_counted_and_alerted_through_mosquitto() {
         return;
     };
     forgeries(Some(mq.port)).await;
+}
+
+/// The PUBACK reason of one QoS 1 publish by a new client; `Err` with the connection error when
+/// the broker closes the connection instead (Mosquitto 2.0.11 does so right after refusing).
+async fn puback(o: MqttOptions, topic: String, payload: Vec<u8>) -> Result<PubAckReason, String> {
+    let (c, mut el) = AsyncClient::new(o, 8);
+    c.publish(topic, QoS::AtLeastOnce, false, payload)
+        .await
+        .expect("publish");
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::PubAck(a))) => return Ok(a.reason),
+                Ok(_) => {}
+                Err(e) => return Err(format!("{e:?}")),
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| Err("no answer".into()))
+}
+
+/// Whether a client with these options gets a successful CONNACK within 5 s.
+async fn connects(o: MqttOptions) -> bool {
+    let (_c, mut el) = AsyncClient::new(o, 8);
+    let r = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match el.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(a))) => {
+                    return a.code == rumqttc::v5::mqttbytes::v5::ConnectReturnCode::Success;
+                }
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+    })
+    .await;
+    r.unwrap_or(false)
+}
+
+/// The embedded broker lets in only the users of its password file, each with its own client
+/// id: no anonymous client, no unknown user, no wrong password, no sensor in another's session
+/// or the server's. Every refusal is counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_embedded_broker_refuses_anonymous_unknown_and_borrowed_identities() {
+    let dir = tempfile::tempdir().expect("dir");
+    let fleet = Fleet::new().with(FAC, &["honest", "insider"]);
+    let server = live::start_server(None, &dir.path().join("c.db"), "srv-door", &fleet).await;
+    let port = server.broker.1;
+    let anonymous = MqttOptions::new("anonymous", "127.0.0.1", port);
+    let mut unknown = MqttOptions::new("centinela-trust-prison-ghost", "127.0.0.1", port);
+    unknown.set_credentials("trust-prison.ghost", "whatever");
+    let mut wrong = live::mqtt_options(port, FAC, "insider");
+    wrong.set_credentials(
+        centinela_tests::live::login(FAC, "insider").0,
+        "not-the-password",
+    );
+    // The insider's own login, in the honest sensor's session and in the server's.
+    let (user, password, _) = centinela_tests::live::login(FAC, "insider");
+    let mut borrowed = MqttOptions::new(
+        centinela_tests::live::login(FAC, "honest").2,
+        "127.0.0.1",
+        port,
+    );
+    borrowed.set_credentials(user.clone(), password.expose());
+    let mut server_session = MqttOptions::new("srv-door", "127.0.0.1", port);
+    server_session.set_credentials(user, password.expose());
+    for (what, o) in [
+        ("anonymous", anonymous),
+        ("unknown user", unknown),
+        ("wrong password", wrong),
+        ("another sensor's client id", borrowed),
+        ("the server's client id", server_session),
+    ] {
+        assert!(!connects(o).await, "{what} must be refused");
+    }
+    assert!(
+        connects(live::mqtt_options(port, FAC, "insider")).await,
+        "the insider's own login works"
+    );
+    let m = server.metrics.render();
+    // An anonymous client is turned away by rumqttd itself, before the login hook that counts
+    // (rumqttd logs it); every client that offers a login is counted.
+    for (reason, n) in [("unknown_user", 1), ("bad_password", 1), ("client_id", 2)] {
+        assert_eq!(
+            counter(
+                &m,
+                &format!("centinela_broker_connections_refused_total{{reason=\"{reason}\"}}")
+            ),
+            n,
+            "{reason}: {m}"
+        );
+    }
+    assert!(
+        server.metrics.connected(),
+        "the server's own session is untouched"
+    );
+    server.stop().await;
+}
+
+/// Mosquitto with the files `central-server broker-config` writes: no anonymous client; a
+/// sensor may publish only on its own topics (another's: refused, and Mosquitto 2.0.11 closes
+/// the connection) and reads nothing of another sensor's, messages or receipts; a revoked
+/// sensor has no user; the server reads all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_with_broker_config_enforces_each_sensors_rights() {
+    let dir = tempfile::tempdir().expect("dir");
+    let fleet = Fleet::new()
+        .with(FAC, &["honest", "insider"])
+        .revoked(FAC, "stolen");
+    let cfg = central_server::config::ServerConfig {
+        server: central_server::config::ServerSection {
+            db: dir.path().join("c.db"),
+            ..central_server::config::ServerSection::default()
+        },
+        facilities: fleet.facilities(),
+    };
+    let broker_dir = cfg.server.broker_dir();
+    let w = central_server::credentials::broker_config(&cfg, &broker_dir).expect("broker-config");
+    assert!(
+        w.new_sensors.iter().all(|(u, _)| !u.contains("stolen")),
+        "a revoked sensor gets no user: {w:?}"
+    );
+    let fragment = std::fs::read_to_string(broker_dir.join(central_server::credentials::CONF_FILE))
+        .expect("fragment");
+    let Some(mq) = Mosquitto::start_with(&fragment) else {
+        return;
+    };
+    let server = live::start_server(Some(mq.port), &cfg.server.db, "srv-acl", &fleet).await;
+    let login = |sensor: &str| {
+        let user = central_server::credentials::sensor_user(FAC, sensor);
+        let (u, p) = central_server::credentials::read_credentials(
+            &broker_dir
+                .join(central_server::credentials::CREDENTIALS_DIR)
+                .join(&user),
+        )
+        .expect("credentials written");
+        let mut o = MqttOptions::new(
+            central_server::credentials::sensor_client_id(FAC, sensor),
+            "127.0.0.1",
+            mq.port,
+        );
+        o.set_credentials(u, p.expose());
+        o
+    };
+    assert!(
+        !connects(MqttOptions::new("anon", "127.0.0.1", mq.port)).await,
+        "anonymous"
+    );
+    let mut stolen = MqttOptions::new("stolen", "127.0.0.1", mq.port);
+    stolen.set_credentials(
+        central_server::credentials::sensor_user(FAC, "stolen"),
+        "guess",
+    );
+    assert!(!connects(stolen).await, "a revoked sensor has no user");
+    // The insider publishes on the honest sensor's topic (a forged close), on its own, and
+    // subscribes to everything and to the honest sensor's receipts (Mosquitto closes a
+    // connection after refusing its publish: each try gets its own client).
+    let sealer = Sealer::default();
+    let mut closed = gap(FAC, "honest", 0);
+    closed.state = GapState::Closed;
+    let own = gap(FAC, "insider", 0);
+    let forged_ack = puback(login("insider"), topic("honest"), json(&closed)).await;
+    let own_ack = puback(
+        login("insider"),
+        topic("insider"),
+        sealer.seal(&topic("insider"), &json(&own)),
+    )
+    .await;
+    assert!(
+        forged_ack == Ok(PubAckReason::NotAuthorized)
+            || forged_ack
+                .as_ref()
+                .is_err_and(|e| e.contains("ConnectionAborted")),
+        "another's topic refused: {forged_ack:?}\n{}",
+        mq.log()
+    );
+    assert_eq!(own_ack, Ok(PubAckReason::Success), "its own accepted");
+    // The insider listens to everything and to the honest sensor's receipts; the honest
+    // sensor then reports a gap. Mosquitto grants a wildcard subscription and checks the read
+    // right of each message it would deliver: nothing of the honest sensor's reaches the insider.
+    let heard: std::sync::Arc<std::sync::Mutex<Vec<String>>> = std::sync::Arc::default();
+    let (spy, mut el) = AsyncClient::new(login("insider"), 16);
+    let h = heard.clone();
+    let spy_task = tokio::spawn(async move {
+        while let Ok(ev) = el.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = ev {
+                h.lock()
+                    .expect("heard")
+                    .push(String::from_utf8_lossy(&p.topic).into_owned());
+            }
+        }
+    });
+    for filter in [
+        "centinela/v1/#".to_string(),
+        protocol::receipt_topic(FAC, "honest").expect("topic"),
+    ] {
+        spy.subscribe(filter, QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let honest_gap = gap(FAC, "honest", 1);
+    let sent = puback(
+        login("honest"),
+        topic("honest"),
+        sealer.seal(&topic("honest"), &json(&honest_gap)),
+    )
+    .await;
+    assert_eq!(
+        sent,
+        Ok(PubAckReason::Success),
+        "the honest sensor's own topic"
+    );
+    wait_for(
+        "both sensors' events stored",
+        Duration::from_secs(10),
+        || async { live::stored_count(&server, "gap").await == 2 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    spy_task.abort();
+    let heard = heard.lock().expect("heard").clone();
+    assert!(
+        heard.iter().all(|t| !t.contains("/honest")),
+        "the insider read the honest sensor's messages or receipts: {heard:?}"
+    );
+    assert_eq!(
+        server.metrics.rejected_total(),
+        0,
+        "the forged close never reached the server"
+    );
+    server.stop().await;
 }

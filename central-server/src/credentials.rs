@@ -1,0 +1,364 @@
+//! Broker credentials: one password file in Mosquitto's format (`user:$7$…`, PBKDF2-HMAC-SHA512,
+//! what `mosquitto_passwd` writes) that both brokers read — Mosquitto through `password_file`,
+//! the embedded broker through its authentication hook — and the ACL file Mosquitto enforces.
+//!
+//! Users: the server (`centinela-server`, its password generated on first start into its data
+//! directory) and one per registered sensor (`{facility}.{sensor}`; ids never hold a `.`),
+//! whose password `central-server broker-config` generates once and writes for the technician.
+//! A revoked or unregistered sensor has no user: the broker refuses it.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use protocol::Secret;
+
+use crate::config::ServerConfig;
+
+/// The server's own broker user.
+pub const SERVER_USER: &str = "centinela-server";
+
+/// PBKDF2 rounds of new hashes (Mosquitto's own default is 101; it reads any count).
+pub const ROUNDS: u32 = 20_000;
+
+/// File names inside a broker directory.
+pub const PASSWD_FILE: &str = "passwd";
+/// The ACL file.
+pub const ACL_FILE: &str = "acl";
+/// The Mosquitto configuration fragment.
+pub const CONF_FILE: &str = "centinela-auth.conf";
+/// The server's own password.
+pub const SERVER_SECRET_FILE: &str = "server.secret";
+/// Where sensors' new passwords are written for their technicians.
+pub const CREDENTIALS_DIR: &str = "credentials";
+
+/// The broker user of a sensor.
+#[must_use]
+pub fn sensor_user(facility: &str, sensor: &str) -> String {
+    format!("{facility}.{sensor}")
+}
+
+/// The MQTT client id a sensor's agent connects with (the agent's own choice, checked by the
+/// embedded broker so that no sensor can take another's session).
+#[must_use]
+pub fn sensor_client_id(facility: &str, sensor: &str) -> String {
+    format!("centinela-{facility}-{sensor}")
+}
+
+/// A new random password (24 bytes, base64).
+///
+/// # Errors
+/// No system randomness.
+pub fn random_password() -> Result<Secret, String> {
+    let mut b = zeroize::Zeroizing::new([0u8; 24]);
+    getrandom::fill(b.as_mut()).map_err(|e| format!("no system randomness: {e}"))?;
+    Ok(Secret::new(
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b.as_ref()),
+    ))
+}
+
+/// The Mosquitto `$7$` hash of `password`.
+///
+/// # Errors
+/// No system randomness.
+pub fn hash(password: &str) -> Result<String, String> {
+    let mut salt = [0u8; 12];
+    getrandom::fill(&mut salt).map_err(|e| format!("no system randomness: {e}"))?;
+    let mut dk = [0u8; 64];
+    pbkdf2::pbkdf2_hmac::<sha2_11::Sha512>(password.as_bytes(), &salt, ROUNDS, &mut dk);
+    Ok(format!(
+        "$7${ROUNDS}${}${}",
+        B64.encode(salt),
+        B64.encode(dk)
+    ))
+}
+
+/// Whether `password` matches a `$7$` hash (constant-time comparison).
+#[must_use]
+pub fn verify(hash: &str, password: &str) -> bool {
+    let mut parts = hash.split('$');
+    let (Some(""), Some("7"), Some(rounds), Some(salt), Some(dk), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    let (Ok(rounds), Ok(salt), Ok(dk)) = (rounds.parse::<u32>(), B64.decode(salt), B64.decode(dk))
+    else {
+        return false;
+    };
+    if !(1..=10_000_000).contains(&rounds) || dk.is_empty() || dk.len() > 64 {
+        return false;
+    }
+    let mut out = vec![0u8; dk.len()];
+    pbkdf2::pbkdf2_hmac::<sha2_11::Sha512>(password.as_bytes(), &salt, rounds, &mut out);
+    use subtle::ConstantTimeEq as _;
+    out.ct_eq(&dk).into()
+}
+
+/// A password file: user → hash.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PasswordFile {
+    /// Users and their hashes.
+    pub users: BTreeMap<String, String>,
+}
+
+impl PasswordFile {
+    /// Reads a password file (a missing file is empty).
+    ///
+    /// # Errors
+    /// An unreadable file, or a line that is not `user:hash`, naming the line.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        let mut users = BTreeMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let Some((u, h)) = line.split_once(':') else {
+                return Err(format!("{}:{}: not `user:hash`", path.display(), n + 1));
+            };
+            users.insert(u.to_string(), h.to_string());
+        }
+        Ok(Self { users })
+    }
+
+    /// Whether `user` with `password` is in the file.
+    #[must_use]
+    pub fn check(&self, user: &str, password: &str) -> bool {
+        self.users.get(user).is_some_and(|h| verify(h, password))
+    }
+
+    /// Writes the file (mode 0600, replaced atomically).
+    ///
+    /// # Errors
+    /// The file cannot be written.
+    pub fn save(&self, path: &Path) -> Result<(), String> {
+        let mut text = String::new();
+        for (u, h) in &self.users {
+            text.push_str(u);
+            text.push(':');
+            text.push_str(h);
+            text.push('\n');
+        }
+        write_private(path, text.as_bytes())
+    }
+}
+
+/// Writes `bytes` to `path` with mode 0600 (through a temporary file and a rename).
+///
+/// # Errors
+/// The file cannot be written.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&tmp).map_err(fail)?;
+    f.write_all(bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
+}
+
+/// Creates `dir` with mode 0700 (or checks an existing one is not open to others).
+///
+/// # Errors
+/// It cannot be created, or others may read it.
+pub fn private_dir(dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let m = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        if m.permissions().mode() & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The server's broker password in `dir`, made on first use (and its user added to the
+/// password file there).
+///
+/// # Errors
+/// The files cannot be read or written.
+pub fn server_password(dir: &Path) -> Result<Secret, String> {
+    private_dir(dir)?;
+    let secret_path = dir.join(SERVER_SECRET_FILE);
+    let passwd_path = dir.join(PASSWD_FILE);
+    let mut file = PasswordFile::load(&passwd_path)?;
+    if let Ok(text) = std::fs::read_to_string(&secret_path) {
+        let pw = Secret::new(text.trim());
+        if !file.check(SERVER_USER, pw.expose()) {
+            file.users.insert(SERVER_USER.into(), hash(pw.expose())?);
+            file.save(&passwd_path)?;
+        }
+        return Ok(pw);
+    }
+    let pw = random_password()?;
+    write_private(&secret_path, format!("{}\n", pw.expose()).as_bytes())?;
+    file.users.insert(SERVER_USER.into(), hash(pw.expose())?);
+    file.save(&passwd_path)?;
+    Ok(pw)
+}
+
+/// Reads a credentials file written by [`broker_config`]: its user and password.
+#[must_use]
+pub fn read_credentials(path: &Path) -> Option<(String, Secret)> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let t: toml::Table = toml::from_str(&text).ok()?;
+    Some((
+        t.get("username")?.as_str()?.to_string(),
+        Secret::new(t.get("password")?.as_str()?),
+    ))
+}
+
+/// What `broker-config` did.
+#[derive(Debug, Clone, Default)]
+pub struct Written {
+    /// Sensors given a new password (its file under `credentials/`).
+    pub new_sensors: Vec<(String, PathBuf)>,
+    /// Users removed (revoked or no longer registered).
+    pub removed: Vec<String>,
+    /// Users kept.
+    pub kept: usize,
+}
+
+/// Writes, in `dir`, the password file, the ACL and the Mosquitto fragment for the registry of
+/// `cfg`: a password for each enrolled sensor that has none yet (written once to
+/// `credentials/{user}`, mode 0600, for its technician), none for revoked or unregistered ones,
+/// and the server's own.
+///
+/// # Errors
+/// The files cannot be read or written.
+pub fn broker_config(cfg: &ServerConfig, dir: &Path) -> Result<Written, String> {
+    private_dir(dir)?;
+    server_password(dir)?;
+    let passwd_path = dir.join(PASSWD_FILE);
+    let mut file = PasswordFile::load(&passwd_path)?;
+    let mut wanted = std::collections::BTreeSet::new();
+    wanted.insert(SERVER_USER.to_string());
+    let mut out = Written::default();
+    let mut acl = String::from(
+        "# Centinela broker rights (written by `central-server broker-config`; do not edit: it is\n\
+         # written again from the registry). Each sensor writes only its own topics and reads only\n\
+         # its own receipts; the server reads every sensor's topics and writes the receipts.\n\
+         user centinela-server\n\
+         topic read centinela/v1/#\n\
+         topic write centinela/receipt/v1/#\n",
+    );
+    for f in &cfg.facilities {
+        for s in &f.sensors {
+            if s.revoked || s.public_key.is_none() {
+                continue;
+            }
+            let user = sensor_user(&f.id, &s.id);
+            wanted.insert(user.clone());
+            acl.push_str(&format!(
+                "\nuser {user}\ntopic write centinela/v1/{}/{}/#\ntopic read centinela/receipt/v1/{}/{}\n",
+                f.id, s.id, f.id, s.id
+            ));
+            if file.users.contains_key(&user) {
+                out.kept += 1;
+                continue;
+            }
+            let pw = random_password()?;
+            file.users.insert(user.clone(), hash(pw.expose())?);
+            let cred_dir = dir.join(CREDENTIALS_DIR);
+            private_dir(&cred_dir)?;
+            let path = cred_dir.join(&user);
+            write_private(
+                &path,
+                format!(
+                    "# MQTT credentials of sensor {}/{} (agent.toml [mqtt]); give them to its technician, then delete this file\nusername = \"{user}\"\npassword = \"{}\"\n",
+                    f.id,
+                    s.id,
+                    pw.expose()
+                )
+                .as_bytes(),
+            )?;
+            out.new_sensors.push((user, path));
+        }
+    }
+    let stale: Vec<String> = file
+        .users
+        .keys()
+        .filter(|u| !wanted.contains(*u))
+        .cloned()
+        .collect();
+    for u in stale {
+        file.users.remove(&u);
+        out.removed.push(u);
+    }
+    file.save(&passwd_path)?;
+    write_private(&dir.join(ACL_FILE), acl.as_bytes())?;
+    let conf = format!(
+        "# Centinela: include from mosquitto.conf (`include_dir` or copy). No anonymous client;\n\
+         # every client a user of the password file, with the rights of the ACL file.\n\
+         per_listener_settings false\n\
+         allow_anonymous false\n\
+         password_file {}\n\
+         acl_file {}\n",
+        passwd_path.display(),
+        dir.join(ACL_FILE).display()
+    );
+    write_private(&dir.join(CONF_FILE), conf.as_bytes())?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hashes_verify_and_a_mosquitto_passwd_line_reads() {
+        let h = hash("s3cret").expect("hash");
+        assert!(h.starts_with("$7$20000$"), "{h}");
+        assert!(verify(&h, "s3cret"));
+        assert!(!verify(&h, "s3creT"));
+        // Written by mosquitto_passwd 2.0.11 (`mosquitto_passwd -b pw user1 secret1`).
+        let theirs = "$7$101$yH0vW3+YG3kmTiyy$1R3Ap9Vv7Lm4vcNDbAorB4yCZXIH+MPtV6wE4WLEuURpMx7NAxqKLRQ3yzYauJNWsk4pHZje6IfavSxS75SXJg==";
+        assert!(verify(theirs, "secret1"));
+        assert!(!verify(theirs, "secret2"));
+        for bad in ["", "$6$x$y", "$7$abc$x$y", "$7$101$!!$y", "$7$0$AAAA$AAAA"] {
+            assert!(!verify(bad, "secret1"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_server_password_is_made_once_and_kept_private() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let b = dir.path().join("broker");
+        let a = server_password(&b).expect("first");
+        let again = server_password(&b).expect("again");
+        assert_eq!(a.expose(), again.expose());
+        let f = PasswordFile::load(&b.join(PASSWD_FILE)).expect("passwd");
+        assert!(f.check(SERVER_USER, a.expose()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = |p: &Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
+            assert_eq!(mode(&b), 0o700);
+            assert_eq!(mode(&b.join(SERVER_SECRET_FILE)), 0o600);
+            assert_eq!(mode(&b.join(PASSWD_FILE)), 0o600);
+        }
+    }
+}
