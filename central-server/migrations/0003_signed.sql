@@ -10,7 +10,7 @@ CREATE TABLE sequences (
     sha256      TEXT NOT NULL,
     received_at TEXT NOT NULL,
     PRIMARY KEY (facility_id, sensor_id, key, seq)
-);
+) WITHOUT ROWID;
 
 -- Per sensor and key: the highest number seen and how many numbers were seen. A sensor counts
 -- from 1, so max_seq - seen is how many of its messages never arrived.

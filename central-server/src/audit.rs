@@ -135,7 +135,10 @@ impl Report {
             self.verified, self.events
         );
         let _ = writeln!(o);
-        let _ = writeln!(o, "Secuencias por sensor / sequences per sensor:");
+        let _ = writeln!(
+            o,
+            "Secuencias por sensor / sequences per sensor (un sensor conectado reserva un número para su Last Will hasta desconectarse / a connected sensor holds one number for its Last Will until it disconnects):"
+        );
         if self.sequences.is_empty() {
             let _ = writeln!(o, "  (ninguna / none)");
         }

@@ -3,7 +3,8 @@
 //! Messages are collected into batches; each batch is decoded, checked and stored in one
 //! transaction (rejected messages are recorded in the same transaction), then a commit receipt
 //! goes to each sensor of the batch, and only then are the batch's deliveries acknowledged, all
-//! of them, in the order they arrived. Order matters: rumqttd drops a session that acknowledges
+//! of them, in the order they arrived (the next batch's signatures are checked, on two threads,
+//! while the previous one is stored). Order matters: rumqttd drops a session that acknowledges
 //! out of order and delivers the same messages again, forever. Storing runs in its own task
 //! while the event loop goes on being polled (keep-alives, the next batch), and a store that
 //! fails is retried until it works: nothing is acknowledged that is not committed.
@@ -102,12 +103,16 @@ pub async fn run(
     let mut connected_once = false;
     let mut pending: Vec<Publish> = Vec::new();
     let mut flush_at: Option<tokio::time::Instant> = None;
-    let mut job: Option<JoinHandle<Option<Done>>> = None;
+    // At most two batches in hand: the next one's signatures are checked while the previous one
+    // is stored; they are stored, and acknowledged, in the order they arrived.
+    let mut jobs: std::collections::VecDeque<JoinHandle<Option<Done>>> =
+        std::collections::VecDeque::new();
+    let mut last_stored: Option<tokio::sync::oneshot::Receiver<()>> = None;
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let reject_log = std::sync::Arc::new(LogLimiter::new(Duration::from_secs(10), 10));
     let tamper = std::sync::Arc::new(TamperLimiter::new(opts.tamper_interval));
     loop {
-        let start_now = job.is_none()
+        let start_now = jobs.len() < 2
             && !pending.is_empty()
             && (pending.len() >= BATCH_MAX
                 || flush_at.is_some_and(|t| t <= tokio::time::Instant::now()));
@@ -115,9 +120,14 @@ pub async fn run(
             let take = pending.len().min(BATCH_MAX);
             let batch: Vec<Publish> = pending.drain(..take).collect();
             flush_at = (!pending.is_empty()).then(tokio::time::Instant::now);
-            job = Some(tokio::spawn(store_batch(
+            let (stored_tx, stored_rx) = tokio::sync::oneshot::channel();
+            jobs.push_back(tokio::spawn(store_batch(
                 batch,
                 epoch,
+                Turn {
+                    after: last_stored.replace(stored_rx),
+                    stored: stored_tx,
+                },
                 store.clone(),
                 metrics.clone(),
                 opts.clone(),
@@ -204,14 +214,14 @@ pub async fn run(
                     Some(t) => tokio::time::sleep_until(t).await,
                     None => std::future::pending().await,
                 }
-            }, if job.is_none() => {}
+            }, if jobs.len() < 2 => {}
             r = async {
-                match job.as_mut() {
+                match jobs.front_mut() {
                     Some(j) => j.await,
                     None => std::future::pending().await,
                 }
             } => {
-                job = None;
+                jobs.pop_front();
                 if let Ok(Some(done)) = r {
                     finish(done, epoch, &client, &metrics, &alerter);
                 }
@@ -221,10 +231,10 @@ pub async fn run(
     }
     // A batch being stored finishes (or gives up on a failing database) and is acknowledged.
     let _ = cancel_tx.send(true);
-    if let Some(j) = job.take()
-        && let Ok(Ok(Some(done))) = tokio::time::timeout(Duration::from_secs(10), j).await
-    {
-        finish(done, epoch, &client, &metrics, &alerter);
+    while let Some(j) = jobs.pop_front() {
+        if let Ok(Ok(Some(done))) = tokio::time::timeout(Duration::from_secs(10), j).await {
+            finish(done, epoch, &client, &metrics, &alerter);
+        }
     }
     let _ = tokio::time::timeout(Duration::from_millis(300), async {
         loop {
@@ -346,12 +356,19 @@ fn check(
     }
 }
 
+/// A batch's turn to store: after the previous batch (`after`), and then say so (`stored`).
+struct Turn {
+    after: Option<tokio::sync::oneshot::Receiver<()>>,
+    stored: tokio::sync::oneshot::Sender<()>,
+}
+
 /// Decodes, stores (retrying a failing database until it works or ingest stops) and builds the
 /// receipts of one batch. `None` when cancelled before the commit.
 #[allow(clippy::too_many_arguments)]
 async fn store_batch(
     batch: Vec<Publish>,
     epoch: u64,
+    turn: Turn,
     store: Store,
     metrics: Metrics,
     opts: IngestOptions,
@@ -381,12 +398,53 @@ async fn store_batch(
         let topic = String::from_utf8_lossy(&p.topic).into_owned();
         let parsed = protocol::parse_topic(&topic).ok();
         metrics.received(parsed.as_ref().map_or("invalid", |(_, _, k)| k.as_str()));
-        let d = check(&topic, parsed.as_ref(), &p.payload, &opts.registry, &bounds);
+        topics.push((topic, parsed));
+    }
+    // Signatures are the costly part (an Ed25519 verification is some 50 µs here): checked off
+    // the async threads, a large batch split over two threads.
+    type Work = (String, Option<(String, String, Kind)>, bytes::Bytes);
+    let work: Vec<Work> = topics
+        .iter()
+        .zip(&batch)
+        .map(|((t, parsed), p)| (t.clone(), parsed.clone(), p.payload.clone()))
+        .collect();
+    let registry = opts.registry.clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        let run = |part: &[Work]| {
+            part.iter()
+                .map(|(t, parsed, payload)| check(t, parsed.as_ref(), payload, &registry, &bounds))
+                .collect::<Vec<_>>()
+        };
+        if work.len() < 16 {
+            return run(&work);
+        }
+        let (a, b) = work.split_at(work.len() / 2);
+        std::thread::scope(|sc| {
+            let first = sc.spawn(|| run(a));
+            let mut second = run(b);
+            let mut out = first.join().unwrap_or_default();
+            out.append(&mut second);
+            out
+        })
+    })
+    .await
+    .unwrap_or_default();
+    let checked = if checked.len() == batch.len() {
+        checked
+    } else {
+        // A checking thread failed (never seen: the checks are fuzzed): once more, here.
+        tracing::error!("checking a batch on its threads failed; checking it again");
+        topics
+            .iter()
+            .zip(&batch)
+            .map(|((t, parsed), p)| check(t, parsed.as_ref(), &p.payload, &opts.registry, &bounds))
+            .collect()
+    };
+    for d in checked {
         if let Decoded::Bad(e) = &d {
             refused(e, e.reason());
         }
         decoded.push(d);
-        topics.push((topic, parsed));
     }
     let mut items = Vec::with_capacity(batch.len());
     let mut details = Vec::with_capacity(batch.len());
@@ -424,6 +482,10 @@ async fn store_batch(
             },
         });
     }
+    if let Some(previous) = turn.after {
+        // Stored or given up (either way its turn is over).
+        let _ = previous.await;
+    }
     let mut delay = Duration::from_millis(100);
     let mut attempts = 0u32;
     let results = loop {
@@ -451,6 +513,7 @@ async fn store_batch(
             }
         }
     };
+    let _ = turn.stored.send(());
     let (results, committed_at) = results;
     let mut alerts = Vec::new();
     let tampered = |alerts: &mut Vec<Alert>, topic: &str, reason: &'static str, detail: String| {

@@ -90,6 +90,9 @@ pub enum Ingested {
     Replayed,
 }
 
+/// New sequence numbers of a batch per sensor and key: the highest, and how many.
+type SeqCounts = std::collections::HashMap<(String, String, String), (i64, i64)>;
+
 /// The signature's part of an accepted message: the key, the sequence number and the digest of
 /// the whole payload.
 #[derive(Debug, Clone, Copy)]
@@ -305,6 +308,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let mut out = Vec::with_capacity(batch.len());
         let mut rejected = false;
+        let mut counts = SeqCounts::new();
         for item in batch {
             match *item {
                 Item::Accept {
@@ -315,7 +319,15 @@ impl Store {
                     retained,
                 } => {
                     let r = self
-                        .apply(&mut tx, msg, payload, seal, retained, received_at)
+                        .apply(
+                            &mut tx,
+                            msg,
+                            payload,
+                            seal,
+                            retained,
+                            received_at,
+                            &mut counts,
+                        )
                         .await?;
                     if r == Ingested::Replayed {
                         let e = crate::trust::TrustError::Replayed {
@@ -337,6 +349,22 @@ impl Store {
                     out.push(None);
                 }
             }
+        }
+        // Each sensor's count once per batch, not once per message.
+        for ((facility, sensor, key), (max_seq, seen)) in counts {
+            sqlx::query(
+                "INSERT INTO sequence_counts (facility_id, sensor_id, key, max_seq, seen)
+                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (facility_id, sensor_id, key) DO UPDATE SET
+                 max_seq = max(sequence_counts.max_seq, excluded.max_seq),
+                 seen = sequence_counts.seen + excluded.seen",
+            )
+            .bind(facility)
+            .bind(sensor)
+            .bind(key)
+            .bind(max_seq)
+            .bind(seen)
+            .execute(&mut *tx)
+            .await?;
         }
         if rejected {
             sqlx::query("DELETE FROM rejects WHERE id <= (SELECT max(id) - 1000 FROM rejects)")
@@ -372,18 +400,6 @@ impl Store {
         .rows_affected()
             == 1;
         if new {
-            sqlx::query(
-                "INSERT INTO sequence_counts (facility_id, sensor_id, key, max_seq, seen)
-                 VALUES (?, ?, ?, ?, 1) ON CONFLICT (facility_id, sensor_id, key) DO UPDATE SET
-                 max_seq = max(sequence_counts.max_seq, excluded.max_seq),
-                 seen = sequence_counts.seen + 1",
-            )
-            .bind(facility)
-            .bind(sensor)
-            .bind(seal.key)
-            .bind(seal.seq)
-            .execute(&mut *tx)
-            .await?;
             return Ok(Some(true));
         }
         let same: Option<(bool,)> = sqlx::query_as(
@@ -400,6 +416,7 @@ impl Store {
         Ok(same.is_some_and(|(s,)| s).then_some(false))
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn apply(
         &self,
         tx: &mut sqlx::SqliteConnection,
@@ -408,10 +425,22 @@ impl Store {
         seal: Seal<'_>,
         retained: bool,
         received_at: OffsetDateTime,
+        counts: &mut SeqCounts,
     ) -> Result<Ingested, sqlx::Error> {
         let (facility, sensor) = msg.source();
         match Self::sequence(tx, msg, seal, received_at).await? {
             None => return Ok(Ingested::Replayed),
+            Some(true) => {
+                let c = counts
+                    .entry((
+                        facility.to_string(),
+                        sensor.to_string(),
+                        seal.key.to_string(),
+                    ))
+                    .or_insert((seal.seq, 0));
+                c.0 = c.0.max(seal.seq);
+                c.1 += 1;
+            }
             // The same bytes again: the event's own dedup answers (a spectrum is not kept).
             Some(false) if matches!(msg, Message::Spectrum(_)) => return Ok(Ingested::Duplicate),
             Some(_) => {}
@@ -861,7 +890,17 @@ impl Store {
                (SELECT max(c.max_seq) FROM sequence_counts c
                  WHERE c.facility_id = s.facility_id AND c.sensor_id = s.sensor_id) AS last_seq,
                (SELECT coalesce(sum(c.max_seq - c.seen), 0) FROM sequence_counts c
-                 WHERE c.facility_id = s.facility_id AND c.sensor_id = s.sensor_id) AS missing
+                 WHERE c.facility_id = s.facility_id AND c.sensor_id = s.sensor_id)
+               -- An online sensor's Last Will holds a number in reserve until it is sent.
+               - (CASE WHEN s.state = 'online'
+                       AND json_extract(s.status, '$.msg.will_seq') IS NOT NULL
+                       AND NOT EXISTS (SELECT 1 FROM sequences q
+                            WHERE q.facility_id = s.facility_id AND q.sensor_id = s.sensor_id
+                              AND q.seq = json_extract(s.status, '$.msg.will_seq'))
+                       AND json_extract(s.status, '$.msg.will_seq') < (SELECT max(c.max_seq)
+                            FROM sequence_counts c WHERE c.facility_id = s.facility_id
+                              AND c.sensor_id = s.sensor_id)
+                  THEN 1 ELSE 0 END) AS missing
              FROM sensors s WHERE (?1 IS NULL OR s.facility_id = ?1) ORDER BY s.facility_id, s.sensor_id",
         )
         .bind(facility)

@@ -96,6 +96,10 @@ pub struct StatusEvent {
     pub unreachable_bands: Vec<String>,
     /// Health figures.
     pub health: SensorHealth,
+    /// The sequence number of this connection's Last Will: sealed at connect, sent only when the
+    /// connection ends, so until then it is a number held in reserve, not a missing message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub will_seq: Option<u64>,
 }
 
 /// One carrier in a spectrum summary.

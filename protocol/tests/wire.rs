@@ -100,6 +100,7 @@ fn status_round_trips_through_decode() {
             queue_depth: 2,
             ..SensorHealth::default()
         },
+        will_seq: Some(41),
     };
     let bytes = serde_json::to_vec(&s).expect("ser");
     let back = decode("centinela/v1/f/s/status", &bytes).expect("decode");
@@ -217,6 +218,7 @@ fn observed_at_is_bounded_by_the_receivers_clock() {
         heartbeat_s: 10.0,
         unreachable_bands: vec![],
         health: SensorHealth::default(),
+        will_seq: None,
     };
     let m = Message::Status(will.clone());
     assert!(m.check_time("centinela/v1/f/s/status", &b).is_ok());
@@ -251,6 +253,7 @@ fn heartbeat_periods_are_bounded() {
         heartbeat_s: 86_400.0,
         unreachable_bands: vec![],
         health: SensorHealth::default(),
+        will_seq: None,
     };
     let topic = "centinela/v1/f/s/status";
     let e = decode(topic, &serde_json::to_vec(&s).expect("json")).expect_err("a day");

@@ -111,6 +111,24 @@ async fn audit_passes_an_honest_copy_and_names_the_event_one_changed_byte_breaks
     })
     .await;
     server.stop();
+    // Its broker password was made on first start, private, and never logged.
+    let secret_file = dir.path().join("broker").join("server.secret");
+    let secret = std::fs::read_to_string(&secret_file).expect("the server's broker password");
+    assert!(secret.trim().len() >= 24, "a real password");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&secret_file)
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+    let log = server.log_text();
+    assert!(
+        !log.contains(secret.trim()),
+        "the password is in the log:\n{log}"
+    );
 
     let copy = dir.path().join("copy.db");
     std::fs::copy(&db, &copy).expect("copy");

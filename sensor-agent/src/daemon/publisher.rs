@@ -67,6 +67,7 @@ pub struct StatusSource {
     pub started: Instant,
     counter: std::sync::atomic::AtomicU64,
     connected_at: Mutex<Option<OffsetDateTime>>,
+    will_seq: Mutex<Option<u64>>,
     link: Mutex<LinkStats>,
 }
 
@@ -94,6 +95,7 @@ impl StatusSource {
             started: Instant::now(),
             counter: std::sync::atomic::AtomicU64::new(0),
             connected_at: Mutex::new(None),
+            will_seq: Mutex::new(None),
             link: Mutex::new(LinkStats::default()),
         }
     }
@@ -139,7 +141,24 @@ impl StatusSource {
             heartbeat_s: self.heartbeat_s,
             unreachable_bands: self.unreachable_bands.clone(),
             health,
+            will_seq: if state == SensorState::Online {
+                *self
+                    .will_seq
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+            } else {
+                None
+            },
         }
+    }
+
+    /// The connection's Last Will is sealed: its number is held in reserve until it is sent.
+    fn set_will(&self, will: Option<&[u8]>) {
+        *self
+            .will_seq
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            will.and_then(|w| protocol::signed::Envelope::open(w).ok().map(|e| e.seq));
     }
 
     /// The link's counters so far (what [`run`] returns at the end).
@@ -519,6 +538,7 @@ pub async fn run(
         if will.is_none() {
             status.new_connection();
             will = status.payload(SensorState::Offline);
+            status.set_will(will.as_deref());
         }
         let mut mo = MqttOptions::new(client_id.clone(), opts.host.clone(), opts.port);
         mo.set_keep_alive(Duration::from_secs(10))

@@ -425,6 +425,7 @@ fn status(
         heartbeat_s,
         unreachable_bands: vec![],
         health: SensorHealth::default(),
+        will_seq: None,
     }
 }
 

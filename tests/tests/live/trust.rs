@@ -186,6 +186,7 @@ async fn forgeries(broker_port: Option<u16>) {
         heartbeat_s: 10.0,
         unreachable_bands: vec![],
         health: protocol::SensorHealth::default(),
+        will_seq: None,
     };
     let st = format!("centinela/v1/{FAC}/honest/status");
     send(

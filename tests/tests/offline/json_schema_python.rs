@@ -81,6 +81,7 @@ fn python_jsonschema_accepts_real_messages_and_rejects_broken_ones() {
         heartbeat_s: 10.0,
         unreachable_bands: vec![],
         health: SensorHealth::default(),
+        will_seq: None,
     })
     .expect("json");
     let mut no_band = gap.clone();
