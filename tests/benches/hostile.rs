@@ -152,6 +152,15 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     }
 }
 
+/// How many gaps the server shows active for the bench facility.
+async fn active_gaps(http: std::net::SocketAddr) -> usize {
+    let active = http_get(http, &format!("/api/facilities/{FAC}/gaps")).await;
+    serde_json::from_str::<serde_json::Value>(&active)
+        .ok()
+        .and_then(|v| v.as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
 struct Ctx {
     bin: PathBuf,
     dir: tempfile::TempDir,
@@ -281,11 +290,7 @@ async fn future(ctx: &Ctx) -> serde_json::Value {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let active = http_get(s.http, &format!("/api/facilities/{FAC}/gaps")).await;
-    let shown = serde_json::from_str::<serde_json::Value>(&active)
-        .ok()
-        .and_then(|v| v.as_array().map(|a| a.len()))
-        .unwrap_or(0);
+    let shown = active_gaps(s.http).await;
     s.stop();
     json!({"run": "future", "forged_close_stored": stored_ids(&db, "gap").await.contains(&"01a1b2c3-0000-7000-8000-000000002199".to_string()),
            "leak_still_shown": shown == 1})
@@ -672,11 +677,7 @@ async fn forge(ctx: &Ctx) -> serde_json::Value {
     let anonymous_connected = !task.is_finished();
     task.abort();
     let ids = stored_ids(&db, "gap").await;
-    let active = http_get(s.http, &format!("/api/facilities/{FAC}/gaps")).await;
-    let shown = serde_json::from_str::<serde_json::Value>(&active)
-        .ok()
-        .and_then(|v| v.as_array().map(|a| a.len()))
-        .unwrap_or(0);
+    let shown = active_gaps(s.http).await;
     s.stop();
     json!({"run": "forge", "anonymous_client_stayed_connected": anonymous_connected,
            "forged_close_stored": ids.contains(&closed.event_id.to_string()),

@@ -83,24 +83,14 @@ async fn forgeries(broker_port: Option<u16>) {
         "the edit changed the bytes"
     );
     send(topic("honest"), edited.into_bytes()).await;
-    // 4. a sensor no one registered;
-    let ghost = gap(FAC, "ghost", 0);
-    send(
-        topic("ghost"),
-        test_key(FAC, "ghost")
-            .seal(&topic("ghost"), 1, &json(&ghost))
-            .expect("seal"),
-    )
-    .await;
-    // 5. a revoked sensor, with its (stolen) key;
-    let stolen = gap(FAC, "stolen", 0);
-    send(
-        topic("stolen"),
-        test_key(FAC, "stolen")
-            .seal(&topic("stolen"), 1, &json(&stolen))
-            .expect("seal"),
-    )
-    .await;
+    // 4. a sensor no one registered, and 5. a revoked sensor, each with its own (stolen) key;
+    for who in ["ghost", "stolen"] {
+        let g = gap(FAC, who, 0);
+        let sealed = test_key(FAC, who)
+            .seal(&topic(who), 1, &json(&g))
+            .expect("seal");
+        send(topic(who), sealed).await;
+    }
     // 6. a replay: the honest key's number 1 (already used by the open gap) on other bytes —
     //    what a sensor whose counter was restored from an old backup, or a clone, would send.
     send(
