@@ -56,6 +56,8 @@ type ApiResult<T> = Result<T, ApiError>;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(dashboard))
+        .route("/dashboard.js", get(dashboard_js))
+        .route("/dashboard.css", get(dashboard_css))
         .route("/api/health", get(health))
         .route("/metrics", get(metrics))
         .route("/api/facilities", get(facilities))
@@ -70,6 +72,53 @@ pub fn router(state: AppState) -> Router {
         .route("/api/rejects", get(rejects))
         .fallback(not_found)
         .with_state(state)
+        .layer(axum::middleware::map_response(security_headers))
+}
+
+/// The dashboard's policy: scripts, styles and images from this server only, no inline script
+/// or style, no plugins, not framed by any page.
+pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// The map's SVG policy: nothing in it may run or load (a zone or sensor name is text, never
+/// script), even opened on its own.
+pub const SVG_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; sandbox";
+
+/// Security headers on every answer (an answer that set its own policy keeps it).
+async fn security_headers(mut r: Response) -> Response {
+    use axum::http::HeaderValue;
+    let h = r.headers_mut();
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        );
+    }
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
+async fn dashboard_js() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("dashboard.js"),
+    )
+        .into_response()
+}
+
+async fn dashboard_css() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("dashboard.css"),
+    )
+        .into_response()
 }
 
 async fn not_found(State(s): State<AppState>, uri: axum::http::Uri) -> ApiError {
@@ -355,7 +404,14 @@ async fn map_file(
         "map.svg" => {
             let (m, _) = model(&s, &id, &q).await?;
             let text = svg(&m).map_err(fail)?;
-            Ok(([(header::CONTENT_TYPE, "image/svg+xml")], text).into_response())
+            Ok((
+                [
+                    (header::CONTENT_TYPE, "image/svg+xml"),
+                    (header::CONTENT_SECURITY_POLICY, SVG_CSP),
+                ],
+                text,
+            )
+                .into_response())
         }
         "map.geojson" => {
             let (m, origin) = model(&s, &id, &q).await?;

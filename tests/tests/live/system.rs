@@ -550,7 +550,40 @@ async fn demo_map_matches_the_simulators_truth_and_the_dashboard_shows_it() {
         assert!(dom.contains(">n78<"), "the gaps table names n78");
         assert!(dom.contains("st-online"), "sensors are shown online");
         assert!(dom.contains("Demo prison"), "the facility list");
+        assert!(
+            dom.contains("data-loaded=\"yes\""),
+            "the map loaded, its handler set from the script file under the policy"
+        );
     }
+    // Security headers: no inline script anywhere (the page above ran under this policy), no
+    // framing, and a map SVG in which nothing can run.
+    let get_headers = |path: &str| {
+        let url = format!("http://{}{path}", d.server.http_addr);
+        async move { reqwest::get(&url).await.expect("http").headers().clone() }
+    };
+    let page = get_headers("/").await;
+    let csp = page["content-security-policy"].to_str().expect("csp");
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(page["x-frame-options"], "DENY");
+    assert_eq!(page["x-content-type-options"], "nosniff");
+    let html = reqwest::get(format!("http://{}/", d.server.http_addr))
+        .await
+        .expect("http")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        !html.contains("<script>") && !html.contains("onload=") && !html.contains("<style>"),
+        "no inline script or style in the page"
+    );
+    let svg = get_headers(&format!("/api/facilities/{}/map.svg", demo::FACILITY)).await;
+    let svg_csp = svg["content-security-policy"].to_str().expect("csp");
+    assert!(
+        svg_csp.contains("default-src 'none'") && svg_csp.contains("sandbox"),
+        "{svg_csp}"
+    );
     d.stop().await;
 }
 

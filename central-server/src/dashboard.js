@@ -1,0 +1,83 @@
+"use strict";
+// Served under a Content-Security-Policy without inline script: every handler is set here.
+{
+  const map = document.getElementById("map");
+  map.addEventListener("load", () => { map.dataset.loaded = "yes"; });
+  map.addEventListener("error", () => { map.dataset.loaded = "error"; });
+}
+let current = null;
+const bands = new Set();
+function cell(tr, text, cls) {
+  const td = document.createElement("td");
+  if (cls) { const s = document.createElement("span"); s.className = cls; s.textContent = text; td.appendChild(s); }
+  else td.textContent = text;
+  tr.appendChild(td);
+}
+function fill(id, rows, render, cols) {
+  const body = document.querySelector("#" + id + " tbody");
+  body.replaceChildren();
+  if (rows.length === 0) {
+    const tr = document.createElement("tr"); const td = document.createElement("td");
+    td.colSpan = cols; td.className = "empty"; td.textContent = "none"; tr.appendChild(td); body.appendChild(tr);
+  }
+  for (const r of rows) { const tr = document.createElement("tr"); render(tr, r); body.appendChild(tr); }
+}
+async function json(url) {
+  const r = await fetch(url);
+  if (!r.ok) throw new Error(url + ": " + r.status);
+  return r.json();
+}
+async function refresh() {
+  try {
+    const fs = await json("/api/facilities");
+    const list = document.getElementById("facilities");
+    list.replaceChildren();
+    if (!current && fs.length) current = (fs.find(f => f.configured) || fs[0]).id;
+    for (const f of fs) {
+      const b = document.createElement("button");
+      b.textContent = f.name + " — " + f.active_gaps + " gap(s), " + f.sensors_online + "/" + f.sensors + " online";
+      if (f.id === current) b.className = "active";
+      b.onclick = () => { current = f.id; refresh(); };
+      list.appendChild(b);
+    }
+    if (!current) { document.getElementById("updated").textContent = "no facility yet"; return; }
+    const base = "/api/facilities/" + encodeURIComponent(current);
+    const band = document.getElementById("band").value;
+    const q = band ? "?band=" + encodeURIComponent(band) : "";
+    const [gaps, jammers, sensors] = await Promise.all([
+      json(base + "/gaps" + q), json(base + "/jammers"), json(base + "/sensors")]);
+    const f = fs.find(x => x.id === current);
+    document.getElementById("fname").textContent = f ? f.name : current;
+    if (f && f.configured) {
+      document.getElementById("map").src = base + "/map.svg" + q + (q ? "&" : "?") + "t=" + Date.now();
+    }
+    fill("gaps", gaps, (tr, g) => {
+      cell(tr, g.zone); cell(tr, g.band); cell(tr, g.technology);
+      cell(tr, g.pci != null ? "PCI " + g.pci : (g.arfcn != null ? "ARFCN " + g.arfcn : "—"));
+      cell(tr, (g.center_hz / 1e6).toFixed(1)); cell(tr, g.margin_db.toFixed(1));
+      cell(tr, g.severity, "sev-" + g.severity); cell(tr, g.detector); cell(tr, g.sensor_id);
+      cell(tr, g.opened_at.replace("T", " ").slice(0, 19));
+    }, 10);
+    fill("jammers", jammers, (tr, j) => {
+      cell(tr, j.band); cell(tr, j.zone); cell(tr, j.state, "st-" + j.state);
+      cell(tr, j.noise_rise_db.toFixed(1)); cell(tr, j.sensor_id);
+    }, 5);
+    fill("sensors", sensors, (tr, s) => {
+      cell(tr, s.sensor_id); cell(tr, s.zone); cell(tr, s.state, "st-" + s.state);
+      cell(tr, s.last_seen.replace("T", " ").slice(0, 19));
+      const h = (s.status && s.status.health) || {};
+      cell(tr, h.sweeps != null ? String(h.sweeps) : "—"); cell(tr, h.queue_depth != null ? String(h.queue_depth) : "—");
+      cell(tr, String(s.missing_messages || 0), s.missing_messages > 0 ? "st-degraded" : "");
+    }, 7);
+    const sel = document.getElementById("band");
+    for (const g of gaps) if (!bands.has(g.band)) {
+      bands.add(g.band); const o = document.createElement("option"); o.value = g.band; o.textContent = g.band; sel.appendChild(o);
+    }
+    document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
+  } catch (e) {
+    document.getElementById("updated").textContent = "server unreachable: " + e.message;
+  }
+}
+document.getElementById("band").onchange = refresh;
+refresh();
+setInterval(refresh, 5000);
