@@ -334,18 +334,12 @@ fn check_event(
     let key: Option<String> = r.get("key");
     let seq: Option<i64> = r.get("seq");
     let recorded: Option<String> = r.get("recorded_sha256");
-    let kind_enum = match kind.as_str() {
-        "gap" => protocol::Kind::Gap,
-        "jammer" => protocol::Kind::Jammer,
-        "status" => protocol::Kind::Status,
-        "spectrum" => protocol::Kind::Spectrum,
-        other => {
-            return Err((
-                format!("unknown kind `{other}`"),
-                format!("tipo desconocido `{other}`"),
-            ));
-        }
-    };
+    let kind_enum = protocol::Kind::parse(&kind).ok_or_else(|| {
+        (
+            format!("unknown kind `{kind}`"),
+            format!("tipo desconocido `{kind}`"),
+        )
+    })?;
     let topic = protocol::topic(&facility, &sensor, kind_enum)
         .map_err(|e| (format!("bad row: {e}"), format!("fila inválida: {e}")))?;
     let env = Envelope::open(payload.as_bytes()).map_err(|e| {

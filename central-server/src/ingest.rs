@@ -537,15 +537,16 @@ async fn store_batch(
         }
     }
     let mut per_sensor: BTreeMap<(String, String), Vec<ReceiptItem>> = BTreeMap::new();
-    for ((d, r), (p, (_, parsed))) in decoded.iter().zip(results).zip(batch.iter().zip(&topics)) {
+    for ((d, r), (p, (topic, parsed))) in decoded.iter().zip(results).zip(batch.iter().zip(&topics))
+    {
         let (outcome, reason, event_id) = match (d, r) {
             (Decoded::Good { msg: m, seq, .. }, Some(Ingested::Replayed)) => {
                 let e = TrustError::Replayed {
-                    topic: topic_of(p),
+                    topic: topic.clone(),
                     seq: seq.unsigned_abs(),
                 };
                 refused(&e, e.reason());
-                tampered(&mut alerts, &topic_of(p), e.reason(), e.to_string());
+                tampered(&mut alerts, topic, e.reason(), e.to_string());
                 (Outcome::Rejected, Some(e.to_string()), Some(m.event_id()))
             }
             (Decoded::Good { msg: m, .. }, Some(Ingested::New(a))) => {
@@ -618,10 +619,6 @@ async fn store_batch(
         receipts,
         alerts,
     })
-}
-
-fn topic_of(p: &Publish) -> String {
-    String::from_utf8_lossy(&p.topic).into_owned()
 }
 
 /// At most one tamper alert per sensor per interval.

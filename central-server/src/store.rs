@@ -375,8 +375,8 @@ impl Store {
         Ok(out)
     }
 
-    /// Records the sequence number of a message: `Ok(true)` when it is new, `Ok(false)` when
-    /// these same bytes used it before (a resend), `Replayed` as an error value otherwise.
+    /// Records the sequence number of a message: `Some(true)` when it is new, `Some(false)` when
+    /// these same bytes used it before (a resend), `None` when other bytes did (a replay).
     async fn sequence(
         tx: &mut sqlx::SqliteConnection,
         msg: &Message,

@@ -94,6 +94,14 @@ impl Kind {
             Self::Spectrum => "spectrum",
         }
     }
+
+    /// The kind whose topic level is `level`.
+    #[must_use]
+    pub fn parse(level: &str) -> Option<Self> {
+        [Self::Gap, Self::Jammer, Self::Status, Self::Spectrum]
+            .into_iter()
+            .find(|k| k.as_str() == level)
+    }
 }
 
 /// Checks an identifier used as a topic level.
@@ -144,13 +152,7 @@ pub fn parse_topic(t: &str) -> Result<(String, String, Kind), ProtocolError> {
     };
     check_id("facility_id", f).map_err(|_| bad())?;
     check_id("sensor_id", s).map_err(|_| bad())?;
-    let kind = match *k {
-        "gap" => Kind::Gap,
-        "jammer" => Kind::Jammer,
-        "status" => Kind::Status,
-        "spectrum" => Kind::Spectrum,
-        _ => return Err(bad()),
-    };
+    let kind = Kind::parse(k).ok_or_else(bad)?;
     Ok(((*f).to_string(), (*s).to_string(), kind))
 }
 

@@ -367,9 +367,8 @@ async fn mosquitto_with_broker_config_enforces_each_sensors_rights() {
         "guess",
     );
     assert!(!connects(stolen).await, "a revoked sensor has no user");
-    // The insider publishes on the honest sensor's topic (a forged close), on its own, and
-    // subscribes to everything and to the honest sensor's receipts (Mosquitto closes a
-    // connection after refusing its publish: each try gets its own client).
+    // The insider publishes on the honest sensor's topic (a forged close) and on its own
+    // (Mosquitto closes a connection after refusing its publish: each try gets its own client).
     let sealer = Sealer::default();
     let mut closed = gap(FAC, "honest", 0);
     closed.state = GapState::Closed;
