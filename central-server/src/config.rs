@@ -42,8 +42,15 @@ pub struct ServerSection {
     /// The server's own files (the broker's password and ACL files, its secrets); default: the
     /// database file's directory.
     pub data_dir: Option<PathBuf>,
-    /// HTTP listen address.
+    /// HTTP listen address. Off loopback it must be HTTPS (`tls_cert`, `tls_key`): the
+    /// dashboard's passwords, cookies and tokens never cross a network in the clear.
     pub http: SocketAddr,
+    /// The HTTPS certificate chain (PEM). With `tls_key`, the API and the dashboard speak only
+    /// HTTPS and the session cookie is `Secure`.
+    pub tls_cert: Option<PathBuf>,
+    /// The HTTPS private key (PEM, PKCS#8, SEC1 or PKCS#1; mode 0600: a key others can read is
+    /// refused).
+    pub tls_key: Option<PathBuf>,
     /// Webhook that receives alerts as JSON (http:// only in this build).
     pub webhook: Option<String>,
     /// A sensor whose last message is older than this many heartbeats is offline.
@@ -71,6 +78,8 @@ impl Default for ServerSection {
             db: PathBuf::from("centinela.db"),
             data_dir: None,
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls_cert: None,
+            tls_key: None,
             webhook: None,
             offline_after_heartbeats: 3.0,
             max_clock_skew_s: 300.0,
@@ -188,6 +197,16 @@ impl ServerConfig {
             && let Err(e) = parse_broker_url(b)
         {
             p.push(format!("{origin}: server.broker: {e}"));
+        }
+        match (&self.server.tls_cert, &self.server.tls_key) {
+            (Some(_), None) | (None, Some(_)) => p.push(format!(
+                "{origin}: server.tls_cert and server.tls_key go together (give both, or neither for plain HTTP on loopback)"
+            )),
+            (None, None) if !self.server.http.ip().is_loopback() => p.push(format!(
+                "{origin}: server.http {} is not a loopback address: off loopback the dashboard is served only over HTTPS (set server.tls_cert and server.tls_key), or bind 127.0.0.1 behind a TLS proxy",
+                self.server.http
+            )),
+            _ => {}
         }
         if let Some(w) = &self.server.webhook
             && !w.starts_with("http://")

@@ -24,9 +24,14 @@ function fill(id, rows, render, cols) {
 }
 async function json(url) {
   const r = await fetch(url);
+  // The session ended (idle, logout elsewhere, a new password): back to the login page.
+  if (r.status === 401) { window.location.assign("/login"); throw new Error("signed out"); }
   if (!r.ok) throw new Error(url + ": " + r.status);
   return r.json();
 }
+json("/api/me").then(me => {
+  document.getElementById("who").textContent = me.name + " (" + me.role + ")";
+}).catch(() => {});
 async function refresh() {
   try {
     const fs = await json("/api/facilities");

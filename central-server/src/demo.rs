@@ -365,6 +365,11 @@ pub fn agent_config(
 pub struct Demo {
     /// The server.
     pub server: Server,
+    /// The demo administrator's password, new at every start.
+    pub admin_password: protocol::Secret,
+    /// A read-only API token of the demo administrator, new at every start (the previous
+    /// start's is revoked).
+    pub token: protocol::Secret,
     stop: watch::Sender<bool>,
     agents: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -396,6 +401,7 @@ impl Demo {
             );
         }
         let server = Server::start(cfg).await?;
+        let (admin_password, token) = demo_admin(&server).await?;
         let (stop, rx) = watch::channel(false);
         let mut agents = Vec::new();
         for ((id, zone, pos), (user, password)) in sensors().into_iter().zip(logins) {
@@ -417,6 +423,8 @@ impl Demo {
         }
         Ok(Self {
             server,
+            admin_password,
+            token,
             stop,
             agents,
         })
@@ -432,6 +440,41 @@ impl Demo {
         self.server.stop().await;
     }
 }
+
+/// The demo's administrator: user [`ADMIN`] with a new random password, and a new read-only
+/// token labelled `demo` (the earlier ones are revoked).
+async fn demo_admin(server: &Server) -> Result<(protocol::Secret, protocol::Secret), ServerError> {
+    use crate::auth::{Role, Scope, Users};
+    let fail = |e: String| ServerError::Config(vec![format!("demo user: {e}")]);
+    let users = Users::new(&server.store);
+    let pw = crate::credentials::random_password().map_err(fail)?;
+    let exists = users
+        .list()
+        .await
+        .map_err(fail)?
+        .iter()
+        .any(|u| u.name == ADMIN);
+    if exists {
+        users.set_password(ADMIN, &pw, "demo").await.map_err(fail)?;
+    } else {
+        users
+            .add(ADMIN, Role::Admin, &[], &pw, "demo")
+            .await
+            .map_err(fail)?;
+    }
+    users
+        .revoke_labelled(ADMIN, "demo", "demo")
+        .await
+        .map_err(fail)?;
+    let (_, token) = users
+        .add_token(ADMIN, "demo", Scope::Read, "demo")
+        .await
+        .map_err(fail)?;
+    Ok((pw, token))
+}
+
+/// The demo administrator's user name.
+pub const ADMIN: &str = "admin";
 
 /// Runs the demo until `until` completes.
 ///
@@ -451,10 +494,15 @@ pub async fn run(
         "Centinela demo: {} simulated sensors of `{FACILITY}`",
         sensors().len()
     );
-    println!("dashboard: http://{}/", demo.server.http_addr);
+    println!("dashboard: {}", demo.server.url());
     println!(
-        "gap map:   http://{}/api/facilities/{FACILITY}/map.png",
-        demo.server.http_addr
+        "sign in:   user {ADMIN}, password {} (new at every start; shown once)",
+        demo.admin_password.expose()
+    );
+    println!("API token (read-only): {}", demo.token.expose());
+    println!(
+        "gap map:   curl -H 'Authorization: Bearer TOKEN' {}api/facilities/{FACILITY}/map.png",
+        demo.server.url()
     );
     println!(
         "MQTT:      mqtt://{}:{} (embedded broker)",

@@ -4,13 +4,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::extract::{Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use crate::auth::{LoginForm, LoginOutcome, Principal, Remote, Right, Scoped, SharedAuth};
 use crate::config::ServerConfig;
 use crate::map::{MapModel, geojson, png, svg};
 use crate::metrics::Metrics;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub store: Store,
     /// Metrics.
     pub metrics: Metrics,
+    /// Login throttle and cookie policy.
+    pub auth: SharedAuth,
 }
 
 /// An API error: status and a sentence.
@@ -54,8 +57,13 @@ type ApiResult<T> = Result<T, ApiError>;
 
 /// The router.
 pub fn router(state: AppState) -> Router {
+    let sessions = crate::auth::session_layer(&state.store, state.auth.secure);
     Router::new()
         .route("/", get(dashboard))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", axum::routing::post(logout))
+        .route("/api/me", get(me))
+        .route("/api/security-log", get(security_log))
         .route("/dashboard.js", get(dashboard_js))
         .route("/dashboard.css", get(dashboard_css))
         .route("/api/health", get(health))
@@ -72,6 +80,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/rejects", get(rejects))
         .fallback(not_found)
         .with_state(state)
+        .layer(sessions)
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -100,8 +109,14 @@ async fn security_headers(mut r: Response) -> Response {
     );
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        // Not `no-referrer`: with it browsers send `Origin: null` on form posts, and the login
+        // checks the origin. Other sites still get no referrer.
+        HeaderValue::from_static("same-origin"),
     );
+    // Nothing here is for a shared cache: maps and gaps are per user.
+    if !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     r
 }
 
@@ -126,8 +141,83 @@ async fn not_found(State(s): State<AppState>, uri: axum::http::Uri) -> ApiError 
     ApiError(StatusCode::NOT_FOUND, format!("no such resource: {uri}"))
 }
 
-async fn dashboard() -> Html<&'static str> {
-    Html(include_str!("dashboard.html"))
+/// The dashboard for a signed-in user; the login page for anyone else.
+async fn dashboard(State(s): State<AppState>, req: Request) -> Response {
+    let (mut parts, _) = req.into_parts();
+    match crate::auth::authenticate(&s, &mut parts).await {
+        Ok(_) => Html(include_str!("dashboard.html")).into_response(),
+        Err(_) => Redirect::to("/login").into_response(),
+    }
+}
+
+fn login_html(message: &str, status: StatusCode) -> Response {
+    (
+        status,
+        Html(include_str!("login.html").replace("<!--message-->", message)),
+    )
+        .into_response()
+}
+
+async fn login_page() -> Response {
+    login_html("", StatusCode::OK)
+}
+
+async fn login(
+    State(s): State<AppState>,
+    remote: Remote,
+    session: tower_sessions::Session,
+    headers: HeaderMap,
+    form: Result<axum::Form<LoginForm>, axum::extract::rejection::FormRejection>,
+) -> Response {
+    let Ok(axum::Form(form)) = form else {
+        s.metrics.bad_request();
+        return login_html(
+            "<p class=\"error\">Faltan el usuario o la contraseña. <span class=\"en\">User or password missing.</span></p>",
+            StatusCode::BAD_REQUEST,
+        );
+    };
+    match crate::auth::login(&s, &session, &headers, remote.0, form).await {
+        LoginOutcome::Ok => Redirect::to("/").into_response(),
+        LoginOutcome::Refused("login_throttled") => login_html(
+            "<p class=\"error\">Demasiados intentos fallidos desde esta dirección; espere unos minutos. <span class=\"en\">Too many failed attempts from this address; wait a few minutes.</span></p>",
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+        LoginOutcome::Refused(_) => login_html(
+            "<p class=\"error\">Usuario o contraseña incorrectos, o cuenta bloqueada por intentos fallidos. <span class=\"en\">Wrong user or password, or the account is locked after failed attempts.</span></p>",
+            StatusCode::UNAUTHORIZED,
+        ),
+    }
+}
+
+async fn logout(
+    State(s): State<AppState>,
+    remote: Remote,
+    session: tower_sessions::Session,
+) -> Response {
+    crate::auth::logout(&s, &session, remote.0).await;
+    Redirect::to("/login").into_response()
+}
+
+async fn me(who: Principal) -> axum::Json<Principal> {
+    axum::Json(who)
+}
+
+async fn security_log(
+    State(s): State<AppState>,
+    who: Principal,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<axum::Json<serde_json::Value>, Response> {
+    crate::auth::require(&s, &who, Right::SecurityLog, "the security log").await?;
+    let f = filter(&s, &q, &["limit"]).map_err(IntoResponse::into_response)?;
+    let rows = crate::auth::security_log_lines(&s.store, f.limit.unwrap_or(200))
+        .await
+        .map_err(|e| db_error(e).into_response())?;
+    Ok(axum::Json(json!(rows)))
+}
+
+/// Logs an export (history, GeoJSON) in the security log.
+async fn exported(s: &AppState, who: &Principal, facility: &str, what: &str) {
+    crate::auth::security_log(&s.store, &who.actor(), "export", facility, what, "").await;
 }
 
 async fn health(State(s): State<AppState>) -> Response {
@@ -153,7 +243,10 @@ async fn health(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn metrics(State(s): State<AppState>) -> Response {
+async fn metrics(State(s): State<AppState>, who: Principal) -> Response {
+    if let Err(r) = crate::auth::require(&s, &who, Right::Metrics, "the metrics").await {
+        return r;
+    }
     let mut text = s.metrics.render();
     // Gauges of the current state, read at scrape time.
     if let Ok(rows) = s.store.sensors(None).await {
@@ -182,7 +275,18 @@ async fn metrics(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-async fn facilities(State(s): State<AppState>) -> ApiResult<axum::Json<serde_json::Value>> {
+async fn facilities(
+    State(s): State<AppState>,
+    who: Principal,
+) -> Result<axum::Json<serde_json::Value>, Response> {
+    crate::auth::require(&s, &who, Right::Facility, "facilities").await?;
+    facility_list(&s, &who)
+        .await
+        .map(axum::Json)
+        .map_err(IntoResponse::into_response)
+}
+
+async fn facility_list(s: &AppState, who: &Principal) -> ApiResult<serde_json::Value> {
     let sensors = s.store.sensors(None).await.map_err(db_error)?;
     let mut out = Vec::new();
     let mut ids: Vec<String> = s.config.facilities.iter().map(|f| f.id.clone()).collect();
@@ -191,6 +295,7 @@ async fn facilities(State(s): State<AppState>) -> ApiResult<axum::Json<serde_jso
             ids.push(r.facility_id.clone());
         }
     }
+    ids.retain(|id| who.may_see(id));
     for id in ids {
         let cfg = s.config.facility(&id);
         let active = s
@@ -210,29 +315,19 @@ async fn facilities(State(s): State<AppState>) -> ApiResult<axum::Json<serde_jso
             "sensors_online": mine.iter().filter(|r| r.state == "online").count(),
         }));
     }
-    Ok(axum::Json(json!(out)))
-}
-
-fn known(s: &AppState, id: &str) -> ApiResult<()> {
-    if protocol::check_id("facility_id", id).is_err() {
-        return Err(bad(&s.metrics, format!("`{id}` is not a facility id")));
-    }
-    Ok(())
+    Ok(json!(out))
 }
 
 fn configured<'a>(s: &'a AppState, id: &str) -> ApiResult<&'a crate::config::Facility> {
     s.config.facility(id).ok_or_else(|| {
         s.metrics.bad_request();
-        ApiError(
-            StatusCode::NOT_FOUND,
-            format!("facility `{id}` is not in the server's configuration"),
-        )
+        ApiError(StatusCode::NOT_FOUND, crate::auth::no_facility(id))
     })
 }
 
 async fn facility(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Scoped { facility: id, .. }: Scoped,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
     let f = configured(&s, &id)?;
     Ok(axum::Json(json!(f)))
@@ -285,10 +380,9 @@ fn filter(s: &AppState, q: &HashMap<String, String>, allowed: &[&str]) -> ApiRes
 
 async fn gaps(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Scoped { facility: id, .. }: Scoped,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    known(&s, &id)?;
     let f = filter(
         &s,
         &q,
@@ -318,24 +412,35 @@ async fn gaps(
 
 async fn history(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Scoped { facility: id, who }: Scoped,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<axum::Json<serde_json::Value>> {
-    known(&s, &id)?;
+) -> Result<axum::Json<serde_json::Value>, Response> {
+    crate::auth::require(&s, &who, Right::Export, "the gap history").await?;
     let f = filter(
         &s,
         &q,
         &["band", "technology", "zone", "since", "until", "limit"],
-    )?;
-    let rows = s.store.gap_history(&id, &f).await.map_err(db_error)?;
+    )
+    .map_err(IntoResponse::into_response)?;
+    let rows = s
+        .store
+        .gap_history(&id, &f)
+        .await
+        .map_err(|e| db_error(e).into_response())?;
+    exported(
+        &s,
+        &who,
+        &id,
+        &format!("gap history, {} row(s)", rows.len()),
+    )
+    .await;
     Ok(axum::Json(json!(rows)))
 }
 
 async fn jammers(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Scoped { facility: id, .. }: Scoped,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    known(&s, &id)?;
     Ok(axum::Json(json!(
         s.store.jammers(&id).await.map_err(db_error)?
     )))
@@ -343,9 +448,8 @@ async fn jammers(
 
 async fn sensors(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Scoped { facility: id, .. }: Scoped,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    known(&s, &id)?;
     Ok(axum::Json(json!(
         s.store.sensors(Some(&id)).await.map_err(db_error)?
     )))
@@ -353,9 +457,8 @@ async fn sensors(
 
 async fn spectrum(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Scoped { facility: id, .. }: Scoped,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
-    known(&s, &id)?;
     Ok(axum::Json(json!(
         s.store.spectra(&id).await.map_err(db_error)?
     )))
@@ -379,7 +482,7 @@ async fn model(
 
 async fn zones(
     State(s): State<AppState>,
-    Path(id): Path<String>,
+    Scoped { facility: id, .. }: Scoped,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<axum::Json<serde_json::Value>> {
     let (m, _) = model(&s, &id, &q).await?;
@@ -388,13 +491,29 @@ async fn zones(
 
 async fn map_file(
     State(s): State<AppState>,
-    Path((id, file)): Path<(String, String)>,
+    Scoped { facility: id, who }: Scoped,
+    axum::extract::Path((_, file)): axum::extract::Path<(String, String)>,
     Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, Response> {
+    if file == "map.geojson" {
+        crate::auth::require(&s, &who, Right::Export, "the map's GeoJSON").await?;
+        exported(&s, &who, &id, "map GeoJSON").await;
+    }
+    map_file_of(&s, &id, &file, &q)
+        .await
+        .map_err(IntoResponse::into_response)
+}
+
+async fn map_file_of(
+    s: &AppState,
+    id: &str,
+    file: &str,
+    q: &HashMap<String, String>,
 ) -> ApiResult<Response> {
     let fail = |e: String| ApiError(StatusCode::INTERNAL_SERVER_ERROR, format!("drawing: {e}"));
-    match file.as_str() {
+    match file {
         "map.png" => {
-            let (m, _) = model(&s, &id, &q).await?;
+            let (m, _) = model(s, id, q).await?;
             let bytes = tokio::task::spawn_blocking(move || png(&m))
                 .await
                 .map_err(|e| fail(e.to_string()))?
@@ -402,7 +521,7 @@ async fn map_file(
             Ok(([(header::CONTENT_TYPE, "image/png")], bytes).into_response())
         }
         "map.svg" => {
-            let (m, _) = model(&s, &id, &q).await?;
+            let (m, _) = model(s, id, q).await?;
             let text = svg(&m).map_err(fail)?;
             Ok((
                 [
@@ -414,7 +533,7 @@ async fn map_file(
                 .into_response())
         }
         "map.geojson" => {
-            let (m, origin) = model(&s, &id, &q).await?;
+            let (m, origin) = model(s, id, q).await?;
             Ok((
                 [(header::CONTENT_TYPE, "application/geo+json")],
                 geojson(&m, origin).to_string(),
@@ -433,9 +552,13 @@ async fn map_file(
     }
 }
 
-async fn rejects(State(s): State<AppState>) -> ApiResult<axum::Json<serde_json::Value>> {
+async fn rejects(
+    State(s): State<AppState>,
+    who: Principal,
+) -> Result<axum::Json<serde_json::Value>, Response> {
+    crate::auth::require(&s, &who, Right::Rejects, "the rejected messages").await?;
     Ok(axum::Json(json!({
         "rejected_total": s.metrics.rejected_total(),
-        "latest": s.store.rejects(50).await.map_err(db_error)?,
+        "latest": s.store.rejects(50).await.map_err(|e| db_error(e).into_response())?,
     })))
 }

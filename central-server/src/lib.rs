@@ -6,6 +6,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod credentials;
@@ -16,6 +17,7 @@ pub mod ingest;
 pub mod map;
 pub mod metrics;
 pub mod store;
+pub mod tls;
 pub mod trust;
 
 use std::net::SocketAddr;
@@ -69,6 +71,8 @@ pub enum ServerError {
 pub struct Server {
     /// HTTP address.
     pub http_addr: SocketAddr,
+    /// Whether the API speaks HTTPS.
+    pub https: bool,
     /// Broker host and port the server ingests from.
     pub broker: (String, u16),
     /// Whether the broker is the embedded one.
@@ -195,25 +199,70 @@ impl Server {
                 }
             }));
         }
+        let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
+            (Some(c), Some(k)) => {
+                Some(tls::acceptor(c, k).map_err(|e| ServerError::Config(vec![e]))?)
+            }
+            _ => None,
+        };
+        let https = tls.is_some();
+        let auth = auth::AuthState::new(https).map_err(|e| ServerError::Config(vec![e]))?;
+        match auth::Users::new(&store).any().await {
+            Ok(false) => tracing::warn!(
+                "no dashboard user yet: every request will be refused (add one: central-server user add NAME --role admin --db {})",
+                cfg.server.db.display()
+            ),
+            Ok(true) => {}
+            Err(e) => tracing::error!("users: {e}"),
+        }
         let app = http::router(http::AppState {
             config: Arc::new(cfg),
             store: store.clone(),
             metrics: metrics.clone(),
-        });
+            auth: Arc::new(auth),
+        })
+        .into_make_service_with_connect_info::<SocketAddr>();
         let mut rx_http = rx.clone();
-        tasks.push(tokio::spawn(async move {
-            let r = axum::serve(http, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx_http.changed().await;
-                })
-                .await;
-            if let Err(e) = r {
-                tracing::error!("HTTP server: {e}");
+        let shutdown = async move {
+            let _ = rx_http.changed().await;
+        };
+        match tls {
+            Some(acceptor) => {
+                let listener =
+                    tls::TlsListener::new(http, acceptor, metrics.clone()).map_err(|e| {
+                        ServerError::PortTaken {
+                            what: "HTTPS API",
+                            addr: http_addr,
+                            detail: e.to_string(),
+                        }
+                    })?;
+                use axum::serve::ListenerExt as _;
+                let listener = listener.tap_io(|_| {});
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) = axum::serve(listener, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                    {
+                        tracing::error!("HTTPS server: {e}");
+                    }
+                }));
             }
-        }));
-        tracing::info!("HTTP API and dashboard on http://{http_addr}/");
+            None => {
+                tasks.push(tokio::spawn(async move {
+                    if let Err(e) = axum::serve(http, app)
+                        .with_graceful_shutdown(shutdown)
+                        .await
+                    {
+                        tracing::error!("HTTP server: {e}");
+                    }
+                }));
+            }
+        }
+        let scheme = if https { "https" } else { "http" };
+        tracing::info!("HTTP API and dashboard on {scheme}://{http_addr}/");
         Ok(Self {
             http_addr,
+            https,
             broker,
             embedded_broker,
             store,
@@ -221,6 +270,13 @@ impl Server {
             shutdown: tx,
             tasks,
         })
+    }
+
+    /// The dashboard's address (`http://…/` or `https://…/`).
+    #[must_use]
+    pub fn url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}/", self.http_addr)
     }
 
     /// Stops the ingest session, the watchdog and the HTTP server, and waits for them.

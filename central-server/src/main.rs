@@ -40,6 +40,9 @@ enum Command {
     /// signatures, rows, digests and each sensor's sequence. Exits 1 naming each event that
     /// does not verify.
     Audit(AuditArgs),
+    /// Manage the users of the dashboard and the API, and their API tokens (in the server's
+    /// database; the running server sees changes at once).
+    User(UserArgs),
     /// Run the whole system on this machine: embedded broker, server and simulated sensors of
     /// a demo prison.
     #[cfg(feature = "demo")]
@@ -63,6 +66,233 @@ struct ServeArgs {
     /// HTTP listen address.
     #[arg(long)]
     http: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, clap::Args)]
+struct UserArgs {
+    /// The database (default: the configuration's server.db, else centinela.db).
+    #[arg(long, global = true)]
+    db: Option<PathBuf>,
+    /// The server's configuration: facilities given to a user must be in it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    action: UserAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserAction {
+    /// Add a user. Without --password-stdin a random password is made and printed once.
+    Add {
+        /// User name.
+        name: String,
+        /// admin (everything), supervisor (its facilities), technician (its facilities, no
+        /// history export), auditor (every facility, read-only, the security log).
+        #[arg(long)]
+        role: String,
+        /// A facility the user may see (supervisor, technician; repeat for several).
+        #[arg(long = "facility")]
+        facilities: Vec<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's password (unlocks it and ends its sessions). Without --password-stdin a
+    /// random one is made and printed once.
+    Passwd {
+        /// User name.
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Disable a user: its sessions end and its tokens stop working.
+    Disable {
+        /// User name.
+        name: String,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        /// User name.
+        name: String,
+    },
+    /// Make an API token for a user (printed once; only its hash is kept), or revoke one.
+    Token {
+        /// User name.
+        name: String,
+        /// read (whatever the user may read) or metrics (/metrics only, for Prometheus).
+        #[arg(long, default_value = "read")]
+        scope: String,
+        /// What the token is for.
+        #[arg(long, default_value = "")]
+        label: String,
+        /// Revoke this token (its id, from `user list`) instead of making one.
+        #[arg(long)]
+        revoke: Option<i64>,
+    },
+    /// List users, their facilities and tokens.
+    List {
+        /// As JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn read_password(from_stdin: bool) -> Result<(protocol::Secret, bool), ServerError> {
+    if !from_stdin {
+        return central_server::credentials::random_password()
+            .map(|p| (p, true))
+            .map_err(|e| ServerError::Config(vec![e]));
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| ServerError::Config(vec![format!("standard input: {e}")]))?;
+    Ok((
+        protocol::Secret::new(line.trim_end_matches(['\r', '\n'])),
+        false,
+    ))
+}
+
+async fn user(a: UserArgs) -> Result<(), ServerError> {
+    use central_server::auth::{Role, Scope, Users};
+    let cfg = a.config.as_deref().map(load).transpose()?;
+    let db =
+        a.db.or_else(|| cfg.as_ref().map(|c| c.server.db.clone()))
+            .unwrap_or_else(|| PathBuf::from("centinela.db"));
+    let store =
+        central_server::store::Store::open(&db)
+            .await
+            .map_err(|e| ServerError::Database {
+                path: db.display().to_string(),
+                source: e,
+            })?;
+    let users = Users::new(&store);
+    let actor = format!(
+        "command line ({})",
+        std::env::var("USER").unwrap_or_else(|_| "?".into())
+    );
+    let fail = |e: String| ServerError::Config(vec![e]);
+    let r = match a.action {
+        UserAction::Add {
+            name,
+            role,
+            facilities,
+            password_stdin,
+        } => {
+            let role = Role::parse(&role).map_err(fail)?;
+            if let Some(c) = &cfg {
+                for f in &facilities {
+                    if c.facility(f).is_none() {
+                        return Err(fail(format!(
+                            "facility `{f}` is not in {}",
+                            a.config.as_deref().unwrap_or(db.as_path()).display()
+                        )));
+                    }
+                }
+            }
+            let (pw, made) = read_password(password_stdin)?;
+            users
+                .add(&name, role, &facilities, &pw, &actor)
+                .await
+                .map_err(fail)?;
+            println!("user {name} added ({})", role.as_str());
+            if made {
+                println!("password for {name} (shown once): {}", pw.expose());
+            }
+            Ok(())
+        }
+        UserAction::Passwd {
+            name,
+            password_stdin,
+        } => {
+            let (pw, made) = read_password(password_stdin)?;
+            users.set_password(&name, &pw, &actor).await.map_err(fail)?;
+            println!("password of {name} changed; its sessions ended");
+            if made {
+                println!("password for {name} (shown once): {}", pw.expose());
+            }
+            Ok(())
+        }
+        UserAction::Disable { name } => {
+            users
+                .set_disabled(&name, true, &actor)
+                .await
+                .map_err(fail)?;
+            println!("user {name} disabled; its sessions ended and its tokens stop working");
+            Ok(())
+        }
+        UserAction::Enable { name } => {
+            users
+                .set_disabled(&name, false, &actor)
+                .await
+                .map_err(fail)?;
+            println!("user {name} enabled");
+            Ok(())
+        }
+        UserAction::Token {
+            name,
+            scope,
+            label,
+            revoke: Some(id),
+        } => {
+            let _ = (scope, label);
+            users.revoke_token(&name, id, &actor).await.map_err(fail)?;
+            println!("token {id} of {name} revoked");
+            Ok(())
+        }
+        UserAction::Token {
+            name,
+            scope,
+            label,
+            revoke: None,
+        } => {
+            let scope = Scope::parse(&scope).map_err(fail)?;
+            let (id, secret) = users
+                .add_token(&name, &label, scope, &actor)
+                .await
+                .map_err(fail)?;
+            println!(
+                "token {id} for {name} ({} scope; shown once, send it as `Authorization: Bearer TOKEN`): {}",
+                scope.as_str(),
+                secret.expose()
+            );
+            Ok(())
+        }
+        UserAction::List { json } => {
+            let list = users.list().await.map_err(fail)?;
+            if json {
+                for u in &list {
+                    println!("{}", serde_json::to_string(u).unwrap_or_default());
+                }
+            } else {
+                for u in &list {
+                    println!(
+                        "{}\t{}\t{}\t{}{}\t{} token(s)",
+                        u.name,
+                        u.role,
+                        if u.facilities.is_empty() {
+                            "*".to_string()
+                        } else {
+                            u.facilities.join(",")
+                        },
+                        if u.disabled { "disabled" } else { "enabled" },
+                        u.locked_until
+                            .as_deref()
+                            .map(|t| format!(", locked until {t}"))
+                            .unwrap_or_default(),
+                        u.tokens
+                            .iter()
+                            .filter(|t| t["revoked_at"].is_null())
+                            .count()
+                    );
+                }
+            }
+            Ok(())
+        }
+    };
+    store.pool().close().await;
+    r
 }
 
 #[derive(Debug, clap::Args)]
@@ -168,7 +398,7 @@ async fn serve(a: ServeArgs) -> Result<(), ServerError> {
         cfg.server.http = h;
     }
     let server = Server::start(cfg).await?;
-    println!("dashboard: http://{}/", server.http_addr);
+    println!("dashboard: {}", server.url());
     if server.embedded_broker {
         println!(
             "embedded MQTT broker: mqtt://{}:{}",
@@ -227,6 +457,7 @@ fn main() -> ExitCode {
     let r = rt.block_on(async move {
         match cli.command {
             Command::Audit(_) => Ok(()),
+            Command::User(a) => user(a).await,
             Command::BrokerConfig { config, out } => broker_config(&config, out),
             Command::Serve(a) => serve(a).await,
             Command::CheckConfig { config } => load(&config).map(|c| {

@@ -72,6 +72,7 @@ struct Inner {
     batches: Counter,
     batch_seconds: Counter<f64, AtomicU64>,
     broker_refused: Family<ReasonLabel, Counter>,
+    http_refused: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -104,6 +105,12 @@ impl Metrics {
         let batches = Counter::default();
         let batch_seconds = Counter::<f64, AtomicU64>::default();
         let broker_refused = Family::<ReasonLabel, Counter>::default();
+        let http_refused = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "http_refused",
+            "HTTP requests and logins refused, by reason (see auth::REFUSALS)",
+            http_refused.clone(),
+        );
         registry.register(
             "broker_connections_refused",
             "Connections the embedded broker refused, by reason (no_credentials, unknown_user, bad_password, client_id)",
@@ -209,6 +216,7 @@ impl Metrics {
                 batches,
                 batch_seconds,
                 broker_refused,
+                http_refused,
             }),
         }
     }
@@ -220,6 +228,23 @@ impl Metrics {
             .broker_refused
             .get_or_create(&ReasonLabel { reason })
             .inc();
+    }
+
+    /// The API or the login refused a request (`reason` one of [`crate::auth::REFUSALS`]).
+    pub fn http_refused(&self, reason: &'static str) {
+        self.inner
+            .http_refused
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+    }
+
+    /// Requests refused for `reason` so far.
+    #[must_use]
+    pub fn http_refused_count(&self, reason: &'static str) -> u64 {
+        self.inner
+            .http_refused
+            .get_or_create(&ReasonLabel { reason })
+            .get()
     }
 
     /// Connections the embedded broker refused so far.

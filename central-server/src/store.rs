@@ -42,7 +42,7 @@ pub fn parse_ts(s: &str) -> Result<OffsetDateTime, String> {
 /// The schema's migrations, embedded in the binary: version, the description sqlx derives from the
 /// file name, and the SQL (checksummed by sqlx as its `migrate!` macro would, so databases made by
 /// earlier builds open unchanged; a test compares them with the directory).
-const MIGRATIONS: [(i64, &str, &str); 3] = [
+const MIGRATIONS: [(i64, &str, &str); 4] = [
     (1, "init", include_str!("../migrations/0001_init.sql")),
     (
         2,
@@ -50,6 +50,7 @@ const MIGRATIONS: [(i64, &str, &str); 3] = [
         include_str!("../migrations/0002_status_order.sql"),
     ),
     (3, "signed", include_str!("../migrations/0003_signed.sql")),
+    (4, "users", include_str!("../migrations/0004_users.sql")),
 ];
 
 fn migrator() -> sqlx::migrate::Migrator {

@@ -237,13 +237,80 @@ pub async fn start_server(
     server
 }
 
-/// GET `path` of a server's API as JSON.
+/// An admin's read token for `server` (user `test-admin`, made at the first call for that
+/// server).
+///
+/// # Panics
+/// When the user or the token cannot be made.
+pub async fn admin_token(server: &Server) -> String {
+    use central_server::auth::{Role, Scope, Users};
+    static TOKENS: std::sync::LazyLock<
+        tokio::sync::Mutex<std::collections::HashMap<(std::net::SocketAddr, PathBuf), String>>,
+    > = std::sync::LazyLock::new(Default::default);
+    let mut tokens = TOKENS.lock().await;
+    let key = (server.http_addr, PathBuf::from(server.url()));
+    if let Some(t) = tokens.get(&key) {
+        return t.clone();
+    }
+    let users = Users::new(&server.store);
+    if !users
+        .list()
+        .await
+        .expect("users")
+        .iter()
+        .any(|u| u.name == "test-admin")
+    {
+        users
+            .add(
+                "test-admin",
+                Role::Admin,
+                &[],
+                &protocol::Secret::new("test-admin-password"),
+                "test",
+            )
+            .await
+            .expect("test admin");
+    }
+    let (_, t) = users
+        .add_token("test-admin", "test", Scope::Read, "test")
+        .await
+        .expect("token");
+    tokens.insert(key, t.expose().to_string());
+    t.expose().to_string()
+}
+
+/// An HTTP client that sends `token` with every request.
+///
+/// # Panics
+/// When the client cannot be built.
+#[must_use]
+pub fn client_with(token: &str) -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(h)
+        .build()
+        .expect("client")
+}
+
+/// An HTTP client of `server`'s API, signed in as its test admin.
+pub async fn api(server: &Server) -> reqwest::Client {
+    client_with(&admin_token(server).await)
+}
+
+/// GET `path` of a server's API as JSON (as its test admin).
 ///
 /// # Panics
 /// When the request fails or the answer is not JSON.
 pub async fn get(server: &Server, path: &str) -> serde_json::Value {
     let url = format!("http://{}{path}", server.http_addr);
-    reqwest::get(&url)
+    api(server)
+        .await
+        .get(&url)
+        .send()
         .await
         .unwrap_or_else(|e| panic!("{url}: {e}"))
         .json()

@@ -2,6 +2,7 @@
 //! (`cargo test -p centinela-tests --test live MODULE::`).
 //! One binary: every file used to link the whole crate graph on its own.
 
+mod access;
 mod hostile;
 mod system;
 mod trust;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use centinela_tests::live::{self, Feeder, Fleet, Sealer, wait_for};
-use centinela_tests::{Mosquitto, chromium, free_port};
+use centinela_tests::{Mosquitto, free_port};
 use central_server::Server;
 use central_server::config::{ServerConfig, ServerSection};
 use central_server::demo::{self, Demo, DemoArgs};
@@ -310,7 +310,12 @@ async fn malformed_and_mismatched_messages_are_rejected_and_counted() {
         "http://{}/api/facilities/{FAC}/gaps?colour=red",
         server.http_addr
     );
-    let resp = reqwest::get(&url).await.expect("http");
+    let resp = live::api(&server)
+        .await
+        .get(&url)
+        .send()
+        .await
+        .expect("http");
     assert_eq!(resp.status(), 400);
     let body: Value = resp.json().await.expect("json");
     assert!(
@@ -413,6 +418,8 @@ async fn demo_map_matches_the_simulators_truth_and_the_dashboard_shows_it() {
         truth: false,
     };
     let d = Demo::start(&args).await.expect("demo starts");
+    // The read-only token the demo prints is what this test reads the API with.
+    let c = live::client_with(d.token.expose());
     let truth = demo::truth();
     assert!(
         truth.iter().any(|z| z.leaks()) && truth.iter().any(|z| !z.leaks()),
@@ -479,7 +486,9 @@ async fn demo_map_matches_the_simulators_truth_and_the_dashboard_shows_it() {
         d.server.http_addr,
         demo::FACILITY
     );
-    let png = reqwest::get(format!("{base}/map.png"))
+    let png = c
+        .get(format!("{base}/map.png"))
+        .send()
         .await
         .expect("png")
         .bytes()
@@ -488,14 +497,18 @@ async fn demo_map_matches_the_simulators_truth_and_the_dashboard_shows_it() {
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert!(png.len() > 10_000, "a real picture: {} bytes", png.len());
     std::fs::write(dir.path().join("map.png"), &png).expect("write");
-    let svg = reqwest::get(format!("{base}/map.svg"))
+    let svg = c
+        .get(format!("{base}/map.svg"))
+        .send()
         .await
         .expect("svg")
         .text()
         .await
         .expect("text");
     assert!(svg.contains("<svg") && svg.contains("Patio"), "svg");
-    let gj: Value = reqwest::get(format!("{base}/map.geojson"))
+    let gj: Value = c
+        .get(format!("{base}/map.geojson"))
+        .send()
         .await
         .expect("gj")
         .json()
@@ -516,50 +529,74 @@ async fn demo_map_matches_the_simulators_truth_and_the_dashboard_shows_it() {
         (lon + 74.14).abs() < 0.01,
         "WGS 84 longitude near the origin: {lon}"
     );
-    // Dashboard in headless Chromium.
-    if let Some(chrome) = chromium() {
-        let profile = tempfile::tempdir().expect("profile");
-        let url = format!("http://{}/", d.server.http_addr);
-        let out = std::process::Command::new(chrome)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--virtual-time-budget=8000",
-                "--dump-dom",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg(&url)
-            .output()
-            .expect("chromium runs");
-        let dom = String::from_utf8_lossy(&out.stdout);
+    // Dashboard in headless Chromium: the newcomer signs in with the password the demo
+    // printed and sees the map; the session cookie is HttpOnly and SameSite=Strict.
+    if let Some(browser) = centinela_tests::browser::Browser::start().await {
+        let url = d.server.url();
+        browser.go(&url).await;
         assert!(
-            dom.contains("map.svg"),
-            "the dashboard loads the map: {}",
-            &dom[..dom.len().min(2000)]
+            browser.url().await.ends_with("/login"),
+            "without a session the dashboard sends to the login page"
         );
+        browser.type_into("#user", demo::ADMIN).await;
+        browser
+            .type_into("#password", &format!("{}wrong", d.admin_password.expose()))
+            .await;
+        browser.click("#submit").await;
+        browser
+            .wait_for_all(
+                &["Usuario o contraseña incorrectos"],
+                Duration::from_secs(10),
+            )
+            .await;
         assert!(
-            dom.contains("sev-critical"),
-            "the gaps table shows the critical gaps"
+            browser.cookies().await.is_empty(),
+            "no session for a wrong password"
         );
-        assert!(dom.contains(">n78<"), "the gaps table names n78");
-        assert!(dom.contains("st-online"), "sensors are shown online");
-        assert!(dom.contains("Demo prison"), "the facility list");
-        assert!(
-            dom.contains("data-loaded=\"yes\""),
-            "the map loaded, its handler set from the script file under the policy"
+        browser.type_into("#user", demo::ADMIN).await;
+        browser
+            .type_into("#password", d.admin_password.expose())
+            .await;
+        browser.click("#submit").await;
+        let dom = browser
+            .wait_for_all(
+                &[
+                    "data-loaded=\"yes\"",
+                    "sev-critical",
+                    ">n78<",
+                    "st-online",
+                    "Demo prison",
+                    "admin (admin)",
+                ],
+                Duration::from_secs(20),
+            )
+            .await;
+        assert!(dom.contains("map.svg"), "the dashboard loads the map");
+        let cookies = browser.cookies().await;
+        let session = cookies
+            .iter()
+            .find(|c| c["name"] == central_server::auth::COOKIE)
+            .unwrap_or_else(|| panic!("a session cookie: {cookies:?}"));
+        assert_eq!(session["httpOnly"], true, "{session}");
+        assert_eq!(session["sameSite"], "Strict", "{session}");
+        assert_eq!(
+            session["secure"], false,
+            "plain HTTP on loopback: {session}"
         );
+        browser.click("#logout").await;
+        browser
+            .wait_for_all(&["Iniciar sesión"], Duration::from_secs(10))
+            .await;
+        browser.go(&url).await;
+        assert!(browser.url().await.ends_with("/login"), "signed out");
+        browser.close().await;
     }
     // Security headers: no inline script anywhere (the page above ran under this policy), no
     // framing, and a map SVG in which nothing can run.
     let get_headers = |path: &str| {
         let url = format!("http://{}{path}", d.server.http_addr);
-        async move { reqwest::get(&url).await.expect("http").headers().clone() }
+        let c = c.clone();
+        async move { c.get(&url).send().await.expect("http").headers().clone() }
     };
     let page = get_headers("/").await;
     let csp = page["content-security-policy"].to_str().expect("csp");
@@ -568,7 +605,9 @@ async fn demo_map_matches_the_simulators_truth_and_the_dashboard_shows_it() {
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
     assert_eq!(page["x-frame-options"], "DENY");
     assert_eq!(page["x-content-type-options"], "nosniff");
-    let html = reqwest::get(format!("http://{}/", d.server.http_addr))
+    let html = c
+        .get(format!("http://{}/", d.server.http_addr))
+        .send()
         .await
         .expect("http")
         .text()
