@@ -552,11 +552,7 @@ impl Users {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
-        sqlx::query("DELETE FROM sessions WHERE user_id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        end_sessions(&mut tx, id).await?;
         log_in(&mut tx, actor, "user_passwd", name, "", "")
             .await
             .map_err(db)?;
@@ -583,11 +579,7 @@ impl Users {
             .await
             .map_err(db)?;
         if disabled {
-            sqlx::query("DELETE FROM sessions WHERE user_id = ?")
-                .bind(id)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
+            end_sessions(&mut tx, id).await?;
         }
         let action = if disabled {
             "user_disable"
@@ -775,6 +767,16 @@ impl Users {
 
 fn db(e: sqlx::Error) -> String {
     format!("database: {e}")
+}
+
+/// Ends every session of a user.
+async fn end_sessions(tx: &mut sqlx::SqliteConnection, user: i64) -> Result<(), String> {
+    sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+        .bind(user)
+        .execute(tx)
+        .await
+        .map(|_| ())
+        .map_err(db)
 }
 
 async fn facilities_of(pool: &SqlitePool, user: i64) -> Result<Vec<String>, sqlx::Error> {

@@ -99,6 +99,17 @@ async fn login(
     (r.status(), set)
 }
 
+async fn get_json(c: &reqwest::Client, url: &str, cookie: &str) -> Value {
+    c.get(url)
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("http")
+        .json()
+        .await
+        .expect("json")
+}
+
 async fn status(c: &reqwest::Client, url: &str, cookie: Option<&str>) -> StatusCode {
     let mut req = c.get(url);
     if let Some(k) = cookie {
@@ -177,38 +188,14 @@ async fn every_route_is_private_and_scoped_to_the_users_facilities() {
             "nowhere{r}"
         );
     }
-    let body: Value = anon
-        .get(fac(SUR, "/gaps"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("http")
-        .json()
-        .await
-        .expect("json");
-    let nowhere: Value = anon
-        .get(fac("nowhere", "/gaps"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("http")
-        .json()
-        .await
-        .expect("json");
+    let body: Value = get_json(&anon, &fac(SUR, "/gaps"), &cookie).await;
+    let nowhere: Value = get_json(&anon, &fac("nowhere", "/gaps"), &cookie).await;
     assert_eq!(
         body["error"].as_str().map(|s| s.replace(SUR, "X")),
         nowhere["error"].as_str().map(|s| s.replace("nowhere", "X")),
         "another facility's answer is that of one that does not exist"
     );
-    let list: Value = anon
-        .get(format!("{base}api/facilities"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .expect("http")
-        .json()
-        .await
-        .expect("json");
+    let list: Value = get_json(&anon, &format!("{base}api/facilities"), &cookie).await;
     let ids: Vec<&str> = list
         .as_array()
         .expect("list")
@@ -332,15 +319,7 @@ async fn every_route_is_private_and_scoped_to_the_users_facilities() {
     // The security log, read by the auditor.
     let (_, aud) = login(&server, "aud", pw("aud").expose(), None).await;
     let aud = aud.expect("cookie").0;
-    let log: Value = anon
-        .get(format!("{base}api/security-log?limit=1000"))
-        .header("cookie", &aud)
-        .send()
-        .await
-        .expect("http")
-        .json()
-        .await
-        .expect("json");
+    let log: Value = get_json(&anon, &format!("{base}api/security-log?limit=1000"), &aud).await;
     let actions: Vec<(String, String)> = log
         .as_array()
         .expect("log")
