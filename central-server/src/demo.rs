@@ -400,8 +400,17 @@ impl Demo {
                     .map_err(|e| ServerError::Config(vec![format!("demo sensor {id}: {e}")]))?,
             );
         }
+        // The demo's administrator exists before the server starts (which then has a user).
+        let store = crate::store::Store::open(&cfg.server.db)
+            .await
+            .map_err(|e| ServerError::Database {
+                path: cfg.server.db.display().to_string(),
+                source: e,
+            })?;
+        let admin = demo_admin(&store).await;
+        store.pool().close().await;
+        let (admin_password, token) = admin?;
         let server = Server::start(cfg).await?;
-        let (admin_password, token) = demo_admin(&server).await?;
         let (stop, rx) = watch::channel(false);
         let mut agents = Vec::new();
         for ((id, zone, pos), (user, password)) in sensors().into_iter().zip(logins) {
@@ -443,10 +452,12 @@ impl Demo {
 
 /// The demo's administrator: user [`ADMIN`] with a new random password, and a new read-only
 /// token labelled `demo` (the earlier ones are revoked).
-async fn demo_admin(server: &Server) -> Result<(protocol::Secret, protocol::Secret), ServerError> {
+async fn demo_admin(
+    store: &crate::store::Store,
+) -> Result<(protocol::Secret, protocol::Secret), ServerError> {
     use crate::auth::{Role, Scope, Users};
     let fail = |e: String| ServerError::Config(vec![format!("demo user: {e}")]);
-    let users = Users::new(&server.store);
+    let users = Users::new(store);
     let pw = crate::credentials::random_password().map_err(fail)?;
     let exists = users
         .list()
