@@ -40,7 +40,7 @@ use crate::metrics::Metrics;
 use crate::store::{Store, ts};
 
 /// Reasons a request or a login is refused (the label of `centinela_http_refused_total`).
-pub const REFUSALS: [&str; 10] = [
+pub const REFUSALS: [&str; 11] = [
     "no_credentials",
     "bad_token",
     "revoked_token",
@@ -51,6 +51,7 @@ pub const REFUSALS: [&str; 10] = [
     "login_locked",
     "login_throttled",
     "bad_origin",
+    "unavailable",
 ];
 
 /// Consecutive failed logins that lock an account.
@@ -893,7 +894,7 @@ fn unavailable(e: &sqlx::Error) -> Refusal {
     tracing::error!("database: {e}");
     Refusal::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "no_credentials",
+        "unavailable",
         "database unavailable",
     )
 }
