@@ -524,6 +524,19 @@ impl Users {
         Ok(id)
     }
 
+    /// Whether a user of that name exists.
+    ///
+    /// # Errors
+    /// The database.
+    pub async fn exists(&self, name: &str) -> Result<bool, String> {
+        sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map(|r| r.is_some())
+            .map_err(db)
+    }
+
     async fn id_of(&self, name: &str) -> Result<i64, String> {
         sqlx::query_scalar("SELECT id FROM users WHERE name = ?")
             .bind(name)
@@ -1073,6 +1086,38 @@ pub enum LoginOutcome {
     Refused(&'static str),
 }
 
+/// Why a login was refused.
+struct Failure {
+    /// The countable reason.
+    reason: &'static str,
+    /// What the security log says (nothing when the database itself failed).
+    detail: Option<&'static str>,
+    /// Whether it counts towards the address's throttle.
+    throttle: bool,
+    /// Whether this failure locked the account.
+    locked_now: bool,
+}
+
+impl Failure {
+    fn new(reason: &'static str, detail: &'static str, throttle: bool) -> Self {
+        Self {
+            reason,
+            detail: Some(detail),
+            throttle,
+            locked_now: false,
+        }
+    }
+
+    fn unlogged() -> Self {
+        Self {
+            reason: "login_failed",
+            detail: None,
+            throttle: false,
+            locked_now: false,
+        }
+    }
+}
+
 /// Tries a login; on success the session gets a new id and the user. Counted and logged
 /// either way.
 pub async fn login(
@@ -1085,98 +1130,80 @@ pub async fn login(
     let ip = remote.map(|a| a.ip());
     let remote_text = ip.map(|i| i.to_string()).unwrap_or_default();
     let name: String = form.user.chars().take(64).collect();
-    let refuse = |reason: &'static str| {
-        s.metrics.http_refused(reason);
-        LoginOutcome::Refused(reason)
+    let f = match check_login(s, session, headers, ip, &name, form.password).await {
+        Ok(()) => {
+            security_log(&s.store, &name, "login", &name, "", &remote_text).await;
+            return LoginOutcome::Ok;
+        }
+        Err(f) => f,
     };
-    if !same_origin(headers) {
+    if f.throttle {
+        s.auth.failed(ip);
+    }
+    if let Some(detail) = f.detail {
+        security_log(&s.store, &name, "login_failed", &name, detail, &remote_text).await;
+    }
+    if f.locked_now {
+        tracing::warn!(
+            "user {name:?} locked for {} min after {LOCK_AFTER} failed logins",
+            LOCK_FOR.as_secs() / 60
+        );
         security_log(
             &s.store,
+            "server",
+            "lockout",
             &name,
-            "login_failed",
-            &name,
-            "cross-site form",
+            &format!("{LOCK_AFTER} failed logins"),
             &remote_text,
         )
         .await;
-        return refuse("bad_origin");
+    }
+    s.metrics.http_refused(f.reason);
+    LoginOutcome::Refused(f.reason)
+}
+
+/// The checks of a login, in order; on success the session has a new id and the user.
+async fn check_login(
+    s: &AppState,
+    session: &tower_sessions::Session,
+    headers: &HeaderMap,
+    ip: Option<IpAddr>,
+    name: &str,
+    password: Secret,
+) -> Result<(), Failure> {
+    if !same_origin(headers) {
+        return Err(Failure::new("bad_origin", "cross-site form", false));
     }
     if s.auth.throttled(ip) {
-        security_log(
-            &s.store,
-            &name,
-            "login_failed",
-            &name,
-            "throttled",
-            &remote_text,
-        )
-        .await;
-        return refuse("login_throttled");
+        return Err(Failure::new("login_throttled", "throttled", false));
     }
     let pool = s.store.pool();
-    let row = match sqlx::query(
+    let row = sqlx::query(
         "SELECT id, password, disabled, failures, locked_until FROM users WHERE name = ?",
     )
-    .bind(&name)
+    .bind(name)
     .fetch_optional(pool)
     .await
-    {
-        Ok(r) => r,
-        Err(e) => {
-            tracing::error!("login: database: {e}");
-            return refuse("login_failed");
-        }
-    };
+    .map_err(|e| {
+        tracing::error!("login: database: {e}");
+        Failure::unlogged()
+    })?;
     let hash = row
         .as_ref()
         .map_or_else(|| s.auth.decoy.clone(), |r| r.get::<String, _>("password"));
-    let pw = form.password;
-    let ok = tokio::task::spawn_blocking(move || verify_password(&hash, pw.expose()))
+    let ok = tokio::task::spawn_blocking(move || verify_password(&hash, password.expose()))
         .await
         .unwrap_or(false);
     let t = unix(now());
-    let Some(row) = row else {
-        s.auth.failed(ip);
-        security_log(
-            &s.store,
-            &name,
-            "login_failed",
-            &name,
-            "unknown user",
-            &remote_text,
-        )
-        .await;
-        return refuse("login_failed");
-    };
+    let row = row.ok_or_else(|| Failure::new("login_failed", "unknown user", true))?;
     let id: i64 = row.get("id");
     if row.get::<bool, _>("disabled") {
-        s.auth.failed(ip);
-        security_log(
-            &s.store,
-            &name,
-            "login_failed",
-            &name,
-            "disabled",
-            &remote_text,
-        )
-        .await;
-        return refuse("login_failed");
+        return Err(Failure::new("login_failed", "disabled", true));
     }
     if row.get::<i64, _>("locked_until") > t {
-        s.auth.failed(ip);
-        security_log(
-            &s.store,
-            &name,
-            "login_failed",
-            &name,
-            "locked",
-            &remote_text,
-        )
-        .await;
-        return refuse("login_locked");
+        return Err(Failure::new("login_locked", "locked", true));
     }
     if !ok {
-        s.auth.failed(ip);
         let failures = row.get::<i64, _>("failures") + 1;
         let lock = failures >= LOCK_AFTER;
         let r = sqlx::query("UPDATE users SET failures = ?, locked_until = ? WHERE id = ?")
@@ -1192,31 +1219,10 @@ pub async fn login(
         if let Err(e) = r {
             tracing::error!("login: database: {e}");
         }
-        security_log(
-            &s.store,
-            &name,
-            "login_failed",
-            &name,
-            "wrong password",
-            &remote_text,
-        )
-        .await;
-        if lock {
-            tracing::warn!(
-                "user {name:?} locked for {} min after {LOCK_AFTER} failed logins",
-                LOCK_FOR.as_secs() / 60
-            );
-            security_log(
-                &s.store,
-                "server",
-                "lockout",
-                &name,
-                &format!("{LOCK_AFTER} failed logins"),
-                &remote_text,
-            )
-            .await;
-        }
-        return refuse("login_failed");
+        return Err(Failure {
+            locked_now: lock,
+            ..Failure::new("login_failed", "wrong password", true)
+        });
     }
     let _ = sqlx::query("UPDATE users SET failures = 0, locked_until = 0 WHERE id = ?")
         .bind(id)
@@ -1224,10 +1230,9 @@ pub async fn login(
         .await;
     // A new session id at every login: an id planted before (session fixation) is worthless.
     if session.cycle_id().await.is_err() || session.insert("uid", id).await.is_err() {
-        return refuse("login_failed");
+        return Err(Failure::unlogged());
     }
-    security_log(&s.store, &name, "login", &name, "", &remote_text).await;
-    LoginOutcome::Ok
+    Ok(())
 }
 
 /// Ends a session (its row is deleted) and logs it.

@@ -459,12 +459,7 @@ async fn demo_admin(
     let fail = |e: String| ServerError::Config(vec![format!("demo user: {e}")]);
     let users = Users::new(store);
     let pw = crate::credentials::random_password().map_err(fail)?;
-    let exists = users
-        .list()
-        .await
-        .map_err(fail)?
-        .iter()
-        .any(|u| u.name == ADMIN);
+    let exists = users.exists(ADMIN).await.map_err(fail)?;
     if exists {
         users.set_password(ADMIN, &pw, "demo").await.map_err(fail)?;
     } else {

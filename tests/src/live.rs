@@ -253,13 +253,7 @@ pub async fn admin_token(server: &Server) -> String {
         return t.clone();
     }
     let users = Users::new(&server.store);
-    if !users
-        .list()
-        .await
-        .expect("users")
-        .iter()
-        .any(|u| u.name == "test-admin")
-    {
+    if !users.exists("test-admin").await.expect("users") {
         users
             .add(
                 "test-admin",
