@@ -26,8 +26,16 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServerSection {
-    /// External broker (`mqtt://HOST:PORT`); absent: run the embedded broker.
+    /// External broker (`mqtt://HOST:PORT`, or `mqtts://HOST:PORT` for TLS); absent: run the
+    /// embedded broker.
     pub broker: Option<String>,
+    /// CA certificate(s) (PEM) that sign the external broker's certificate: when set, the
+    /// ingest link is TLS (rustls) and checks the broker's certificate and host name.
+    pub broker_tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a broker that authenticates clients by certificate.
+    pub broker_tls_cert: Option<PathBuf>,
+    /// Its private key (PEM; mode 0600: a key others can read is refused).
+    pub broker_tls_key: Option<PathBuf>,
     /// Listen address of the embedded broker (MQTT v5).
     pub embedded_broker: SocketAddr,
     /// Username and password for the external broker.
@@ -71,6 +79,9 @@ impl Default for ServerSection {
     fn default() -> Self {
         Self {
             broker: None,
+            broker_tls_ca: None,
+            broker_tls_cert: None,
+            broker_tls_key: None,
             embedded_broker: SocketAddr::from(([127, 0, 0, 1], 1883)),
             broker_username: None,
             broker_password: None,
@@ -197,6 +208,32 @@ impl ServerConfig {
             && let Err(e) = parse_broker_url(b)
         {
             p.push(format!("{origin}: server.broker: {e}"));
+        }
+        let tls_files = [
+            &self.server.broker_tls_ca,
+            &self.server.broker_tls_cert,
+            &self.server.broker_tls_key,
+        ];
+        match &self.server.broker {
+            None if tls_files.iter().any(|f| f.is_some()) => p.push(format!(
+                "{origin}: server.broker_tls_ca/cert/key are for an external broker (server.broker); the embedded broker listens on loopback"
+            )),
+            Some(b) if protocol::broker_url_is_tls(b) && self.server.broker_tls_ca.is_none() => {
+                p.push(format!(
+                    "{origin}: server.broker `{b}` is TLS: set server.broker_tls_ca (the CA that signs the broker's certificate)"
+                ));
+            }
+            _ => {}
+        }
+        if self.server.broker_tls_cert.is_some() != self.server.broker_tls_key.is_some() {
+            p.push(format!(
+                "{origin}: server.broker_tls_cert and server.broker_tls_key go together (client authentication)"
+            ));
+        }
+        if self.server.broker_tls_cert.is_some() && self.server.broker_tls_ca.is_none() {
+            p.push(format!(
+                "{origin}: server.broker_tls_cert needs server.broker_tls_ca (the CA that signs the broker)"
+            ));
         }
         match (&self.server.tls_cert, &self.server.tls_key) {
             (Some(_), None) | (None, Some(_)) => p.push(format!(
@@ -360,6 +397,26 @@ position = [1, 2]
         assert!(e.iter().all(|m| m.starts_with("server.toml: ")));
         let unknown = ServerConfig::from_toml("[server]\nhtpp = \"x\"\n", "s.toml").expect_err("u");
         assert!(unknown[0].contains("htpp"), "{unknown:?}");
+    }
+
+    #[test]
+    fn a_tls_broker_link_needs_its_ca() {
+        let e =
+            ServerConfig::from_toml("[server]\nbroker = \"mqtts://broker.example\"\n", "s.toml")
+                .expect_err("no CA");
+        assert!(e[0].contains("broker_tls_ca"), "{e:?}");
+        let e = ServerConfig::from_toml(
+            "[server]\nbroker_tls_ca = \"ca.pem\"\nbroker_tls_cert = \"c.pem\"\n",
+            "s.toml",
+        )
+        .expect_err("embedded broker, cert without key");
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert!(e[0].contains("external broker") && e[1].contains("go together"));
+        let ok = ServerConfig::from_toml(
+            "[server]\nbroker = \"mqtts://broker.example:8884\"\nbroker_tls_ca = \"ca.pem\"\n",
+            "s.toml",
+        );
+        assert!(ok.is_ok(), "{ok:?}");
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub struct IngestOptions {
     pub client_id: String,
     /// Credentials.
     pub credentials: Option<(String, protocol::Secret)>,
+    /// TLS to the broker: its CA and, for client authentication, certificate and key.
+    pub tls: Option<crate::tls::BrokerTls>,
     /// How far ahead of the server's clock an observation may be.
     pub max_clock_skew: Duration,
     /// How old an observation may be.
@@ -94,6 +96,20 @@ pub async fn run(
         .set_receive_maximum(Some(RECEIVE_MAXIMUM));
     if let Some((u, p)) = &opts.credentials {
         mo.set_credentials(u.clone(), p.expose());
+    }
+    if let Some(tls) = &opts.tls {
+        // rustls needs a process-wide crypto provider; a second install is a no-op error.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        mo.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Simple {
+                ca: tls.ca.clone(),
+                alpn: None,
+                client_auth: tls
+                    .client
+                    .as_ref()
+                    .map(|(c, k)| (c.clone(), k.expose().as_bytes().to_vec())),
+            },
+        ));
     }
     let (client, mut eventloop) = AsyncClient::new(mo, 8 * usize::from(RECEIVE_MAXIMUM));
     let mut failures = 0u32;
@@ -195,13 +211,27 @@ pub async fn run(
                     epoch += 1;
                     metrics.set_connected(false);
                     metrics.disconnected();
+                    let tls_refused = matches!(e, ConnectionError::Tls(_));
+                    if tls_refused {
+                        metrics.tls_failed();
+                    }
                     failures += 1;
                     if failures == 1 || failures.is_multiple_of(30) {
-                        tracing::warn!(
-                            "ingest: broker mqtt://{}:{}: {e}; retrying",
-                            opts.host,
-                            opts.port
-                        );
+                        let scheme = if opts.tls.is_some() { "mqtts" } else { "mqtt" };
+                        if tls_refused {
+                            tracing::error!(
+                                target: "alert",
+                                "ingest: broker {scheme}://{}:{} refused by TLS ({e}): is it the broker the CA in server.broker_tls_ca signed? retrying",
+                                opts.host,
+                                opts.port
+                            );
+                        } else {
+                            tracing::warn!(
+                                "ingest: broker {scheme}://{}:{}: {e}; retrying",
+                                opts.host,
+                                opts.port
+                            );
+                        }
                     }
                     tokio::select! {
                         () = tokio::time::sleep(Duration::from_millis(500)) => {}

@@ -141,6 +141,17 @@ impl Server {
             }
             _ => None,
         };
+        let tls = match (&cfg.server.broker, &cfg.server.broker_tls_ca) {
+            (Some(_), Some(ca)) => {
+                let client = cfg
+                    .server
+                    .broker_tls_cert
+                    .as_deref()
+                    .zip(cfg.server.broker_tls_key.as_deref());
+                Some(tls::broker_tls(ca, client).map_err(|e| ServerError::Config(vec![e]))?)
+            }
+            _ => None,
+        };
         let store = Store::open(&cfg.server.db)
             .await
             .map_err(|e| ServerError::Database {
@@ -168,6 +179,7 @@ impl Server {
                 port: broker.1,
                 client_id: cfg.server.client_id.clone(),
                 credentials,
+                tls,
                 max_clock_skew: Duration::from_secs_f64(cfg.server.max_clock_skew_s),
                 max_event_age: Duration::from_secs_f64(cfg.server.max_event_age_days * 86_400.0),
                 registry: Arc::new(registry),

@@ -69,6 +69,7 @@ struct Inner {
     disconnects: Counter,
     sessions_lost: Counter,
     session_takeovers: Counter,
+    tls_failures: Counter,
     batches: Counter,
     batch_seconds: Counter<f64, AtomicU64>,
     broker_refused: Family<ReasonLabel, Counter>,
@@ -102,6 +103,7 @@ impl Metrics {
         let disconnects = Counter::default();
         let sessions_lost = Counter::default();
         let session_takeovers = Counter::default();
+        let tls_failures = Counter::default();
         let batches = Counter::default();
         let batch_seconds = Counter::<f64, AtomicU64>::default();
         let broker_refused = Family::<ReasonLabel, Counter>::default();
@@ -145,6 +147,11 @@ impl Metrics {
             "ingest_session_takeovers",
             "Times the broker said another client took over the ingest session's client id",
             session_takeovers.clone(),
+        );
+        registry.register(
+            "ingest_tls_failures",
+            "Connections to the broker refused by TLS (untrusted certificate, wrong host name, failed handshake)",
+            tls_failures.clone(),
         );
         registry.register("ingest_batches", "Batches committed", batches.clone());
         registry.register(
@@ -213,6 +220,7 @@ impl Metrics {
                 disconnects,
                 sessions_lost,
                 session_takeovers,
+                tls_failures,
                 batches,
                 batch_seconds,
                 broker_refused,
@@ -348,6 +356,17 @@ impl Metrics {
     /// The broker said another client took the session over.
     pub fn session_taken_over(&self) {
         self.inner.session_takeovers.inc();
+    }
+
+    /// A connection to the broker failed its TLS handshake or certificate check.
+    pub fn tls_failed(&self) {
+        self.inner.tls_failures.inc();
+    }
+
+    /// Connections to the broker refused by TLS so far.
+    #[must_use]
+    pub fn tls_failures(&self) -> u64 {
+        self.inner.tls_failures.get()
     }
 
     /// A batch was committed in `took`.

@@ -156,26 +156,37 @@ pub fn parse_topic(t: &str) -> Result<(String, String, Kind), ProtocolError> {
     Ok(((*f).to_string(), (*s).to_string(), kind))
 }
 
-/// Splits a broker URL `mqtt://HOST[:PORT]` (port 1883 when absent) into host and port.
+/// Splits a broker URL `mqtt://HOST[:PORT]` (port 1883 when absent) or `mqtts://HOST[:PORT]`
+/// (TLS; port 8883 when absent) into host and port. Whether the link is TLS is
+/// [`broker_url_is_tls`].
 ///
 /// # Errors
 /// A sentence saying what is wrong with the URL.
 pub fn parse_broker_url(url: &str) -> Result<(String, u16), String> {
-    let rest = url
-        .strip_prefix("mqtt://")
-        .ok_or_else(|| format!("`{url}` must look like mqtt://HOST:PORT"))?;
+    let bad = || format!("`{url}` must look like mqtt://HOST:PORT or mqtts://HOST:PORT");
+    let (rest, default_port) = match url.strip_prefix("mqtts://") {
+        Some(r) => (r, 8883),
+        None => (url.strip_prefix("mqtt://").ok_or_else(bad)?, 1883),
+    };
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) => (
             h,
             p.parse::<u16>()
                 .map_err(|_| format!("`{url}`: port `{p}` is not 1–65535"))?,
         ),
-        None => (rest, 1883),
+        None => (rest, default_port),
     };
     if host.is_empty() || port == 0 {
-        return Err(format!("`{url}` must look like mqtt://HOST:PORT"));
+        return Err(bad());
     }
     Ok((host.to_string(), port))
+}
+
+/// Whether a broker URL asks for TLS (`mqtts://`). A `mqtt://` link is TLS too when a CA
+/// certificate is configured beside it.
+#[must_use]
+pub fn broker_url_is_tls(url: &str) -> bool {
+    url.starts_with("mqtts://")
 }
 
 /// Builds a UUIDv7 whose time is `observed_at` and whose random bits are a hash of `content`:
@@ -449,6 +460,16 @@ mod tests {
         assert!(parse_broker_url("http://x:1").is_err());
         assert!(parse_broker_url("mqtt://x:99999").is_err());
         assert!(parse_broker_url("mqtt://:1883").is_err());
+        assert_eq!(
+            parse_broker_url("mqtts://broker.example"),
+            Ok(("broker.example".into(), 8883))
+        );
+        assert_eq!(
+            parse_broker_url("mqtts://10.0.0.2:8884"),
+            Ok(("10.0.0.2".into(), 8884))
+        );
+        assert!(broker_url_is_tls("mqtts://x") && !broker_url_is_tls("mqtt://x"));
+        assert!(parse_broker_url("mqtts://").is_err());
     }
 
     #[test]

@@ -215,10 +215,22 @@ pub async fn start_server(
     client_id: &str,
     fleet: &Fleet,
 ) -> Server {
+    start_configured(server_config(broker_port, db, client_id, fleet)).await
+}
+
+/// The configuration [`start_server`] uses: the broker on `broker_port` (or the embedded one),
+/// the database `db`, the registry of `fleet` (whose broker files it writes beside `db`).
+#[must_use]
+pub fn server_config(
+    broker_port: Option<u16>,
+    db: &Path,
+    client_id: &str,
+    fleet: &Fleet,
+) -> ServerConfig {
     let loopback0 = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let data = db.parent().unwrap_or(Path::new(".")).to_path_buf();
     fleet.write_broker(&data.join("broker"));
-    let cfg = ServerConfig {
+    ServerConfig {
         server: ServerSection {
             broker: broker_port.map(|p| format!("mqtt://127.0.0.1:{p}")),
             embedded_broker: loopback0,
@@ -228,7 +240,14 @@ pub async fn start_server(
             ..ServerSection::default()
         },
         facilities: fleet.facilities(),
-    };
+    }
+}
+
+/// Starts a server and waits until its ingest session is connected.
+///
+/// # Panics
+/// When it does not start, or its session does not connect within 10 s.
+pub async fn start_configured(cfg: ServerConfig) -> Server {
     let server = Server::start(cfg).await.expect("server starts");
     wait_for("the server's session", Duration::from_secs(10), || async {
         server.metrics.connected()

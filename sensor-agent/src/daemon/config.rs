@@ -104,7 +104,7 @@ impl Default for ScanSection {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttSection {
-    /// `mqtt://HOST:PORT`.
+    /// `mqtt://HOST:PORT`, or `mqtts://HOST:PORT` (TLS, with `tls_ca`).
     pub broker: String,
     /// Username.
     #[serde(default)]
@@ -315,6 +315,12 @@ impl AgentConfig {
         }
         if self.mqtt.tls_cert.is_some() && self.mqtt.tls_ca.is_none() {
             push("mqtt.tls_cert needs mqtt.tls_ca (the CA that signs the broker)".into());
+        }
+        if protocol::broker_url_is_tls(&self.mqtt.broker) && self.mqtt.tls_ca.is_none() {
+            push(format!(
+                "mqtt.broker `{}` is TLS: set mqtt.tls_ca (the CA that signs the broker's certificate)",
+                self.mqtt.broker
+            ));
         }
         if !(protocol::MIN_HEARTBEAT_S..=protocol::MAX_HEARTBEAT_S).contains(&self.mqtt.heartbeat_s)
         {

@@ -685,20 +685,42 @@ async fn ingest_keeps_up_with_a_burst_larger_than_its_window() {
     server.stop().await;
 }
 
-/// The agent's link over TLS: Mosquitto with a certificate from a CA made by the test; the
-/// agent trusts that CA and checks the broker's name. A link that trusts another CA never
-/// delivers.
+/// Both links over TLS: Mosquitto with a certificate from a CA made by the test, its plain
+/// listener unused; the agent and the server's ingest (`mqtts://`, `broker_tls_ca`) trust that
+/// CA and check the broker's name. An agent or a server that trusts another CA never connects
+/// (a broker in the middle gets nothing), and the server counts the refusal.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_link_over_tls() {
-    let Some((mq, tls_port, ca)) = Mosquitto::start_with_tls() else {
+async fn agent_and_server_links_over_tls() {
+    let Some((_mq, tls_port, ca)) = Mosquitto::start_with_tls() else {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let server = start_server(Some(mq.port), &dir.path().join("c.db"), "srv-tls").await;
-    wait_for("the server's session", Duration::from_secs(10), || async {
-        server.metrics.connected()
-    })
+    let mut cfg = live::server_config(None, &dir.path().join("c.db"), "srv-tls", &fleet());
+    cfg.server.broker = Some(format!("mqtts://127.0.0.1:{tls_port}"));
+    cfg.server.broker_tls_ca = Some(ca.clone());
+    let server = live::start_configured(cfg.clone()).await;
+    assert_eq!(server.metrics.tls_failures(), 0);
+    // The same server trusting the wrong CA (the broker's own certificate is not a CA).
+    let dir2 = tempfile::tempdir().expect("dir");
+    let mut wrong_cfg = cfg.clone();
+    wrong_cfg.server.db = dir2.path().join("w.db");
+    wrong_cfg.server.client_id = "srv-tls-wrong".into();
+    wrong_cfg.server.broker_tls_ca = Some(ca.with_file_name("server.pem"));
+    let wrong_server = Server::start(wrong_cfg).await.expect("starts");
+    wait_for(
+        "the untrusted broker refused by TLS",
+        Duration::from_secs(10),
+        || async { wrong_server.metrics.tls_failures() >= 1 },
+    )
     .await;
+    assert!(!wrong_server.metrics.connected());
+    // A TLS URL without a CA is a configuration problem, not a link that trusts anything.
+    let mut no_ca = cfg.clone();
+    no_ca.server.broker_tls_ca = None;
+    match Server::start(no_ca).await {
+        Err(e) => assert!(e.to_string().contains("broker_tls_ca"), "{e}"),
+        Ok(_) => panic!("mqtts:// without a CA must not start"),
+    }
     let start_link = |sensor: &str, ca_pem: Vec<u8>, sub: &str| {
         let outbox = Arc::new(Outbox::open(&dir.path().join(sub), 1000).expect("outbox"));
         let signer = Arc::new(live::test_signer(
@@ -779,6 +801,16 @@ async fn agent_link_over_tls() {
     );
     assert_eq!(outbox2.len(), 1, "the event waits in the outbox");
     assert_eq!(stored_gaps(&server).await, 1);
+    assert!(!wrong_server.metrics.connected());
+    assert_eq!(live::stored_count(&wrong_server, "gap").await, 0);
+    let metrics = wrong_server.metrics.render();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("centinela_ingest_tls_failures_total ") && !l.ends_with(" 0")),
+        "{metrics}"
+    );
+    wrong_server.stop().await;
     server.stop().await;
 }
 
