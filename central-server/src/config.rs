@@ -209,6 +209,12 @@ impl ServerConfig {
         {
             p.push(format!("{origin}: server.broker: {e}"));
         }
+        if self.server.broker.is_none() && !self.server.embedded_broker.ip().is_loopback() {
+            p.push(format!(
+                "{origin}: server.embedded_broker {} is not a loopback address: the embedded broker has no topic rights (a sensor could read others' topics and forge their receipts), so it serves only this machine; across a network use Mosquitto with the files of `central-server broker-config` (server.broker)",
+                self.server.embedded_broker
+            ));
+        }
         let tls_files = [
             &self.server.broker_tls_ca,
             &self.server.broker_tls_cert,
@@ -417,6 +423,27 @@ position = [1, 2]
             "s.toml",
         );
         assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn the_embedded_broker_stays_on_loopback() {
+        let e = ServerConfig::from_toml("[server]\nembedded_broker = \"0.0.0.0:1883\"\n", "s.toml")
+            .expect_err("off loopback");
+        assert!(
+            e[0].contains("embedded_broker") && e[0].contains("Mosquitto"),
+            "{e:?}"
+        );
+        let ok = ServerConfig::from_toml(
+            "[server]\nembedded_broker = \"0.0.0.0:1883\"\nbroker = \"mqtt://10.0.0.2:1883\"\n",
+            "s.toml",
+        );
+        assert!(
+            ok.is_ok(),
+            "an unused embedded address is no problem: {ok:?}"
+        );
+        assert!(
+            ServerConfig::from_toml("[server]\nembedded_broker = \"[::1]:1883\"\n", "s").is_ok()
+        );
     }
 
     #[test]
