@@ -145,11 +145,41 @@ async fn wait(limit: Duration, mut f: impl AsyncFnMut() -> bool) -> bool {
     false
 }
 
+/// The read token of the server the current run started (`None` for builds from before
+/// users: their API is open).
+static TOKEN: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
-    match reqwest::get(format!("http://{addr}{path}")).await {
+    let token = TOKEN.lock().map(|t| t.clone()).unwrap_or_default();
+    let mut req = reqwest::Client::new().get(format!("http://{addr}{path}"));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    match req.send().await {
         Ok(r) => r.text().await.unwrap_or_default(),
         Err(_) => String::new(),
     }
+}
+
+/// An administrator and a read token in `db`, made with the server binary's own `user`
+/// commands; `None` when the binary has none (a build from before users).
+fn bench_token(bin: &Path, db: &Path) -> Option<String> {
+    let run = |args: &[&str]| {
+        std::process::Command::new(bin)
+            .args(args)
+            .arg("--db")
+            .arg(db)
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+    };
+    run(&["user", "add", "bench-admin", "--role", "admin"])?;
+    let out = run(&["user", "token", "bench-admin", "--label", "bench"])?;
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("cnt_"))
+        .map(str::to_string)
 }
 
 /// How many gaps the server shows active for the bench facility.
@@ -181,6 +211,9 @@ impl Ctx {
         match broker {
             Some(p) => args.extend(["--broker".into(), format!("mqtt://127.0.0.1:{p}")]),
             None => args.extend(["--mqtt".into(), format!("127.0.0.1:{mqtt}")]),
+        }
+        if let Ok(mut t) = TOKEN.lock() {
+            *t = bench_token(&self.bin, &db);
         }
         let s = ServerProcess::start(
             &self.bin,
