@@ -95,9 +95,10 @@ impl std::fmt::Debug for BrokerTls {
 /// # Errors
 /// A file that cannot be read, holds no certificate or key, or a key others can read.
 pub fn broker_tls(ca: &Path, client: Option<(&Path, &Path)>) -> Result<BrokerTls, String> {
+    // Each file is read once; what was read is what is checked and what is used.
     let certs_in = |setting: &str, p: &Path| -> Result<Vec<u8>, String> {
-        let n = CertificateDer::pem_file_iter(p)
-            .map_err(|e| format!("{setting} {}: {e}", p.display()))?
+        let pem = std::fs::read(p).map_err(|e| format!("{setting} {}: {e}", p.display()))?;
+        let n = CertificateDer::pem_slice_iter(&pem)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("{setting} {}: {e}", p.display()))?
             .len();
@@ -107,7 +108,7 @@ pub fn broker_tls(ca: &Path, client: Option<(&Path, &Path)>) -> Result<BrokerTls
                 p.display()
             ));
         }
-        std::fs::read(p).map_err(|e| format!("{setting} {}: {e}", p.display()))
+        Ok(pem)
     };
     let ca_pem = certs_in("server.broker_tls_ca", ca)?;
     let client = match client {
@@ -115,11 +116,13 @@ pub fn broker_tls(ca: &Path, client: Option<(&Path, &Path)>) -> Result<BrokerTls
         Some((cert, key)) => {
             let cert_pem = certs_in("server.broker_tls_cert", cert)?;
             key_file_is_closed("server.broker_tls_key", key)?;
-            PrivateKeyDer::from_pem_file(key)
+            let key_pem = protocol::Secret::new(
+                std::fs::read_to_string(key)
+                    .map_err(|e| format!("server.broker_tls_key {}: {e}", key.display()))?,
+            );
+            PrivateKeyDer::from_pem_slice(key_pem.expose().as_bytes())
                 .map_err(|e| format!("server.broker_tls_key {}: {e}", key.display()))?;
-            let key_pem = std::fs::read_to_string(key)
-                .map_err(|e| format!("server.broker_tls_key {}: {e}", key.display()))?;
-            Some((cert_pem, protocol::Secret::new(key_pem)))
+            Some((cert_pem, key_pem))
         }
     };
     Ok(BrokerTls { ca: ca_pem, client })
