@@ -324,6 +324,7 @@ pub fn agent_config(
     pos: [f64; 2],
 ) -> AgentConfig {
     AgentConfig {
+        evidence: sensor_agent::daemon::config::EvidenceSection::default(),
         sensor: SensorSection {
             facility: FACILITY.into(),
             id: id.into(),

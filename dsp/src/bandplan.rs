@@ -2,7 +2,7 @@
 //! TS 36.101 §5.7.3, NR-ARFCN and GSCN per TS 38.104 §5.4.2–5.4.3, GSM ARFCN per TS 45.005 §2),
 //! the bands each country's operators use, and hop planning for a radio's tuning limits.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::DspError;
 use crate::carrier::Technology;
@@ -542,7 +542,7 @@ pub struct TuningLimits {
 }
 
 /// One tuning of a sweep.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Hop {
     /// Centre frequency to tune, hertz.
     pub center_hz: f64,
@@ -553,7 +553,7 @@ pub struct Hop {
 }
 
 /// Hops that cover a band on a radio, and what the radio cannot reach.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HopPlan {
     /// Band name.
     pub band: String,

@@ -166,6 +166,8 @@ pub struct Capture {
     pub data_offset: u64,
     /// `core:datetime`, if given.
     pub datetime: Option<String>,
+    /// The capture's fields of extension namespaces (every key outside `core:`), as written.
+    pub extensions: Map<String, Value>,
 }
 
 /// The parsed metadata of a recording.
@@ -189,6 +191,44 @@ pub struct Metadata {
     pub captures: Vec<Capture>,
     /// Total samples in the data file.
     pub total_samples: u64,
+    /// The global fields of extension namespaces (every key outside `core:`), as written.
+    pub extensions: Map<String, Value>,
+    /// `core:sha512`, the dataset's hash, if given.
+    pub sha512: Option<String>,
+}
+
+/// SHA-512 of a file, lowercase hex, read in pieces.
+///
+/// # Errors
+/// [`HwError::Io`] when the file cannot be read.
+pub fn file_sha512(path: &Path) -> Result<String, HwError> {
+    let io = |source| HwError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut f = File::open(path).map_err(io)?;
+    let mut digest = <sha2::Sha512 as sha2::Digest>::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        sha2::Digest::update(&mut digest, &buf[..n]);
+    }
+    Ok(sha2::Digest::finalize(digest)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// The fields of an object whose keys are outside the `core:` namespace.
+fn extension_fields(object: &Map<String, Value>) -> Map<String, Value> {
+    object
+        .iter()
+        .filter(|(k, _)| !k.starts_with("core:"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// The `.sigmf-meta` and `.sigmf-data` paths for a path given as either, or as the base name.
@@ -366,7 +406,7 @@ impl Metadata {
                     meta_err(&meta_path, format!("`captures[{i}].core:header_bytes` must be a non-negative integer, got {v}"))
                 })?,
             };
-            if let Some((prev, _, _, _)) = raw.last()
+            if let Some((prev, _, _, _, _)) = raw.last()
                 && start <= *prev
             {
                 return Err(meta_err(
@@ -397,7 +437,8 @@ impl Metadata {
                     Some(text.to_string())
                 }
             };
-            raw.push((start, frequency_hz, header_bytes, datetime));
+            let extensions = c.as_object().map(extension_fields).unwrap_or_default();
+            raw.push((start, frequency_hz, header_bytes, datetime, extensions));
         }
         let headers = raw.iter().try_fold(0u64, |acc, r| acc.checked_add(r.2));
         let Some(headers) = headers.filter(|&h| h <= data_len) else {
@@ -429,7 +470,9 @@ impl Metadata {
         }
         let mut captures = Vec::with_capacity(raw.len());
         let mut headers_so_far = 0;
-        for (i, (start, frequency_hz, header_bytes, datetime)) in raw.iter().cloned().enumerate() {
+        for (i, (start, frequency_hz, header_bytes, datetime, extensions)) in
+            raw.iter().cloned().enumerate()
+        {
             // Bounded by the file's length above, so none of this overflows; checked anyway.
             headers_so_far += header_bytes;
             let end = raw.get(i + 1).map_or(total_samples, |r| r.0);
@@ -458,6 +501,7 @@ impl Metadata {
                 header_bytes,
                 data_offset,
                 datetime,
+                extensions,
             });
         }
         Ok(Self {
@@ -470,6 +514,8 @@ impl Metadata {
             hw: text_of("core:hw"),
             captures,
             total_samples,
+            extensions: extension_fields(global),
+            sha512: text_of("core:sha512"),
         })
     }
 
@@ -647,6 +693,24 @@ impl SigmfSource {
     }
 }
 
+impl SigmfSource {
+    /// Moves to the start of capture `index`, refusing a sample rate other than the recording's.
+    ///
+    /// # Errors
+    /// [`HwError::Tuning`] for another rate or an index past the last capture.
+    pub fn tune_capture(&mut self, index: usize, sample_rate_hz: f64) -> Result<Tuned, HwError> {
+        let fs = self.meta.sample_rate_hz;
+        if (sample_rate_hz - fs).abs() > 1e-6 * fs {
+            return Err(HwError::Tuning {
+                what: "sample_rate_hz",
+                value: sample_rate_hz.to_string(),
+                reason: format!("the recording is at {fs} S/s"),
+            });
+        }
+        self.select_capture(index)
+    }
+}
+
 impl IqSource for SigmfSource {
     fn info(&self) -> SourceInfo {
         SourceInfo {
@@ -718,6 +782,18 @@ pub struct SigmfWriter {
     global_extra: Map<String, Value>,
     captures: Vec<Value>,
     written: u64,
+    digest: sha2::Sha512,
+}
+
+/// A finished recording: where its metadata is, and its dataset's hash and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Written {
+    /// The `.sigmf-meta` file.
+    pub meta_path: PathBuf,
+    /// SHA-512 of the `.sigmf-data` file, lowercase hex (also its `core:sha512`).
+    pub sha512: String,
+    /// Size of the `.sigmf-data` file, bytes.
+    pub data_bytes: u64,
 }
 
 impl SigmfWriter {
@@ -754,6 +830,7 @@ impl SigmfWriter {
             global_extra: Map::new(),
             captures: Vec::new(),
             written: 0,
+            digest: sha2::Digest::new(),
         })
     }
 
@@ -764,7 +841,18 @@ impl SigmfWriter {
 
     /// Starts a new capture at the current sample: a hop of a sweep.
     pub fn start_capture(&mut self, frequency_hz: Option<f64>, datetime: Option<&str>) {
-        let mut c = Map::new();
+        self.start_capture_with(frequency_hz, datetime, Map::new());
+    }
+
+    /// Starts a new capture carrying extension fields (keys outside `core:`, e.g.
+    /// `centinela:hop`); `core:` keys among them are ignored.
+    pub fn start_capture_with(
+        &mut self,
+        frequency_hz: Option<f64>,
+        datetime: Option<&str>,
+        extensions: Map<String, Value>,
+    ) {
+        let mut c = extension_fields(&extensions);
         c.insert("core:sample_start".into(), json!(self.written));
         if let Some(f) = frequency_hz {
             c.insert("core:frequency".into(), json!(f));
@@ -808,6 +896,7 @@ impl SigmfWriter {
             path: recording_paths(&self.base).1,
             source,
         })?;
+        sha2::Digest::update(&mut self.digest, &chunk);
         self.written += samples.len() as u64;
         Ok(())
     }
@@ -822,7 +911,15 @@ impl SigmfWriter {
     ///
     /// # Errors
     /// [`HwError::Io`] on a write failure.
-    pub fn finish(mut self) -> Result<PathBuf, HwError> {
+    pub fn finish(self) -> Result<PathBuf, HwError> {
+        Ok(self.finish_written()?.meta_path)
+    }
+
+    /// As [`SigmfWriter::finish`], returning the dataset's SHA-512 and size as well.
+    ///
+    /// # Errors
+    /// [`HwError::Io`] on a write failure.
+    pub fn finish_written(mut self) -> Result<Written, HwError> {
         let (meta_path, data_path) = recording_paths(&self.base);
         self.data.flush().map_err(|source| HwError::Io {
             path: data_path,
@@ -836,6 +933,12 @@ impl SigmfWriter {
         global.insert("core:sample_rate".into(), json!(self.sample_rate_hz));
         global.insert("core:version".into(), json!("1.2.0"));
         global.insert("core:num_channels".into(), json!(1));
+        let digest = std::mem::take(&mut self.digest);
+        let sha512: String = sha2::Digest::finalize(digest)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        global.insert("core:sha512".into(), json!(sha512));
         global.insert(
             "core:recorder".into(),
             json!(concat!("centinela ", env!("CARGO_PKG_VERSION"))),
@@ -853,7 +956,11 @@ impl SigmfWriter {
             path: meta_path.clone(),
             source,
         })?;
-        Ok(meta_path)
+        Ok(Written {
+            meta_path,
+            sha512,
+            data_bytes: self.written * self.datatype.sample_bytes() as u64,
+        })
     }
 }
 

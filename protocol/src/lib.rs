@@ -384,6 +384,22 @@ pub struct GapEvent {
     pub severity: Severity,
     /// Detector.
     pub detector: Detector,
+    /// The IQ the sensor kept as evidence of this gap (set when a gap opens at `critical`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<Evidence>,
+}
+
+/// An evidence clip kept by the sensor: a SigMF recording of the hops that showed an event,
+/// which `sensor-agent replay` turns back into that event. The event is signed, so the hash
+/// binds the clip to it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Evidence {
+    /// File name of the clip's metadata (`….sigmf-meta`) in the sensor's clip directory.
+    pub clip: String,
+    /// SHA-512 of the clip's dataset file, lowercase hex (the recording's `core:sha512`).
+    pub sha512: String,
+    /// Size of the dataset file, bytes.
+    pub bytes: u64,
 }
 
 /// A jammer-health event (`centinela.jammer/1`).
@@ -511,6 +527,7 @@ mod tests {
             margin_db: 40.5,
             severity: Severity::Critical,
             detector: Detector::Energy,
+            evidence: None,
         };
         let mut v = serde_json::to_value(&e).expect("ser");
         assert_eq!(v["observed_at"], "2026-09-21T14:13:20Z");

@@ -52,6 +52,15 @@ pub struct SensorHealth {
     /// bytes under one of its event ids, or a forged receipt), since start.
     #[serde(default)]
     pub receipt_mismatches: u64,
+    /// Evidence clips kept (one per gap that opened critical), since start.
+    #[serde(default)]
+    pub clips_kept: u64,
+    /// Old clips deleted to keep within the disk budget, since start.
+    #[serde(default)]
+    pub clips_evicted: u64,
+    /// Clips not kept (larger than the whole budget, or a write that failed), since start.
+    #[serde(default)]
+    pub clips_lost: u64,
 }
 
 /// A sensor's status (`centinela.status/1`).

@@ -5,20 +5,24 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use dsp::bandplan::{self, Band, TuningLimits};
+use dsp::bandplan::{self, Band};
 use dsp::calib::Calibration;
-use hardware::profile::{self, DeviceProfile};
-use hardware::sigmf::{Datatype, SigmfWriter};
-use hardware::sim::{SIM_MAX_RATE_HZ, Scene, SimSource};
-use hardware::{IqSource, ReadOutcome, Tuning};
+use hardware::sigmf::Datatype;
+use hardware::sim::Scene;
 use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::AgentError;
 use crate::config::{Identity, PipelineConfig};
+use crate::evidence::{ClipPolicy, ClipSource, ClipStore};
+use crate::pipeline::{
+    BandObservation, HopCapture, Observer, Pipeline, ScanPlan, SweepHealth, SweepSettings, plan,
+    select_bands,
+};
+use crate::recording::{RecordedSweep, SWEEP_SCHEMA, SweepHeader, SweepRecorder, sweep_base};
 use crate::replay::{ReplayOptions, replay, write_json_line, write_text_line};
-use crate::scan::{SweepOptions, plan, sweep};
-use crate::tracker::{Event, GapTracker, JammerTracker};
+use crate::source::{SourceSpec, device_profile};
+use crate::tracker::Event;
 
 /// Centinela sensor agent: checks that prison cell-phone jammers work, band by band.
 #[derive(Debug, Parser)]
@@ -70,6 +74,9 @@ pub struct RunArgs {
     /// Agent configuration (TOML); `CENTINELA_<SECTION>_<KEY>` variables override it.
     #[arg(long)]
     pub config: PathBuf,
+    /// Record every sweep as it is analysed (`scan.record`): `BASE-000000.sigmf-meta`, …
+    #[arg(long, value_name = "BASE")]
+    pub record: Option<PathBuf>,
 }
 
 /// `check-config` arguments.
@@ -88,7 +95,10 @@ fn load_agent_config(
 }
 
 fn cmd_run(a: &RunArgs) -> Result<(), AgentError> {
-    let cfg = load_agent_config(&a.config)?;
+    let mut cfg = load_agent_config(&a.config)?;
+    if a.record.is_some() {
+        cfg.scan.record.clone_from(&a.record);
+    }
     let rt = tokio::runtime::Runtime::new()
         .map_err(|e| AgentError::Input(format!("starting the runtime: {e}")))?;
     rt.block_on(async move {
@@ -190,28 +200,6 @@ impl PipelineArgs {
     }
 }
 
-pub(crate) fn select_bands(
-    country: Option<&str>,
-    bands: &[String],
-) -> Result<Vec<&'static Band>, AgentError> {
-    if !bands.is_empty() {
-        return bands
-            .iter()
-            .map(|b| bandplan::band(b.trim()).map_err(AgentError::from))
-            .collect();
-    }
-    match country {
-        Some(c) => {
-            let plan = bandplan::country(c)?;
-            plan.bands
-                .iter()
-                .map(|b| bandplan::band(b).map_err(AgentError::from))
-                .collect()
-        }
-        None => Ok(bandplan::all_bands().collect()),
-    }
-}
-
 /// `replay` arguments.
 #[derive(Debug, Args)]
 pub struct ReplayArgs {
@@ -242,6 +230,11 @@ pub struct ReplayArgs {
     /// 80 ms window, once a window has confirmed a cell there (0: no deep search).
     #[arg(long, default_value_t = 1.0, value_parser = deep_seconds)]
     pub deep_s: f64,
+    /// A recorded sweep is replayed through the sweep pipeline with its own settings, to the
+    /// verdicts the sensor reached; this analyses it window by window with the full cell search
+    /// instead, as a recording from another tool is (deeper than a sensor looks).
+    #[arg(long)]
+    pub windows: bool,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
     #[command(flatten)]
@@ -318,6 +311,17 @@ pub struct ScanArgs {
     /// energy carrier (cells hidden under a jammer).
     #[arg(long, value_delimiter = ',')]
     pub watch_hz: Vec<f64>,
+    /// Record each sweep as it is analysed: `BASE-000000.sigmf-meta` and `.sigmf-data` for the
+    /// first, one recording per sweep, which `replay` turns back into this very output.
+    #[arg(long, value_name = "BASE")]
+    pub record: Option<PathBuf>,
+    /// Keep an evidence clip (SigMF) of each gap that opens at `critical` in this directory;
+    /// the gap event names it and its SHA-512.
+    #[arg(long, value_name = "DIR")]
+    pub clips: Option<PathBuf>,
+    /// Most megabytes the clips may take (the oldest go first when full).
+    #[arg(long, default_value_t = 1024.0)]
+    pub clips_max_mb: f64,
     #[command(flatten)]
     pub pipeline: PipelineArgs,
     #[command(flatten)]
@@ -330,27 +334,42 @@ pub struct RecordArgs {
     /// Source, as for `scan`.
     #[arg(long, default_value = "sim")]
     pub source: String,
-    /// Record a whole band hop by hop (one SigMF capture per hop).
+    /// Record whole bands hop by hop, as `scan` plans them (one SigMF capture per hop; comma
+    /// separated).
     #[arg(long, conflicts_with = "center_hz")]
     pub band: Option<String>,
     /// Record one tuning at this centre, hertz.
     #[arg(long)]
     pub center_hz: Option<f64>,
-    /// Sample rate, S/s.
-    #[arg(long, default_value_t = 2.4e6)]
-    pub rate: f64,
-    /// Seconds per capture.
-    #[arg(long, default_value_t = 0.05)]
+    /// Sample rate, S/s (default: the profile's scanning rate, as for `scan`).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seconds per capture (`scan`'s dwell).
+    #[arg(long, default_value_t = 0.01)]
     pub seconds: f64,
-    /// Radio profile for tuning limits (with --band).
+    /// Gain, dB.
+    #[arg(long)]
+    pub gain_db: Option<f64>,
+    /// Radio profile for tuning limits and noise figure.
     #[arg(long)]
     pub device: Option<String>,
-    /// Sample format on disk.
+    /// Sample format on disk (ci16_le is a quarter of the size but rounds the samples: the
+    /// replay is of what was written).
     #[arg(long, value_enum, default_value_t = SampleFormat::Cf32Le)]
     pub datatype: SampleFormat,
+    /// Analyse the sweep as well and print what `scan` prints.
+    #[arg(long)]
+    pub analyse: bool,
+    /// With --analyse: JSON Lines on stdout.
+    #[arg(long)]
+    pub json: bool,
     /// Output base name (writes BASE.sigmf-meta and BASE.sigmf-data).
     #[arg(long)]
     pub out: PathBuf,
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+    #[command(flatten)]
+    pub identity: IdentityArgs,
 }
 
 /// Parses arguments, runs, and returns the process exit code (0, 1 runtime, 2 bad input).
@@ -421,7 +440,7 @@ pub fn run(command: Command, out: &mut dyn Write) -> Result<(), AgentError> {
             )
             .map_err(AgentError::Output)
         }
-        Command::Record(a) => cmd_record(&a),
+        Command::Record(a) => cmd_record(&a, out),
         Command::Keygen(a) => {
             let (path, public) = crate::keys::keygen(&a.out)?;
             tracing::info!(key = %path.display(), "private key written (mode 0600)");
@@ -436,6 +455,9 @@ pub fn run(command: Command, out: &mut dyn Write) -> Result<(), AgentError> {
 }
 
 fn cmd_replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<(), AgentError> {
+    if !a.windows && RecordedSweep::is_sweep(&hardware::sigmf::Metadata::open(&a.file)?) {
+        return replay_sweep(&a.file, a.json, out);
+    }
     let calibration = a
         .full_scale_dbm
         .map(|fs| Calibration::flat(fs, a.external_gain_db))
@@ -475,21 +497,6 @@ fn cmd_replay(a: &ReplayArgs, out: &mut dyn Write) -> Result<(), AgentError> {
         "replay done"
     );
     Ok(())
-}
-
-pub(crate) fn device_profile(
-    name: Option<&str>,
-) -> Result<Option<&'static DeviceProfile>, AgentError> {
-    name.map(|d| {
-        profile::profile(d).ok_or_else(|| {
-            let known: Vec<&str> = profile::PROFILES.iter().map(|p| p.id).collect();
-            AgentError::Input(format!(
-                "unknown device `{d}` (known: {})",
-                known.join(", ")
-            ))
-        })
-    })
-    .transpose()
 }
 
 fn cmd_bands(a: &BandsArgs, out: &mut dyn Write) -> Result<(), AgentError> {
@@ -609,72 +616,6 @@ fn channel_range(b: &Band) -> String {
     }
 }
 
-/// Opens a source from its spec: `sim`, `sim:SCENE.toml`, `soapy:ARGS`.
-///
-/// # Errors
-/// [`AgentError::Input`] for an unknown kind or a build without SoapySDR; scene and device
-/// errors from the hardware crate.
-pub fn open_source(spec: &str) -> Result<Box<dyn IqSource>, AgentError> {
-    let (kind, arg) = spec.split_once(':').unwrap_or((spec, ""));
-    match kind {
-        "sim" => {
-            let scene = if arg.is_empty() {
-                Scene::demo()
-            } else {
-                crate::files::load_scene(std::path::Path::new(arg))?
-            };
-            Ok(Box::new(SimSource::new(scene)?))
-        }
-        "sigmf" => Ok(Box::new(hardware::sigmf::SigmfSource::open(
-            std::path::Path::new(arg),
-        )?)),
-        #[cfg(feature = "soapy")]
-        "soapy" => Ok(Box::new(hardware::soapy::SoapySource::open(
-            hardware::soapy::SoapyConfig::new(arg),
-        )?)),
-        #[cfg(not(feature = "soapy"))]
-        "soapy" => Err(AgentError::Input(
-            "this build has no SoapySDR support: rebuild with `--features soapy`".into(),
-        )),
-        other => Err(AgentError::Input(format!(
-            "unknown source `{other}` (use sim, sim:SCENE.toml, sigmf:RECORDING.sigmf-meta or soapy:DEVICE-ARGS)"
-        ))),
-    }
-}
-
-/// Tuning limits and scanning rate for a source and an optional device profile.
-pub(crate) fn limits_for(
-    spec: &str,
-    device: Option<&'static DeviceProfile>,
-    rate: Option<f64>,
-) -> (String, TuningLimits, f64) {
-    match device {
-        Some(p) => (
-            p.name.to_string(),
-            p.limits(),
-            rate.unwrap_or(p.default_sample_rate_hz),
-        ),
-        None if spec.starts_with("sim") => (
-            "simulated radio".to_string(),
-            TuningLimits {
-                min_hz: 1e6,
-                max_hz: 6e9,
-                max_sample_rate_hz: SIM_MAX_RATE_HZ,
-            },
-            rate.unwrap_or(15.36e6),
-        ),
-        None => (
-            "radio".to_string(),
-            TuningLimits {
-                min_hz: 1e6,
-                max_hz: 6e9,
-                max_sample_rate_hz: rate.unwrap_or(2.4e6),
-            },
-            rate.unwrap_or(2.4e6),
-        ),
-    }
-}
-
 fn cmd_scan(a: &ScanArgs, out: &mut dyn Write) -> Result<(), AgentError> {
     if !(a.dwell_ms.is_finite() && a.dwell_ms > 0.0) {
         return Err(AgentError::Input(format!(
@@ -688,121 +629,236 @@ fn cmd_scan(a: &ScanArgs, out: &mut dyn Write) -> Result<(), AgentError> {
         Some(a.pipeline.country.as_deref().unwrap_or("CO")),
         &a.pipeline.bands,
     )?;
-    let (dev_name, limits, rate) = limits_for(&a.source, device, a.rate);
+    let spec = SourceSpec::parse(&a.source)?;
+    let (dev_name, limits, rate) = spec.radio(device, a.rate);
     let scan_plan = plan(&bands, &dev_name, &limits, rate, pipeline.usable_fraction())?;
     for w in &scan_plan.warnings {
         tracing::warn!("{w}");
     }
-    let mut source = open_source(&a.source)?;
+    let mut source = spec.open(None)?;
     let id = a.identity.identity();
     protocol::check_id("facility_id", &id.facility_id)
         .map_err(|e| AgentError::Input(e.to_string()))?;
     protocol::check_id("sensor_id", &id.sensor_id).map_err(|e| AgentError::Input(e.to_string()))?;
-    let mut cell_gaps = GapTracker::new(
-        id.clone(),
-        &PipelineConfig {
+    let settings = SweepSettings {
+        // One sweep is all `scan` may get: a gap opens on its first sighting.
+        pipeline: PipelineConfig {
             open_after: 1,
-            ..pipeline.clone()
+            ..pipeline
         },
-    );
-    let mut gaps = GapTracker::new(
-        id.clone(),
-        &PipelineConfig {
-            open_after: 1,
-            ..pipeline.clone()
-        },
-    );
-    let mut jammers = JammerTracker::new(id.clone(), 1);
-    let opts = SweepOptions {
-        pipeline,
         dwell_s: a.dwell_ms / 1e3,
         gain_db: a.gain_db,
         noise_figure_db: device.map(|p| p.noise_figure_db),
         cell_search: !a.no_cell_search,
         watch_hz: a.watch_hz.clone(),
-        cancel: None,
+        jammer_confirm: 1,
+        analysis: true,
     };
-    if a.json {
+    let mut pipe = Pipeline::new(scan_plan, settings, &id)?;
+    if let Some(dir) = &a.clips {
+        pipe = pipe.with_clips(ClipStore::open(
+            clip_policy(dir, a.clips_max_mb)?,
+            ClipSource {
+                sensor: id.clone(),
+                device: dev_name.clone(),
+                profile: device.map(|p| p.id.to_string()),
+                sample_rate_hz: rate,
+            },
+        )?);
+    }
+    print_plan(out, a.json, &dev_name, rate, pipe.plan(), a.dwell_ms)?;
+    for n in 0..u64::from(a.sweeps) {
+        let at = OffsetDateTime::now_utc();
+        let recorder = match &a.record {
+            Some(base) => Some(SweepRecorder::create(
+                &sweep_base(base, n),
+                SweepHeader {
+                    schema: SWEEP_SCHEMA.into(),
+                    sensor: id.clone(),
+                    device: dev_name.clone(),
+                    profile: device.map(|p| p.id.to_string()),
+                    sample_rate_hz: rate,
+                    plan: pipe.plan().clone(),
+                    settings: pipe.settings().clone(),
+                    sweep: n,
+                    sweep_at: at,
+                    clip: None,
+                },
+            )?),
+            None => None,
+        };
+        let mut lines = SweepLines::new(&id, a.json, n, recorder);
+        let health = pipe.sweep(source.as_mut(), at, &mut lines)?;
+        if let Some(r) = lines.recorder.take() {
+            let meta = r.finish()?;
+            tracing::info!("sweep {} recorded in {}", n + 1, meta.meta_path.display());
+        }
+        print_sweep(out, a.json, n, lines.lines, &health, pipe.open_gaps())?;
+    }
+    Ok(())
+}
+
+/// A clip budget from megabytes.
+///
+/// # Errors
+/// [`AgentError::Input`] for a budget that is not a positive number.
+pub fn clip_policy(dir: &std::path::Path, max_mb: f64) -> Result<ClipPolicy, AgentError> {
+    if !(max_mb.is_finite() && max_mb > 0.0) {
+        return Err(AgentError::Input(format!(
+            "the evidence clip budget {max_mb} MB must be a positive number"
+        )));
+    }
+    Ok(ClipPolicy {
+        dir: dir.to_path_buf(),
+        max_bytes: (max_mb * 1e6) as u64,
+    })
+}
+
+/// The lines `scan` prints for a sweep (and the replay of a recorded sweep), gathered while it
+/// runs; a recorder, when set, writes each hop as it is captured.
+struct SweepLines<'a> {
+    id: &'a Identity,
+    json: bool,
+    sweep: u64,
+    lines: Vec<String>,
+    recorder: Option<SweepRecorder>,
+    last_decile: usize,
+}
+
+impl<'a> SweepLines<'a> {
+    fn new(id: &'a Identity, json: bool, sweep: u64, recorder: Option<SweepRecorder>) -> Self {
+        Self {
+            id,
+            json,
+            sweep,
+            lines: Vec::new(),
+            recorder,
+            last_decile: 0,
+        }
+    }
+}
+
+impl Observer for SweepLines<'_> {
+    fn hop(&mut self, hop: &HopCapture<'_>) -> Result<(), AgentError> {
+        match self.recorder.as_mut() {
+            Some(r) => r.hop(hop),
+            None => Ok(()),
+        }
+    }
+
+    fn band(&mut self, b: &BandObservation) {
+        if self.json {
+            let mut v = serde_json::to_value(b).unwrap_or_default();
+            v["type"] = json!("band");
+            v["sweep"] = json!(self.sweep);
+            self.lines.push(v.to_string());
+        } else {
+            self.lines.push(band_text(b));
+        }
+    }
+
+    fn event(&mut self, e: &Event) {
+        self.lines.push(event_line(self.id, e, self.json));
+    }
+
+    fn progress(&mut self, done: usize, total: usize) {
+        let decile = done * 10 / total.max(1);
+        if decile != self.last_decile {
+            tracing::info!("sweep {}: {done}/{total} hops", self.sweep + 1);
+            self.last_decile = decile;
+        }
+    }
+}
+
+fn print_plan(
+    out: &mut dyn Write,
+    json: bool,
+    device: &str,
+    rate: f64,
+    scan_plan: &ScanPlan,
+    dwell_ms: f64,
+) -> Result<(), AgentError> {
+    if json {
         writeln!(
             out,
             "{}",
-            json!({"type": "plan", "device": dev_name, "sample_rate_hz": rate, "plan": &scan_plan})
+            json!({"type": "plan", "device": device, "sample_rate_hz": rate, "plan": scan_plan})
         )
-        .map_err(AgentError::Output)?;
+        .map_err(AgentError::Output)
     } else {
         writeln!(
             out,
-            "Scanning {} hop(s) on {dev_name} at {:.2} MS/s, {} ms per hop",
+            "Scanning {} hop(s) on {device} at {:.2} MS/s, {dwell_ms} ms per hop",
             scan_plan.hop_count(),
             rate / 1e6,
-            a.dwell_ms
         )
         .map_err(AgentError::Output)?;
         for w in &scan_plan.warnings {
             writeln!(out, "warning: {w}").map_err(AgentError::Output)?;
         }
+        Ok(())
     }
-    for n in 0..a.sweeps {
-        let at = OffsetDateTime::now_utc();
-        let lines = std::cell::RefCell::new(Vec::<String>::new());
-        let json_mode = a.json;
-        let mut last_pct = 0;
-        let health = sweep(
-            source.as_mut(),
-            &scan_plan,
-            &opts,
-            at,
-            &mut gaps,
-            &mut cell_gaps,
-            &mut jammers,
-            |b| {
-                if json_mode {
-                    let mut v = serde_json::to_value(b).unwrap_or_default();
-                    v["type"] = json!("band");
-                    v["sweep"] = json!(n);
-                    lines.borrow_mut().push(v.to_string());
-                } else {
-                    lines.borrow_mut().push(band_text(b));
-                }
-            },
-            |e| lines.borrow_mut().push(event_line(&id, e, json_mode)),
-            |done, total| {
-                let pct = done * 100 / total.max(1);
-                if pct / 10 != last_pct / 10 {
-                    tracing::info!("sweep {}: {done}/{total} hops", n + 1);
-                    last_pct = pct;
-                }
-            },
-        )?;
-        for l in lines.into_inner() {
-            writeln!(out, "{l}").map_err(AgentError::Output)?;
-        }
-        if json_mode {
-            writeln!(
-                out,
-                "{}",
-                json!({"type": "health", "sweep": n, "health": health})
-            )
-            .map_err(AgentError::Output)?;
-        } else {
-            writeln!(
-                out,
-                "sweep {}: {} hops, {:.1} Msamples in {:.1} s, {} overflow(s), {} timeout(s), {} open gap(s)",
-                n + 1,
-                health.hops,
-                health.samples as f64 / 1e6,
-                health.elapsed_s,
-                health.overflows,
-                health.timeouts,
-                gaps.open_count()
-            )
-            .map_err(AgentError::Output)?;
-        }
-    }
-    Ok(())
 }
 
-fn band_text(b: &crate::scan::BandObservation) -> String {
+fn print_sweep(
+    out: &mut dyn Write,
+    json: bool,
+    n: u64,
+    lines: Vec<String>,
+    health: &SweepHealth,
+    open_gaps: usize,
+) -> Result<(), AgentError> {
+    for l in lines {
+        writeln!(out, "{l}").map_err(AgentError::Output)?;
+    }
+    if json {
+        writeln!(
+            out,
+            "{}",
+            json!({"type": "health", "sweep": n, "health": health})
+        )
+        .map_err(AgentError::Output)
+    } else {
+        writeln!(
+            out,
+            "sweep {}: {} hops, {:.1} Msamples in {:.1} s, {} overflow(s), {} timeout(s), {} open gap(s)",
+            n + 1,
+            health.hops,
+            health.samples as f64 / 1e6,
+            health.elapsed_s,
+            health.overflows,
+            health.timeouts,
+            open_gaps
+        )
+        .map_err(AgentError::Output)
+    }
+}
+
+/// `replay` of a recorded sweep: the pipeline with the recording's plan, settings, sensor and
+/// clock, printing what `scan` printed when it recorded it.
+fn replay_sweep(path: &std::path::Path, json: bool, out: &mut dyn Write) -> Result<(), AgentError> {
+    let mut rec = RecordedSweep::open(path)?;
+    let h = rec.header.clone();
+    // A recording made without analysis (`record`) is analysed now, as it was recorded to be.
+    let settings = SweepSettings {
+        analysis: true,
+        ..h.settings
+    };
+    let mut pipe = Pipeline::new(h.plan, settings, &h.sensor)?;
+    print_plan(
+        out,
+        json,
+        &h.device,
+        h.sample_rate_hz,
+        pipe.plan(),
+        pipe.settings().dwell_s * 1e3,
+    )?;
+    let mut lines = SweepLines::new(&h.sensor, json, h.sweep, None);
+    let health = pipe.sweep(&mut rec, h.sweep_at, &mut lines)?;
+    print_sweep(out, json, h.sweep, lines.lines, &health, pipe.open_gaps())
+}
+
+fn band_text(b: &BandObservation) -> String {
     let a = &b.analysis;
     let jam = a.jammers.first().map_or_else(
         || "jammer n/a".to_string(),
@@ -865,77 +921,127 @@ fn event_line(id: &Identity, e: &Event, json_mode: bool) -> String {
     String::from_utf8_lossy(&buf).trim_end().to_string()
 }
 
-fn cmd_record(a: &RecordArgs) -> Result<(), AgentError> {
+fn cmd_record(a: &RecordArgs, out: &mut dyn Write) -> Result<(), AgentError> {
     if !(a.seconds.is_finite() && a.seconds > 0.0) {
         return Err(AgentError::Input(format!(
             "--seconds {} must be positive",
             a.seconds
         )));
     }
-    let centres: Vec<f64> = match (&a.band, a.center_hz) {
+    let device = device_profile(a.device.as_deref())?;
+    let pipeline = a.pipeline.pipeline()?;
+    let spec = SourceSpec::parse(&a.source)?;
+    let (dev_name, limits, rate) = spec.radio(device, a.rate);
+    let scan_plan = match (&a.band, a.center_hz) {
         (Some(b), _) => {
-            let band = bandplan::band(b)?;
-            let device = device_profile(a.device.as_deref())?;
-            let (name, limits, rate) = limits_for(&a.source, device, Some(a.rate));
-            let p = bandplan::plan_hops(
-                band.name,
-                band.dl_low_hz,
-                band.dl_high_hz,
-                &limits,
-                rate,
-                0.8,
-            )?;
-            if let Some(w) = p.warning(&name, &limits) {
-                tracing::warn!("{w}");
-            }
-            p.hops.iter().map(|h| h.center_hz).collect()
+            let bands = b
+                .split(',')
+                .map(|b| bandplan::band(b.trim()).map_err(AgentError::from))
+                .collect::<Result<Vec<_>, _>>()?;
+            plan(&bands, &dev_name, &limits, rate, pipeline.usable_fraction())?
         }
-        (None, Some(c)) => vec![c],
+        (None, Some(c)) => one_tuning_plan(c, rate, &pipeline)?,
         (None, None) => return Err(AgentError::Input("give --band or --center-hz".into())),
     };
-    if centres.is_empty() {
+    for w in &scan_plan.warnings {
+        tracing::warn!("{w}");
+    }
+    if scan_plan.hop_count() == 0 {
         return Err(AgentError::Input(
             "the radio cannot reach any part of that band".into(),
         ));
     }
-    let mut source = open_source(&a.source)?;
+    let mut source = spec.open(None)?;
+    let id = a.identity.identity();
+    let settings = SweepSettings {
+        pipeline: PipelineConfig {
+            open_after: 1,
+            ..pipeline
+        },
+        dwell_s: a.seconds,
+        gain_db: a.gain_db,
+        noise_figure_db: device.map(|p| p.noise_figure_db),
+        // What a replay of the recording searches; this run does only with --analyse.
+        cell_search: true,
+        watch_hz: Vec::new(),
+        jammer_confirm: 1,
+        analysis: a.analyse,
+    };
+    let mut pipe = Pipeline::new(scan_plan, settings, &id)?;
+    let at = OffsetDateTime::now_utc();
     let datatype = match a.datatype {
         SampleFormat::Cf32Le => Datatype::Cf32Le,
         SampleFormat::Ci16Le => Datatype::Ci16Le,
     };
-    let mut w = SigmfWriter::create(&a.out, datatype, a.rate)?;
-    w.set_global(
-        "core:description",
-        json!(format!("Centinela recording from {}", a.source)),
-    );
-    w.set_global("core:hw", json!(source.info().name));
-    let n = (a.seconds * a.rate).round() as usize;
-    let mut buf = vec![dsp::Complex32::default(); n];
-    for (i, c) in centres.iter().enumerate() {
-        let tuned = source.tune(&Tuning::new(*c, a.rate))?;
-        let now = OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .ok();
-        w.start_capture(Some(tuned.center_hz), now.as_deref());
-        let mut got = 0;
-        while got < n {
-            match source.read(&mut buf[got..])? {
-                ReadOutcome::Samples(k) | ReadOutcome::Overflow { n: k, .. } => got += k,
-                ReadOutcome::Timeout => {}
-                ReadOutcome::EndOfData => break,
-            }
-        }
-        w.write(&buf[..got])?;
+    let recorder = SweepRecorder::create_as(
+        &a.out,
+        datatype,
+        SweepHeader {
+            schema: SWEEP_SCHEMA.into(),
+            sensor: id.clone(),
+            device: dev_name.clone(),
+            profile: device.map(|p| p.id.to_string()),
+            sample_rate_hz: rate,
+            plan: pipe.plan().clone(),
+            settings: pipe.settings().clone(),
+            sweep: 0,
+            sweep_at: at,
+            clip: None,
+        },
+    )?;
+    if a.analyse {
+        print_plan(out, a.json, &dev_name, rate, pipe.plan(), a.seconds * 1e3)?;
+    }
+    let mut lines = SweepLines::new(&id, a.json, 0, Some(recorder));
+    let health = pipe.sweep(source.as_mut(), at, &mut lines)?;
+    if let Some(r) = lines.recorder.take() {
+        let meta = r.finish()?;
         tracing::info!(
-            "capture {}/{}: {:.3} MHz, {got} samples",
-            i + 1,
-            centres.len(),
-            tuned.center_hz / 1e6
+            meta = %meta.meta_path.display(),
+            "recording written: {} capture(s), {:.1} Msamples",
+            health.hops,
+            health.samples as f64 / 1e6
         );
     }
-    let meta = w.finish()?;
-    tracing::info!(meta = %meta.display(), "recording written");
+    if a.analyse {
+        print_sweep(out, a.json, 0, lines.lines, &health, pipe.open_gaps())?;
+    }
     Ok(())
+}
+
+/// A plan of one tuning at `center_hz`, keeping the span the edge crop leaves.
+fn one_tuning_plan(
+    center_hz: f64,
+    rate: f64,
+    pipeline: &PipelineConfig,
+) -> Result<ScanPlan, AgentError> {
+    if !(center_hz.is_finite() && center_hz > 0.0) {
+        return Err(AgentError::Input(format!(
+            "--center-hz {center_hz} must be a positive number of hertz"
+        )));
+    }
+    let half = rate * pipeline.usable_fraction() / 2.0;
+    let (lo, hi) = (center_hz - half, center_hz + half);
+    let bands: Vec<&'static Band> = bandplan::all_bands()
+        .filter(|b| b.dl_low_hz < hi && b.dl_high_hz > lo)
+        .collect();
+    Ok(ScanPlan {
+        ranges: vec![crate::pipeline::RangePlan {
+            lo_hz: lo,
+            hi_hz: hi,
+            bands,
+            hops: bandplan::HopPlan {
+                band: format!("{:.3} MHz", center_hz / 1e6),
+                hops: vec![bandplan::Hop {
+                    center_hz,
+                    sample_rate_hz: rate,
+                    keep_hz: (lo, hi),
+                }],
+                unreachable_hz: Vec::new(),
+            },
+        }],
+        warnings: Vec::new(),
+    })
 }
 
 fn deep_seconds(s: &str) -> Result<f64, String> {

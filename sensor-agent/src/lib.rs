@@ -2,18 +2,23 @@
 //!
 //! [`analysis`] turns a spectrum into carriers with their band and margin and a jammer verdict
 //! per band; [`tracker`] turns successive observations into gap and jammer events with
-//! hysteresis; [`replay`] runs the pipeline over a SigMF recording; [`scan`] sweeps a band plan
-//! with any [`hardware::IqSource`]; [`cli`] is the command line. `main.rs` only parses and calls.
+//! hysteresis; [`pipeline`] is the one sensing pipeline (plan, capture, spectrum, analysis, cell
+//! search, trackers) that `run`, `scan`, `record` and the replay of a recorded sweep drive;
+//! [`recording`] writes and reads recorded sweeps; [`replay`] analyses foreign SigMF recordings
+//! window by window; [`cli`] is the command line. `main.rs` only parses and calls.
 
 pub mod analysis;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod evidence;
 pub mod files;
 pub mod keys;
+pub mod pipeline;
 pub mod psd_csv;
+pub mod recording;
 pub mod replay;
-pub mod scan;
+pub mod source;
 pub mod tracker;
 
 /// Errors of the agent library. Bad input is exit code 2, runtime failures 1.

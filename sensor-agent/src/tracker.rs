@@ -200,6 +200,7 @@ impl GapTracker {
             margin_db: c.margin_db,
             severity: Severity::from_margin_db(c.margin_db),
             detector: c.detector,
+            evidence: None,
         })
     }
 }

@@ -48,6 +48,7 @@ fn payload(facility: &str, agent: usize, n: usize) -> Vec<u8> {
         margin_db: (n % 30) as f64,
         severity: Severity::from_margin_db((n % 30) as f64),
         detector: protocol::Detector::Energy,
+        evidence: None,
     };
     serde_json::to_vec(&g).expect("json")
 }

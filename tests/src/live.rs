@@ -385,6 +385,7 @@ pub fn gap(facility: &str, sensor: &str, n: u32) -> GapEvent {
         margin_db: 20.0 + f64::from(n % 5),
         severity: Severity::Critical,
         detector: Detector::Energy,
+        evidence: None,
     }
 }
 

@@ -2,7 +2,7 @@
 //! overrides (for example `CENTINELA_MQTT_BROKER=mqtt://10.0.0.5:1883`) and a check that
 //! reports every problem at once.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +27,40 @@ pub struct AgentConfig {
     /// Persistent outbox.
     #[serde(default)]
     pub outbox: OutboxSection,
+    /// Evidence clips.
+    #[serde(default)]
+    pub evidence: EvidenceSection,
+}
+
+/// Evidence clips: the IQ of each gap that opens at `critical`, kept as a SigMF recording that
+/// `sensor-agent replay` turns back into the gap (see [`crate::evidence`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvidenceSection {
+    /// Keep clips.
+    pub clips: bool,
+    /// Directory (default: `clips` inside the outbox directory).
+    pub dir: Option<PathBuf>,
+    /// Most megabytes the clips may take; the oldest are deleted first when full.
+    pub max_mb: f64,
+}
+
+impl Default for EvidenceSection {
+    fn default() -> Self {
+        Self {
+            clips: true,
+            dir: None,
+            max_mb: 1024.0,
+        }
+    }
+}
+
+impl EvidenceSection {
+    /// The clip directory for an outbox in `outbox_dir`.
+    #[must_use]
+    pub fn dir_for(&self, outbox_dir: &std::path::Path) -> PathBuf {
+        self.dir.clone().unwrap_or_else(|| outbox_dir.join("clips"))
+    }
 }
 
 /// Identity and place of the sensor.
@@ -85,6 +119,10 @@ pub struct ScanSection {
     /// Downlink centres (hertz) to sync-search every sweep even when energy shows nothing there:
     /// the operators' known channels around the facility, where a cell may hide under a jammer.
     pub watch_hz: Vec<f64>,
+    /// Record every sweep as it is analysed, one SigMF recording per sweep
+    /// (`BASE-000000.sigmf-meta`, …): for a technician to replay what the sensor saw. A sweep
+    /// is about 8 bytes per sample captured; mind the disk.
+    pub record: Option<std::path::PathBuf>,
 }
 
 impl Default for ScanSection {
@@ -96,6 +134,7 @@ impl Default for ScanSection {
             interval_s: 0.0,
             cell_search: true,
             watch_hz: Vec::new(),
+            record: None,
         }
     }
 }
@@ -243,24 +282,15 @@ impl AgentConfig {
         {
             push("sensor.position_m must be two finite numbers".into());
         }
-        let (kind, arg) = self
-            .source
-            .spec
-            .split_once(':')
-            .unwrap_or((&self.source.spec, ""));
-        match kind {
-            "sim" if !arg.is_empty() && !Path::new(arg).exists() => {
-                push(format!("source.spec: scene file `{arg}` does not exist"));
+        match crate::source::SourceSpec::parse(&self.source.spec) {
+            Ok(spec) => {
+                if let Some(p) = spec.problem() {
+                    push(format!("source.spec: {p}"));
+                }
             }
-            "sigmf" if !Path::new(arg).exists() => {
-                push(format!("source.spec: recording `{arg}` does not exist"));
-            }
-            "sim" | "soapy" | "sigmf" => {}
-            other => push(format!(
-                "source.spec: unknown source `{other}` (use sim, sim:SCENE.toml, sigmf:RECORDING.sigmf-meta or soapy:DEVICE-ARGS)"
-            )),
+            Err(e) => push(format!("source.spec: {e}")),
         }
-        if let Err(e) = crate::cli::device_profile(self.source.device.as_deref()) {
+        if let Err(e) = crate::source::device_profile(self.source.device.as_deref()) {
             push(format!("source.device: {e}"));
         }
         if let Some(r) = self.source.sample_rate_hz
@@ -268,8 +298,14 @@ impl AgentConfig {
         {
             push(format!("source.sample_rate_hz {r} must be positive"));
         }
-        if let Err(e) = crate::cli::select_bands(Some(&self.scan.country), &self.scan.bands) {
+        if let Err(e) = crate::pipeline::select_bands(Some(&self.scan.country), &self.scan.bands) {
             push(format!("scan: {e}"));
+        }
+        if !(self.evidence.max_mb.is_finite() && self.evidence.max_mb > 0.0) {
+            push(format!(
+                "evidence.max_mb {} must be a positive number",
+                self.evidence.max_mb
+            ));
         }
         if !(self.scan.dwell_ms.is_finite() && self.scan.dwell_ms > 0.0) {
             push(format!(
@@ -352,6 +388,7 @@ impl AgentConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn the_committed_example_parses() {

@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hardware::IqSource;
-use hardware::sim::{Scene, SimSource};
 use protocol::{BandSummary, CarrierSummary, GapState, Kind, SPECTRUM_SCHEMA, SpectrumSummary};
 use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc, watch};
@@ -16,8 +15,69 @@ use crate::daemon::config::AgentConfig;
 use crate::daemon::outbox::{Entry, Outbox};
 use crate::daemon::publisher::{self, LinkOptions, LinkStats, StatusSource, TlsFiles};
 use crate::daemon::signer::Signer;
-use crate::scan::{BandObservation, SweepOptions, plan, sweep};
-use crate::tracker::{Event, GapTracker, JammerTracker};
+use crate::evidence::{ClipSource, ClipStore};
+use crate::pipeline::{BandObservation, Observer, Pipeline, SweepSettings, plan};
+use crate::recording::{SWEEP_SCHEMA, SweepHeader, SweepRecorder, sweep_base};
+use crate::source::SourceSpec;
+use crate::tracker::Event;
+
+/// Where the daemon's sweeps go: each event sealed and written to the outbox (the link sends
+/// it), each band kept for the spectrum summary.
+struct OutboxSink<'a> {
+    id: &'a Identity,
+    signer: &'a Signer,
+    outbox: &'a Outbox,
+    wake: &'a Notify,
+    keep_bands: bool,
+    bands: Vec<BandObservation>,
+    events: u64,
+    recorder: Option<SweepRecorder>,
+}
+
+impl Observer for OutboxSink<'_> {
+    fn hop(&mut self, hop: &crate::pipeline::HopCapture<'_>) -> Result<(), AgentError> {
+        match self.recorder.as_mut() {
+            Some(r) => r.hop(hop),
+            None => Ok(()),
+        }
+    }
+
+    fn band(&mut self, b: &BandObservation) {
+        if self.keep_bands {
+            self.bands.push(b.clone());
+        }
+    }
+
+    fn event(&mut self, e: &Event) {
+        let (kind, droppable, payload) = match e {
+            Event::Gap(g) => (
+                Kind::Gap,
+                g.state == GapState::Update,
+                serde_json::to_string(g),
+            ),
+            Event::Jammer(j) => (Kind::Jammer, false, serde_json::to_string(j)),
+        };
+        let Ok(msg) = payload else { return };
+        let Ok(topic) = protocol::topic(&self.id.facility_id, &self.id.sensor_id, kind) else {
+            return;
+        };
+        // Sealed once: every resend is these very bytes.
+        let payload = match self.signer.seal_text(&topic, &msg) {
+            Ok(p) => p,
+            Err(err) => {
+                tracing::error!("event lost: {err}");
+                return;
+            }
+        };
+        match self.outbox.push(&Entry { topic, payload }, droppable) {
+            Ok(_) => {
+                self.events += 1;
+                self.wake.notify_one();
+            }
+            Err(err) => tracing::error!("event lost: {err}"),
+        }
+    }
+}
 
 /// What a run did, returned after shutdown.
 #[derive(Debug, Clone, Default)]
@@ -32,22 +92,26 @@ pub struct RunReport {
     pub waiting: usize,
 }
 
-fn open_source(cfg: &AgentConfig) -> Result<Box<dyn IqSource>, AgentError> {
-    let spec = cfg.source.spec.as_str();
-    if let Some(rest) = spec.strip_prefix("sim") {
-        let mut scene = match rest.strip_prefix(':') {
-            Some(path) => crate::files::load_scene(std::path::Path::new(path))?,
-            None => Scene::demo(),
-        };
+/// Samples in a recording (0 when it cannot be read).
+fn recorded_samples(spec: &SourceSpec) -> u64 {
+    match spec {
+        SourceSpec::Sigmf(p) => hardware::sigmf::Metadata::open(p).map_or(0, |m| m.total_samples),
+        _ => 0,
+    }
+}
+
+/// Opens the configured source; the simulator as this sensor sees the scene (its position, its
+/// own noise).
+fn open_source(cfg: &AgentConfig, spec: &SourceSpec) -> Result<Box<dyn IqSource>, AgentError> {
+    let scene = spec.scene()?.map(|mut scene| {
         if let Some(p) = cfg.sensor.position_m {
             scene.radio.position_m = p;
         }
-        // Each sensor of a facility hears its own noise.
         scene.seed ^= protocol::event_id(OffsetDateTime::UNIX_EPOCH, cfg.sensor.id.as_bytes())
             .as_u128() as u64;
-        return Ok(Box::new(SimSource::new(scene)?));
-    }
-    crate::cli::open_source(spec)
+        scene
+    });
+    spec.open(scene)
 }
 
 fn spectrum_summary(
@@ -105,22 +169,49 @@ pub async fn run(
     if !problems.is_empty() {
         return Err(AgentError::Input(problems.join("\n")));
     }
-    let bands = crate::cli::select_bands(Some(&cfg.scan.country), &cfg.scan.bands)?;
-    let device = crate::cli::device_profile(cfg.source.device.as_deref())?;
+    let bands = crate::pipeline::select_bands(Some(&cfg.scan.country), &cfg.scan.bands)?;
+    let device = crate::source::device_profile(cfg.source.device.as_deref())?;
+    let spec = SourceSpec::parse(&cfg.source.spec)?;
     // A recording scans at its own rate.
-    let recorded_rate = match cfg.source.spec.strip_prefix("sigmf:") {
-        Some(path) => {
-            Some(hardware::sigmf::Metadata::open(std::path::Path::new(path))?.sample_rate_hz)
-        }
-        None => None,
-    };
-    let (dev_name, limits, rate) = crate::cli::limits_for(
-        &cfg.source.spec,
-        device,
-        cfg.source.sample_rate_hz.or(recorded_rate),
-    );
+    let recorded_rate = spec.recorded_rate()?;
+    let (mut dev_name, limits, mut rate) =
+        spec.radio(device, cfg.source.sample_rate_hz.or(recorded_rate));
     let pipeline: PipelineConfig = cfg.pipeline.clone();
-    let scan_plan = plan(&bands, &dev_name, &limits, rate, pipeline.usable_fraction())?;
+    let mut scan_plan = plan(&bands, &dev_name, &limits, rate, pipeline.usable_fraction())?;
+    let mut settings = SweepSettings {
+        pipeline: pipeline.clone(),
+        dwell_s: cfg.scan.dwell_ms / 1e3,
+        gain_db: cfg.source.gain_db,
+        noise_figure_db: device.map(|p| p.noise_figure_db),
+        cell_search: cfg.scan.cell_search,
+        watch_hz: cfg.scan.watch_hz.clone(),
+        jammer_confirm: 1,
+        analysis: true,
+    };
+    // A sweep the agent recorded plays with its own plan, settings and clock, so the events
+    // are the ones it published (sweep k at the recorded time plus k sweeps' air time).
+    let mut clock: Option<(OffsetDateTime, time::Duration)> = None;
+    if let Some(h) = spec.recorded_sweep()? {
+        tracing::info!(
+            "playing sweep {} recorded by {}/{} on {}: its plan and settings replace [scan] and [pipeline]",
+            h.sweep,
+            h.sensor.facility_id,
+            h.sensor.sensor_id,
+            h.device
+        );
+        let air_s = recorded_rate.map_or(0.0, |fs| recorded_samples(&spec) as f64 / fs);
+        clock = Some((
+            h.sweep_at,
+            time::Duration::seconds_f64(air_s + cfg.scan.interval_s),
+        ));
+        scan_plan = h.plan;
+        settings = SweepSettings {
+            analysis: true,
+            ..h.settings
+        };
+        dev_name = h.device;
+        rate = h.sample_rate_hz;
+    }
     let mut unreachable = Vec::new();
     for r in &scan_plan.ranges {
         if r.hops.warning(&dev_name, &limits).is_some() {
@@ -207,7 +298,40 @@ pub async fn run(
             .name(format!("scan-{}", cfg.sensor.id))
             .spawn(move || {
                 // The radio lives on this thread (SoapySDR handles are not Send).
-                let mut source = match open_source(&cfg) {
+                let clips = if cfg.evidence.clips {
+                    crate::cli::clip_policy(
+                        &cfg.evidence.dir_for(&cfg.outbox.dir),
+                        cfg.evidence.max_mb,
+                    )
+                    .and_then(|policy| {
+                        ClipStore::open(
+                            policy,
+                            ClipSource {
+                                sensor: id.clone(),
+                                device: dev_name.clone(),
+                                profile: device.map(|p| p.id.to_string()),
+                                sample_rate_hz: rate,
+                            },
+                        )
+                    })
+                    .map(Some)
+                } else {
+                    Ok(None)
+                };
+                let mut pipe = match (Pipeline::new(scan_plan, settings, &id), clips) {
+                    (Ok(p), Ok(clips)) => {
+                        let p = p.with_cancel(stop.clone());
+                        match clips {
+                            Some(c) => p.with_clips(c),
+                            None => p,
+                        }
+                    }
+                    (Err(e), _) | (_, Err(e)) => {
+                        let _ = opened_tx.send(Err(e));
+                        return (0, 0);
+                    }
+                };
+                let mut source = match open_source(&cfg, &spec) {
                     Ok(s) => {
                         let _ = opened_tx.send(Ok(()));
                         s
@@ -217,68 +341,62 @@ pub async fn run(
                         return (0, 0);
                     }
                 };
-                let mut gaps = GapTracker::new(id.clone(), &pipeline);
-                let mut cell_gaps = GapTracker::new(id.clone(), &pipeline);
-                let mut jammers = JammerTracker::new(id.clone(), 1);
-                let opts = SweepOptions {
-                    pipeline: pipeline.clone(),
-                    dwell_s: cfg.scan.dwell_ms / 1e3,
-                    gain_db: cfg.source.gain_db,
-                    noise_figure_db: device.map(|p| p.noise_figure_db),
-                    cell_search: cfg.scan.cell_search,
-                    watch_hz: cfg.scan.watch_hz.clone(),
-                    cancel: Some(stop.clone()),
-                };
                 let mut sweeps = 0u64;
                 let mut events = 0u64;
                 while !stop.load(Ordering::Relaxed) {
-                    let at = OffsetDateTime::now_utc();
-                    let mut observed = Vec::new();
-                    let r = sweep(
-                        source.as_mut(),
-                        &scan_plan,
-                        &opts,
-                        at,
-                        &mut gaps,
-                        &mut cell_gaps,
-                        &mut jammers,
-                        |b| {
-                            if cfg.mqtt.spectrum {
-                                observed.push(b.clone());
+                    let at = match clock {
+                        Some((t0, period)) => t0 + period * (sweeps as f64),
+                        None => OffsetDateTime::now_utc(),
+                    };
+                    let recorder = match &cfg.scan.record {
+                        Some(base) => match SweepRecorder::create(
+                            &sweep_base(base, sweeps),
+                            SweepHeader {
+                                schema: SWEEP_SCHEMA.into(),
+                                sensor: id.clone(),
+                                device: dev_name.clone(),
+                                profile: device.map(|p| p.id.to_string()),
+                                sample_rate_hz: rate,
+                                plan: pipe.plan().clone(),
+                                settings: pipe.settings().clone(),
+                                sweep: sweeps,
+                                sweep_at: at,
+                                clip: None,
+                            },
+                        ) {
+                            Ok(r) => Some(r),
+                            Err(e) => {
+                                tracing::error!("sweep not recorded: {e}");
+                                None
                             }
                         },
-                        |e| {
-                            let (kind, droppable, payload) = match e {
-                                Event::Gap(g) => (
-                                    Kind::Gap,
-                                    g.state == GapState::Update,
-                                    serde_json::to_string(g),
-                                ),
-                                Event::Jammer(j) => (Kind::Jammer, false, serde_json::to_string(j)),
-                            };
-                            let Ok(msg) = payload else { return };
-                            let Ok(topic) = protocol::topic(&id.facility_id, &id.sensor_id, kind)
-                            else {
-                                return;
-                            };
-                            // Sealed once: every resend is these very bytes.
-                            let payload = match signer.seal_text(&topic, &msg) {
-                                Ok(p) => p,
-                                Err(err) => {
-                                    tracing::error!("event lost: {err}");
-                                    return;
-                                }
-                            };
-                            match outbox.push(&Entry { topic, payload }, droppable) {
-                                Ok(_) => {
-                                    events += 1;
-                                    wake.notify_one();
-                                }
-                                Err(err) => tracing::error!("event lost: {err}"),
-                            }
-                        },
-                        |_, _| {},
-                    );
+                        None => None,
+                    };
+                    let mut sink = OutboxSink {
+                        id: &id,
+                        signer: &signer,
+                        outbox: &outbox,
+                        wake: &wake,
+                        keep_bands: cfg.mqtt.spectrum,
+                        bands: Vec::new(),
+                        events: 0,
+                        recorder,
+                    };
+                    let r = pipe.sweep(source.as_mut(), at, &mut sink);
+                    events += sink.events;
+                    if let Some(rec) = sink.recorder.take()
+                        && r.is_ok()
+                    {
+                        match rec.finish() {
+                            Ok(w) => tracing::info!(
+                                "sweep {} recorded in {}",
+                                sweeps,
+                                w.meta_path.display()
+                            ),
+                            Err(e) => tracing::error!("sweep not recorded: {e}"),
+                        }
+                    }
+                    let observed = sink.bands;
                     let mut h = status
                         .health
                         .lock()
@@ -291,6 +409,11 @@ pub async fn run(
                             h.overflows += health.overflows;
                             h.lost_samples += health.lost_samples;
                             h.timeouts += health.timeouts;
+                            if let Some(c) = pipe.clip_stats() {
+                                h.clips_kept = c.written;
+                                h.clips_evicted = c.evicted;
+                                h.clips_lost = c.skipped + c.failed;
+                            }
                             drop(h);
                             // Sealed only when the link can take it (a number spent on a
                             // summary never sent would show as a missing message).

@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod cells;
+mod clips;
 mod keygen;
 mod record;
 mod recordings;

@@ -815,30 +815,47 @@ async fn agent_and_server_links_over_tls() {
 }
 
 /// An agent that plays a recorded sweep (SigMF, made by `sensor-agent record --band`) instead of
-/// a radio: the leak in the recording (the demo's uncovered AWS cell) reaches the API.
+/// a radio: the leak in the recording (the demo's uncovered AWS cell) reaches the API, with the
+/// very time and margin the recording's own analysis gave (the agent runs the recording's plan
+/// and settings on the recording's clock).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_runs_on_a_recorded_sweep() {
     let dir = tempfile::tempdir().expect("dir");
     let rec = dir.path().join("b4");
-    let code = sensor_agent::cli::run_from_args(
-        [
-            "sensor-agent",
-            "record",
-            "--source",
-            "sim",
-            "--band",
-            "B4",
-            "--rate",
-            "15.36e6",
-            "--seconds",
-            "0.02",
-            "--out",
-        ]
-        .iter()
-        .map(std::ffi::OsString::from)
-        .chain([rec.clone().into_os_string()]),
-    );
-    assert_eq!(code, 0, "recording the sweep");
+    let args: Vec<std::ffi::OsString> = [
+        "sensor-agent",
+        "record",
+        "--source",
+        "sim",
+        "--band",
+        "B4",
+        "--rate",
+        "15.36e6",
+        "--seconds",
+        "0.02",
+        "--analyse",
+        "--json",
+        "--facility",
+        demo::FACILITY,
+        "--sensor",
+        "replayer",
+        "--zone",
+        "patio",
+        "--out",
+    ]
+    .iter()
+    .map(std::ffi::OsString::from)
+    .chain([rec.clone().into_os_string()])
+    .collect();
+    let cli = <sensor_agent::cli::Cli as clap::Parser>::try_parse_from(args).expect("arguments");
+    let mut printed = Vec::new();
+    sensor_agent::cli::run(cli.command, &mut printed).expect("recording the sweep");
+    let recorded_gap: serde_json::Value = String::from_utf8_lossy(&printed)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+        .find(|v| v["kind"] == "gap" && v["payload"]["cell"]["pci"] == 45)
+        .map(|v| v["payload"].clone())
+        .expect("the recording's own analysis names PCI 45");
     let fleet = with_demo_sensor(dir.path(), "replayer", "patio");
     let server = start_with(None, &dir.path().join("c.db"), "srv-sigmf", &fleet).await;
     let mut cfg = demo::agent_config(
@@ -868,6 +885,24 @@ async fn agent_runs_on_a_recorded_sweep() {
         },
     )
     .await;
+    let gaps = get(&server, &path).await;
+    let stored = gaps
+        .as_array()
+        .and_then(|a| a.iter().find(|g| g["pci"] == 45))
+        .expect("stored");
+    let when = |v: &serde_json::Value| {
+        time::OffsetDateTime::parse(
+            v.as_str().expect("a time"),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .expect("rfc3339")
+    };
+    assert_eq!(
+        when(&stored["opened_at"]),
+        when(&recorded_gap["observed_at"]),
+        "the gap opened at the recorded sweep's time: {stored} / {recorded_gap}"
+    );
+    assert_eq!(stored["margin_db"], recorded_gap["margin_db"], "{stored}");
     let sensors = get(
         &server,
         &format!("/api/facilities/{}/sensors", demo::FACILITY),

@@ -51,6 +51,7 @@ fn python_jsonschema_accepts_real_messages_and_rejects_broken_ones() {
         margin_db: 25.0,
         severity: Severity::Critical,
         detector: protocol::Detector::Energy,
+        evidence: None,
     })
     .expect("json");
     let jammer = serde_json::to_value(JammerEvent {

@@ -1,0 +1,877 @@
+//! The one sensing pipeline: plan hops per radio, capture each hop once, stitch each band's
+//! spectrum, analyse it, name the cells and feed the trackers. [`Pipeline`] owns every stage;
+//! the daemon (`run`), `scan`, `record` and the replay of a recorded sweep all drive it, so a
+//! recorded sweep replays to the very verdicts it was recorded with.
+
+use std::time::Instant;
+
+use dsp::Complex32;
+use dsp::bandplan::{Band, Hop, HopPlan, TuningLimits, plan_hops};
+use dsp::calib::Calibration;
+use dsp::floor::thermal_floor_dbm_per_hz;
+use dsp::psd::{Averaging, Spectrum, Welch, WelchConfig};
+use hardware::{IqSource, ReadOutcome, Tuned, Tuning};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::AgentError;
+use crate::analysis::{Analysis, OffsetSearch, analyze};
+use crate::config::{Identity, PipelineConfig};
+use crate::evidence::{ClipStats, ClipStore};
+use crate::tracker::{Event, GapTracker, JammerTracker};
+
+/// A contiguous frequency range made of overlapping bands, with the hops that cover it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RangePlan {
+    /// Lowest frequency, hertz.
+    pub lo_hz: f64,
+    /// Highest frequency, hertz.
+    pub hi_hz: f64,
+    /// Bands inside the range.
+    #[serde(serialize_with = "band_names", deserialize_with = "bands_named")]
+    pub bands: Vec<&'static Band>,
+    /// Hops covering what the radio can reach.
+    pub hops: HopPlan,
+}
+
+fn band_names<S: serde::Serializer>(b: &[&'static Band], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(b.iter().map(|b| b.name))
+}
+
+fn bands_named<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<&'static Band>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    names
+        .iter()
+        .map(|n| dsp::bandplan::band(n).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+/// A sweep plan for one radio.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScanPlan {
+    /// Ranges in ascending frequency.
+    pub ranges: Vec<RangePlan>,
+    /// Plain sentences about bands the radio cannot cover.
+    pub warnings: Vec<String>,
+}
+
+impl ScanPlan {
+    /// Hops in the whole plan.
+    #[must_use]
+    pub fn hop_count(&self) -> usize {
+        self.ranges.iter().map(|r| r.hops.hops.len()).sum()
+    }
+}
+
+/// The bands to sweep: those named, else the country's plan, else every band known.
+///
+/// # Errors
+/// An unknown band or country.
+pub fn select_bands(
+    country: Option<&str>,
+    bands: &[String],
+) -> Result<Vec<&'static Band>, AgentError> {
+    if !bands.is_empty() {
+        return bands
+            .iter()
+            .map(|b| dsp::bandplan::band(b.trim()).map_err(AgentError::from))
+            .collect();
+    }
+    match country {
+        Some(c) => {
+            let plan = dsp::bandplan::country(c)?;
+            plan.bands
+                .iter()
+                .map(|b| dsp::bandplan::band(b).map_err(AgentError::from))
+                .collect()
+        }
+        None => Ok(dsp::bandplan::all_bands().collect()),
+    }
+}
+
+/// Plans a sweep of `bands` on a radio: overlapping bands (B2 inside B25, GSM850 on B5) are
+/// merged so that each frequency is captured once.
+///
+/// # Errors
+/// [`AgentError::Dsp`] for a bad rate or usable fraction.
+pub fn plan(
+    bands: &[&'static Band],
+    device: &str,
+    limits: &TuningLimits,
+    sample_rate_hz: f64,
+    usable_fraction: f64,
+) -> Result<ScanPlan, AgentError> {
+    let mut sorted: Vec<&'static Band> = bands.to_vec();
+    sorted.sort_by(|a, b| a.dl_low_hz.total_cmp(&b.dl_low_hz));
+    sorted.dedup_by(|a, b| a.name == b.name);
+    let mut groups: Vec<(f64, f64, Vec<&'static Band>)> = Vec::new();
+    for b in sorted {
+        match groups.last_mut() {
+            Some((_, hi, members)) if b.dl_low_hz < *hi => {
+                *hi = hi.max(b.dl_high_hz);
+                members.push(b);
+            }
+            _ => groups.push((b.dl_low_hz, b.dl_high_hz, vec![b])),
+        }
+    }
+    let mut warnings = Vec::new();
+    let mut ranges = Vec::new();
+    for (lo, hi, members) in groups {
+        let name = members.iter().map(|b| b.name).collect::<Vec<_>>().join("+");
+        let hops = plan_hops(&name, lo, hi, limits, sample_rate_hz, usable_fraction)?;
+        if let Some(w) = hops.warning(device, limits) {
+            warnings.push(w);
+        }
+        ranges.push(RangePlan {
+            lo_hz: lo,
+            hi_hz: hi,
+            bands: members,
+            hops,
+        });
+    }
+    Ok(ScanPlan { ranges, warnings })
+}
+
+/// Settings of a sweep: everything besides the plan and the source that decides its verdicts.
+/// A recording carries them (`centinela:settings`) so that a replay reaches the same verdicts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSettings {
+    /// Spectrum pipeline settings (and the gap trackers' hysteresis).
+    pub pipeline: PipelineConfig,
+    /// Seconds captured per hop.
+    pub dwell_s: f64,
+    /// Gain, dB (None: the source's default).
+    pub gain_db: Option<f64>,
+    /// Noise figure to use when the source does not know its own, dB.
+    pub noise_figure_db: Option<f64>,
+    /// Name the energy carriers' cells by sync search (LTE PCI, NR SSB PCI, GSM BSIC).
+    pub cell_search: bool,
+    /// LTE downlink centres (hertz) to sync-search every sweep even without an energy carrier:
+    /// a cell hidden under a jammer's floor is found only this way.
+    pub watch_hz: Vec<f64>,
+    /// Sweeps a jammer state must hold before it is reported.
+    pub jammer_confirm: u32,
+    /// Analyse what is captured (false: capture only, as `record` does by default).
+    pub analysis: bool,
+}
+
+/// Counters of a sweep, for health reporting.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct SweepHealth {
+    /// Hops captured.
+    pub hops: usize,
+    /// Samples read.
+    pub samples: u64,
+    /// Overflow events.
+    pub overflows: u64,
+    /// Samples known lost in overflows.
+    pub lost_samples: u64,
+    /// Reads that timed out.
+    pub timeouts: u64,
+    /// Wall time of the sweep, seconds.
+    pub elapsed_s: f64,
+}
+
+/// One band's result in a sweep.
+#[derive(Debug, Clone, Serialize)]
+pub struct BandObservation {
+    /// Band name.
+    pub band: String,
+    /// When the band's range was captured.
+    #[serde(with = "time::serde::rfc3339")]
+    pub observed_at: OffsetDateTime,
+    /// Span analysed, hertz.
+    pub span_hz: (f64, f64),
+    /// The analysis.
+    #[serde(flatten)]
+    pub analysis: Analysis,
+    /// Cells named by sync search on the band's carriers.
+    pub cells: Vec<crate::analysis::CarrierObs>,
+}
+
+/// One hop as captured, handed to [`Observer::hop`] before it is analysed.
+#[derive(Debug)]
+pub struct HopCapture<'a> {
+    /// Index of the range in the plan.
+    pub range: usize,
+    /// Index of the hop in its range.
+    pub index: usize,
+    /// The hop as planned.
+    pub planned: &'a Hop,
+    /// What the source tuned to.
+    pub tuned: Tuned,
+    /// Wall-clock time when the capture started (run-specific: the sweep's clock is `at`).
+    pub started_at: OffsetDateTime,
+    /// The source's dBFS → dBm calibration at this tuning.
+    pub calibration: Option<&'a Calibration>,
+    /// Noise figure the verdicts use (the source's own, else the settings'), dB.
+    pub noise_figure_db: Option<f64>,
+    /// Overflow events during the capture.
+    pub overflows: u64,
+    /// The samples.
+    pub samples: &'a [Complex32],
+}
+
+/// What a sweep tells the one driving it. Every method has a default that ignores it.
+pub trait Observer {
+    /// A hop was captured (before analysis).
+    ///
+    /// # Errors
+    /// Whatever stops the sweep (a recording that cannot be written).
+    fn hop(&mut self, _hop: &HopCapture<'_>) -> Result<(), AgentError> {
+        Ok(())
+    }
+    /// A band was analysed.
+    fn band(&mut self, _band: &BandObservation) {}
+    /// A tracker reported a change.
+    fn event(&mut self, _event: &Event) {}
+    /// Hops done of hops in all.
+    fn progress(&mut self, _done: usize, _total: usize) {}
+}
+
+/// An observer that ignores everything.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Ignore;
+
+impl Observer for Ignore {}
+
+/// Samples of one hop kept until its range's cells are searched.
+#[derive(Debug, Default)]
+struct HopBuffer {
+    center_hz: f64,
+    sample_rate_hz: f64,
+    samples: Vec<Complex32>,
+    /// What the capture was, for an evidence clip of it.
+    planned: Option<Hop>,
+    tuned: Option<Tuned>,
+    started_at: Option<OffsetDateTime>,
+    calibration: Option<Calibration>,
+    noise_figure_db: Option<f64>,
+    overflows: u64,
+}
+
+/// The sensing pipeline: source → hop plan → capture → calibrated Welch → stitching → analysis
+/// (floor, jammers, carriers) → cell search → trackers → events. One value owns the plan, the
+/// settings, the Welch estimator, the LTE/NR searchers, the capture buffers and the trackers,
+/// and is reused sweep after sweep: `run`, `scan`, `record` and `replay` all drive it.
+#[derive(Debug)]
+pub struct Pipeline {
+    plan: ScanPlan,
+    settings: SweepSettings,
+    welch: Option<Welch>,
+    scratch: Vec<f32>,
+    buffers: Vec<HopBuffer>,
+    lte: Option<dsp::cell::lte_search::LteSearcher>,
+    nr: Option<crate::analysis::NrSearchers>,
+    gaps: GapTracker,
+    cell_gaps: GapTracker,
+    jammers: JammerTracker,
+    clips: Option<ClipStore>,
+    cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Pipeline {
+    /// A pipeline for `plan` with `settings`, putting `identity` on its events.
+    ///
+    /// # Errors
+    /// [`AgentError::Input`] naming a bad pipeline setting.
+    pub fn new(
+        plan: ScanPlan,
+        settings: SweepSettings,
+        identity: &Identity,
+    ) -> Result<Self, AgentError> {
+        settings
+            .pipeline
+            .check()
+            .map_err(|e| AgentError::Input(format!("pipeline: {e}")))?;
+        if !(settings.dwell_s.is_finite() && settings.dwell_s > 0.0) {
+            return Err(AgentError::Input(format!(
+                "dwell {} s must be a positive number",
+                settings.dwell_s
+            )));
+        }
+        let search = settings.analysis && settings.cell_search;
+        Ok(Self {
+            welch: None,
+            scratch: Vec::new(),
+            buffers: Vec::new(),
+            lte: search.then(|| {
+                dsp::cell::lte_search::LteSearcher::new(
+                    dsp::cell::lte_search::LteSearchConfig::default(),
+                )
+            }),
+            nr: search.then(|| {
+                crate::analysis::NrSearchers::new(dsp::cell::nr_search::NrSearchConfig::default())
+            }),
+            gaps: GapTracker::new(identity.clone(), &settings.pipeline),
+            cell_gaps: GapTracker::new(identity.clone(), &settings.pipeline),
+            jammers: JammerTracker::new(identity.clone(), settings.jammer_confirm.max(1)),
+            clips: None,
+            cancel: None,
+            plan,
+            settings,
+        })
+    }
+
+    /// Keeps an evidence clip of each gap that opens at `critical` in `store`.
+    #[must_use]
+    pub fn with_clips(mut self, store: ClipStore) -> Self {
+        self.clips = Some(store);
+        self
+    }
+
+    /// The clip store's counters, when clips are kept.
+    #[must_use]
+    pub fn clip_stats(&self) -> Option<ClipStats> {
+        self.clips.as_ref().map(|c| c.stats.clone())
+    }
+
+    /// Abandons a sweep between hops once `flag` is set.
+    #[must_use]
+    pub fn with_cancel(mut self, flag: std::sync::Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.cancel = Some(flag);
+        self
+    }
+
+    /// The plan swept.
+    #[must_use]
+    pub fn plan(&self) -> &ScanPlan {
+        &self.plan
+    }
+
+    /// The settings.
+    #[must_use]
+    pub fn settings(&self) -> &SweepSettings {
+        &self.settings
+    }
+
+    /// Gaps open now (energy).
+    #[must_use]
+    pub fn open_gaps(&self) -> usize {
+        self.gaps.open_count()
+    }
+
+    fn cancelled(&self) -> bool {
+        self.cancel
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Dwell of a hop of `range`: GSM bands dwell long enough for two FCCH bursts and an SCH
+    /// when cells are searched.
+    fn dwell_s(&self, range: &RangePlan) -> f64 {
+        let gsm = self.settings.analysis
+            && self.settings.cell_search
+            && range
+                .bands
+                .iter()
+                .any(|b| b.technology == dsp::carrier::Technology::Gsm);
+        if gsm {
+            self.settings.dwell_s.max(GSM_DWELL_S)
+        } else {
+            self.settings.dwell_s
+        }
+    }
+
+    /// Sweeps the plan once, stamping observations and events with `at`.
+    ///
+    /// # Errors
+    /// Source failures ([`AgentError::Hardware`]), a source that stops delivering (twenty
+    /// timeouts in a row), an observer's error, or [`AgentError::Cancelled`].
+    pub fn sweep(
+        &mut self,
+        source: &mut dyn IqSource,
+        at: OffsetDateTime,
+        observer: &mut dyn Observer,
+    ) -> Result<SweepHealth, AgentError> {
+        let started = Instant::now();
+        let mut health = SweepHealth::default();
+        let total = self.plan.hop_count();
+        let plan = std::mem::take(&mut self.plan.ranges);
+        let r = (|| -> Result<(), AgentError> {
+            for (ri, range) in plan.iter().enumerate() {
+                self.sweep_range(source, ri, range, at, total, &mut health, observer)?;
+            }
+            Ok(())
+        })();
+        self.plan.ranges = plan;
+        r?;
+        health.elapsed_s = started.elapsed().as_secs_f64();
+        Ok(health)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn sweep_range(
+        &mut self,
+        source: &mut dyn IqSource,
+        ri: usize,
+        range: &RangePlan,
+        at: OffsetDateTime,
+        total: usize,
+        health: &mut SweepHealth,
+        observer: &mut dyn Observer,
+    ) -> Result<(), AgentError> {
+        if range.hops.hops.is_empty() {
+            return Ok(());
+        }
+        let cfg = self.settings.pipeline.clone();
+        let analyse = self.settings.analysis;
+        // Every hop of the range is kept until the range is done when cells are searched in
+        // them or when a gap may need an evidence clip of its hops.
+        let keep_all = analyse && (self.settings.cell_search || self.clips.is_some());
+        let search = analyse && self.settings.cell_search;
+        let dwell_s = self.dwell_s(range);
+        let mut pieces: Vec<Spectrum> = Vec::with_capacity(range.hops.hops.len());
+        let mut segments = usize::MAX;
+        let mut calibration = None;
+        let mut noise_figure_db = None;
+        let needed = if keep_all { range.hops.hops.len() } else { 1 };
+        if self.buffers.len() < needed {
+            self.buffers.resize_with(needed, HopBuffer::default);
+        }
+        for (hi, hop) in range.hops.hops.iter().enumerate() {
+            if self.cancelled() {
+                return Err(AgentError::Cancelled);
+            }
+            let tuned = source.tune(&Tuning {
+                center_hz: hop.center_hz,
+                sample_rate_hz: hop.sample_rate_hz,
+                gain_db: self.settings.gain_db,
+                bandwidth_hz: None,
+            })?;
+            let started_at = OffsetDateTime::now_utc();
+            calibration = source.calibration();
+            noise_figure_db = source
+                .info()
+                .noise_figure_db
+                .or(self.settings.noise_figure_db);
+            let fs = tuned.sample_rate_hz;
+            let n = ((dwell_s * fs) as usize).max(cfg.fft_size);
+            let slot = if keep_all { hi } else { 0 };
+            let buf = &mut self.buffers[slot];
+            buf.center_hz = tuned.center_hz;
+            buf.sample_rate_hz = fs;
+            buf.samples.resize(n, Complex32::default());
+            let overflows_before = health.overflows;
+            read_exactly(source, &mut buf.samples, health)?;
+            buf.planned = Some(*hop);
+            buf.tuned = Some(tuned.clone());
+            buf.started_at = Some(started_at);
+            buf.calibration.clone_from(&calibration);
+            buf.noise_figure_db = noise_figure_db;
+            buf.overflows = health.overflows - overflows_before;
+            observer.hop(&HopCapture {
+                range: ri,
+                index: hi,
+                planned: hop,
+                tuned: tuned.clone(),
+                started_at,
+                calibration: calibration.as_ref(),
+                noise_figure_db,
+                overflows: buf.overflows,
+                samples: &buf.samples,
+            })?;
+            if analyse {
+                let w = match self.welch.as_mut() {
+                    Some(w) if (w.config().sample_rate_hz - fs).abs() < 1e-3 => w,
+                    _ => self.welch.insert(Welch::new(WelchConfig {
+                        fft_size: cfg.fft_size,
+                        overlap: cfg.overlap,
+                        window: cfg.window,
+                        averaging: Averaging::Segments(usize::MAX),
+                        sample_rate_hz: fs,
+                        center_hz: tuned.center_hz,
+                    })?),
+                };
+                w.reset(tuned.center_hz);
+                w.process(&buf.samples, |_| {});
+                let mut got = None;
+                w.flush(|f| got = Some((f.segments, f.to_spectrum())));
+                if let Some((n, mut spec)) = got {
+                    segments = segments.min(n);
+                    spec.suppress_dc(tuned.center_hz, cfg.dc_half_width_bins);
+                    if let Some(kept) = spec.slice_hz(hop.keep_hz.0, hop.keep_hz.1) {
+                        pieces.push(kept);
+                    }
+                }
+            }
+            health.hops += 1;
+            observer.progress(health.hops, total);
+        }
+        if !analyse {
+            return Ok(());
+        }
+        let Some(stitched) = Spectrum::stitch(&pieces) else {
+            return Ok(());
+        };
+        let hops = &self.buffers[..if keep_all { range.hops.hops.len() } else { 0 }];
+        let thermal = noise_figure_db.map(thermal_floor_dbm_per_hz);
+        let mut kept: Vec<(f64, BandObservation)> = Vec::new();
+        for band in &range.bands {
+            let Some(slice) = stitched.slice_hz(band.dl_low_hz, band.dl_high_hz) else {
+                continue;
+            };
+            let analysis = analyze(
+                &slice,
+                segments.max(1),
+                calibration.as_ref(),
+                thermal,
+                &[*band],
+                &cfg,
+                &mut self.scratch,
+            );
+            kept.push((
+                band.width_hz(),
+                BandObservation {
+                    band: band.name.to_string(),
+                    observed_at: at,
+                    span_hz: slice.span_hz(),
+                    analysis,
+                    cells: Vec::new(),
+                },
+            ));
+        }
+        // A carrier seen in several overlapping bands belongs to the narrowest of its technology.
+        let mut order: Vec<usize> = (0..kept.len()).collect();
+        order.sort_by(|&a, &b| kept[a].0.total_cmp(&kept[b].0));
+        let mut claimed: Vec<(f64, dsp::carrier::Technology)> = Vec::new();
+        for &i in &order {
+            let band = kept[i].1.band.clone();
+            kept[i].1.analysis.carriers.retain(|c| {
+                if c.band != band {
+                    return false;
+                }
+                let dup = claimed
+                    .iter()
+                    .any(|&(f, t)| t == c.technology && (f - c.center_hz).abs() < 50e3);
+                if !dup {
+                    claimed.push((c.center_hz, c.technology));
+                }
+                !dup
+            });
+        }
+        let mut all_cells = Vec::new();
+        if search {
+            for (_, obs) in &mut kept {
+                let Some(band) = range.bands.iter().copied().find(|b| b.name == obs.band) else {
+                    continue;
+                };
+                search_cells(
+                    self.lte.as_mut(),
+                    self.nr.as_mut(),
+                    hops,
+                    calibration.as_ref(),
+                    band,
+                    &self.settings.watch_hz,
+                    obs,
+                );
+                all_cells.extend(obs.cells.iter().cloned());
+            }
+        }
+        let all_carriers: Vec<_> = kept
+            .iter()
+            .flat_map(|(_, b)| b.analysis.carriers.iter().cloned())
+            .collect();
+        let mut events = Vec::new();
+        for (_, obs) in &kept {
+            observer.band(obs);
+            for j in &obs.analysis.jammers {
+                if let Some(e) = self.jammers.observe(at, &j.band, &j.assessment) {
+                    events.push(e);
+                }
+            }
+        }
+        events.extend(
+            self.gaps
+                .observe(at, (range.lo_hz, range.hi_hz), &all_carriers),
+        );
+        if search {
+            events.extend(
+                self.cell_gaps
+                    .observe(at, (range.lo_hz, range.hi_hz), &all_cells),
+            );
+        }
+        for mut e in events {
+            if let (Event::Gap(g), Some(clips)) = (&mut e, self.clips.as_mut())
+                && g.state == protocol::GapState::Open
+                && g.severity == protocol::Severity::Critical
+            {
+                g.evidence = keep_clip(clips, range, &self.settings, at, g, &all_carriers, hops);
+            }
+            observer.event(&e);
+        }
+        Ok(())
+    }
+}
+
+/// Floor either side of a carrier that a clip keeps, hertz: the detector needs floor around a
+/// carrier to see it as one.
+const CLIP_GUARD_HZ: f64 = 2e6;
+
+/// Writes the evidence clip of a gap that opened critical: the hops of its range whose kept
+/// span touches its carrier (the energy carrier a named cell sits in, else the widest LTE
+/// channel around it) and a guard of floor, as a recorded sweep of their own that replays to
+/// the gap.
+#[allow(clippy::too_many_arguments)]
+fn keep_clip(
+    clips: &mut ClipStore,
+    range: &RangePlan,
+    settings: &SweepSettings,
+    at: OffsetDateTime,
+    gap: &protocol::GapEvent,
+    carriers: &[crate::analysis::CarrierObs],
+    hops: &[HopBuffer],
+) -> Option<protocol::Evidence> {
+    let (centre, half) = carriers
+        .iter()
+        .find(|c| (c.center_hz - gap.center_hz).abs() <= c.bandwidth_hz / 2.0)
+        .map_or((gap.center_hz, gap.bandwidth_hz.max(20e6) / 2.0), |c| {
+            (c.center_hz, c.bandwidth_hz / 2.0)
+        });
+    let (lo, hi) = (centre - half - CLIP_GUARD_HZ, centre + half + CLIP_GUARD_HZ);
+    let chosen: Vec<&HopBuffer> = hops
+        .iter()
+        .filter(|h| {
+            h.planned
+                .is_some_and(|p| p.keep_hz.0 < hi && p.keep_hz.1 > lo)
+        })
+        .collect();
+    let mut plan_hops: Vec<Hop> = chosen.iter().filter_map(|h| h.planned).collect();
+    plan_hops.sort_by(|a, b| a.center_hz.total_cmp(&b.center_hz));
+    let (Some(first), Some(last)) = (plan_hops.first(), plan_hops.last()) else {
+        clips.stats.failed += 1;
+        tracing::warn!("no hop holds gap {}: no clip kept", gap.gap_key);
+        return None;
+    };
+    let plan = ScanPlan {
+        ranges: vec![RangePlan {
+            lo_hz: first.keep_hz.0.max(range.lo_hz),
+            hi_hz: last.keep_hz.1.min(range.hi_hz),
+            bands: range.bands.clone(),
+            hops: HopPlan {
+                band: range.hops.band.clone(),
+                hops: plan_hops.clone(),
+                unreachable_hz: Vec::new(),
+            },
+        }],
+        warnings: Vec::new(),
+    };
+    // One observation is all a clip holds: its gap opens on it.
+    let settings = SweepSettings {
+        pipeline: PipelineConfig {
+            open_after: 1,
+            ..settings.pipeline.clone()
+        },
+        jammer_confirm: 1,
+        analysis: true,
+        ..settings.clone()
+    };
+    let captures: Vec<HopCapture<'_>> = chosen
+        .iter()
+        .filter_map(|h| {
+            let planned = h.planned.as_ref()?;
+            let index = plan_hops
+                .iter()
+                .position(|p| p.center_hz == planned.center_hz)?;
+            Some(HopCapture {
+                range: 0,
+                index,
+                planned,
+                tuned: h.tuned.clone()?,
+                started_at: h.started_at?,
+                calibration: h.calibration.as_ref(),
+                noise_figure_db: h.noise_figure_db,
+                overflows: h.overflows,
+                samples: &h.samples,
+            })
+        })
+        .collect();
+    match clips.keep(plan, settings, at, gap, &captures) {
+        Ok(e) => e,
+        Err(err) => {
+            clips.stats.failed += 1;
+            tracing::error!("evidence clip of gap {} not kept: {err}", gap.gap_key);
+            None
+        }
+    }
+}
+
+/// Names the cells of one band of a range: LTE around each LTE carrier's centre, NR on the
+/// raster of the hops that hold an NR carrier, GSM on every ARFCN, and LTE at the watched
+/// channels where energy shows nothing.
+fn search_cells(
+    mut lte: Option<&mut dsp::cell::lte_search::LteSearcher>,
+    nr: Option<&mut crate::analysis::NrSearchers>,
+    hops: &[HopBuffer],
+    calibration: Option<&Calibration>,
+    band: &'static Band,
+    watch_hz: &[f64],
+    obs: &mut BandObservation,
+) {
+    let mut nr = nr;
+    for c in obs.analysis.carriers.clone() {
+        match c.technology {
+            dsp::carrier::Technology::Lte => {
+                if let Some(s) = lte.as_deref_mut() {
+                    // Centred on the carrier the radio sees: its error moved the cell with it,
+                    // only the centre's estimate (a bin or so) is off.
+                    obs.cells.extend(lte_cells_at(
+                        s,
+                        hops,
+                        c.center_hz,
+                        calibration,
+                        band,
+                        OffsetSearch::Near(ENERGY_CENTRE_SLACK_HZ),
+                    ));
+                }
+            }
+            dsp::carrier::Technology::Nr => {
+                let Some(searchers) = nr.as_deref_mut() else {
+                    continue;
+                };
+                for hop in hops.iter().filter(|h| {
+                    (c.center_hz - h.center_hz).abs()
+                        < c.bandwidth_hz / 2.0 + h.sample_rate_hz / 2.0
+                }) {
+                    for (o, _) in
+                        crate::analysis::nr_cells(searchers, &view(hop), calibration, &[band])
+                    {
+                        push_new_pci(&mut obs.cells, o);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    // GSM: FCCH and SCH on every ARFCN of the band in each hop, energy carrier or not (the FCCH
+    // tone stands out of a floor that hides the carrier).
+    if band.technology == dsp::carrier::Technology::Gsm {
+        for hop in hops {
+            for (o, _) in crate::analysis::gsm_cells(&view(hop), calibration, &[band]) {
+                let arfcn = o.cell.as_ref().and_then(|c| c.arfcn);
+                if !obs
+                    .cells
+                    .iter()
+                    .any(|k| k.cell.as_ref().and_then(|c| c.arfcn) == arfcn)
+                {
+                    obs.cells.push(o);
+                }
+            }
+        }
+    }
+    // Known channels: search for a cell even where energy shows nothing.
+    if let Some(s) = lte {
+        for &f in watch_hz {
+            if !(band.dl_low_hz..=band.dl_high_hz).contains(&f)
+                || band.technology != dsp::carrier::Technology::Lte
+                || obs.cells.iter().any(|k| (k.center_hz - f).abs() < 1e6)
+            {
+                continue;
+            }
+            for o in lte_cells_at(s, hops, f, calibration, band, OffsetSearch::Full) {
+                push_new_pci(&mut obs.cells, o);
+            }
+        }
+    }
+}
+
+fn view(hop: &HopBuffer) -> crate::analysis::CaptureView<'_> {
+    crate::analysis::CaptureView {
+        samples: &hop.samples,
+        sample_rate_hz: hop.sample_rate_hz,
+        center_hz: hop.center_hz,
+    }
+}
+
+/// Dwell of the hops of GSM bands when cells are searched: two FCCH bursts (10 or 11 TDMA
+/// frames, 51 ms at most) and an SCH.
+const GSM_DWELL_S: f64 = 0.06;
+
+/// How far an LTE cell can sit from the centre of the energy carrier it was found in: the
+/// centre is read off spectrum bins of about 15 kHz (1024 points at 15.36 MS/s) and the edges
+/// of a carrier under a jammer, so a few bins.
+const ENERGY_CENTRE_SLACK_HZ: f64 = 30e3;
+
+/// LTE cells centred at `f` in the capture of the nearest hop that holds `f` with 0.6 MHz to
+/// spare (the 1.92 MS/s sync view).
+fn lte_cells_at(
+    s: &mut dsp::cell::lte_search::LteSearcher,
+    hops: &[HopBuffer],
+    f: f64,
+    calibration: Option<&dsp::calib::Calibration>,
+    band: &'static Band,
+    how: OffsetSearch,
+) -> Vec<crate::analysis::CarrierObs> {
+    let Some(hop) = hops
+        .iter()
+        .filter(|h| (f - h.center_hz).abs() + 0.6e6 <= h.sample_rate_hz / 2.0)
+        .min_by(|a, b| (f - a.center_hz).abs().total_cmp(&(f - b.center_hz).abs()))
+    else {
+        return Vec::new();
+    };
+    crate::analysis::lte_cells(
+        s,
+        &view(hop),
+        &[f - hop.center_hz],
+        calibration,
+        &[band],
+        how,
+    )
+    .into_iter()
+    .map(|(o, _)| o)
+    .collect()
+}
+
+/// Adds a cell unless one with its PCI is already there.
+fn push_new_pci(cells: &mut Vec<crate::analysis::CarrierObs>, o: crate::analysis::CarrierObs) {
+    let pci = o.cell.as_ref().and_then(|i| i.pci);
+    if !cells
+        .iter()
+        .any(|k| k.cell.as_ref().and_then(|i| i.pci) == pci)
+    {
+        cells.push(o);
+    }
+}
+
+fn read_exactly(
+    source: &mut dyn IqSource,
+    buf: &mut [Complex32],
+    health: &mut SweepHealth,
+) -> Result<(), AgentError> {
+    let mut got = 0;
+    let mut timeouts_in_row = 0;
+    while got < buf.len() {
+        match source.read(&mut buf[got..])? {
+            ReadOutcome::Samples(n) => {
+                got += n;
+                timeouts_in_row = 0;
+            }
+            ReadOutcome::Overflow { n, lost } => {
+                health.overflows += 1;
+                health.lost_samples += lost.unwrap_or(0);
+                got += n;
+            }
+            ReadOutcome::Timeout => {
+                health.timeouts += 1;
+                timeouts_in_row += 1;
+                if timeouts_in_row >= 20 {
+                    return Err(AgentError::Input(format!(
+                        "source `{}` stopped delivering samples (20 timeouts in a row)",
+                        source.info().name
+                    )));
+                }
+            }
+            ReadOutcome::EndOfData => {
+                buf[got..].fill(Complex32::default());
+                return Err(AgentError::Input(format!(
+                    "source `{}` ended after {got} of {} samples of a hop",
+                    source.info().name,
+                    buf.len()
+                )));
+            }
+        }
+    }
+    health.samples += got as u64;
+    Ok(())
+}

@@ -1,0 +1,337 @@
+//! Recorded sweeps: SigMF recordings that carry, in the `centinela` extension namespace,
+//! everything the [`Pipeline`](crate::pipeline::Pipeline) needs to reach the same verdicts
+//! again — the hop plan, the settings, the sensor, the sweep's clock, and per capture the hop,
+//! gain, calibration and noise figure. The fields are listed in README ("Recorded sweeps").
+//!
+//! [`SweepRecorder`] writes one recording per sweep as the pipeline captures it (samples as
+//! `cf32_le`, exactly what was analysed); [`RecordedSweep`] reads one back and is the
+//! [`IqSource`] a replay sweeps, tuned hop by hop to the recorded captures.
+
+use std::path::{Path, PathBuf};
+
+use dsp::Complex32;
+use dsp::calib::Calibration;
+use hardware::sigmf::{Datatype, Metadata, SigmfSource, SigmfWriter, Written};
+use hardware::{HwError, IqSource, ReadOutcome, SourceInfo, Tuned, Tuning};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+
+use crate::AgentError;
+use crate::config::Identity;
+use crate::pipeline::{HopCapture, ScanPlan, SweepSettings};
+
+/// The extension's name in `core:extensions` and the prefix of its keys.
+pub const EXTENSION: &str = "centinela";
+/// The extension's version.
+pub const EXTENSION_VERSION: &str = "1.0.0";
+/// `centinela:schema` of a recorded sweep.
+pub const SWEEP_SCHEMA: &str = "centinela.sweep/1";
+
+/// What a recorded sweep holds besides its samples: the `centinela:` global fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepHeader {
+    /// [`SWEEP_SCHEMA`].
+    pub schema: String,
+    /// The sensor that recorded it.
+    pub sensor: Identity,
+    /// The radio as planned (a profile's name, or the source's).
+    pub device: String,
+    /// The device profile's id, when one was given.
+    pub profile: Option<String>,
+    /// Sample rate of the plan, hertz.
+    pub sample_rate_hz: f64,
+    /// The hop plan swept.
+    pub plan: ScanPlan,
+    /// The settings swept with.
+    pub settings: SweepSettings,
+    /// Index of the sweep in its run (0 first).
+    pub sweep: u64,
+    /// The sweep's clock: every observation and event of the sweep carries this time.
+    #[serde(with = "time::serde::rfc3339")]
+    pub sweep_at: OffsetDateTime,
+    /// Set when the recording is an evidence clip: the gap it shows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clip: Option<Value>,
+}
+
+/// Per-capture `centinela:` fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaptureHeader {
+    /// Index of the range in the plan.
+    pub range: usize,
+    /// Index of the hop in its range.
+    pub hop: usize,
+    /// Centre the plan asked for, hertz (`core:frequency` is what the radio tuned to).
+    pub planned_center_hz: f64,
+    /// Gain the radio reported, dB.
+    pub gain_db: Option<f64>,
+    /// The radio's dBFS → dBm calibration at this tuning.
+    pub calibration: Option<Calibration>,
+    /// Noise figure the verdicts used, dB.
+    pub noise_figure_db: Option<f64>,
+    /// Overflow events while capturing.
+    pub overflows: u64,
+}
+
+fn prefixed(v: Value) -> Map<String, Value> {
+    match v {
+        Value::Object(m) => m
+            .into_iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (format!("{EXTENSION}:{k}"), v))
+            .collect(),
+        _ => Map::new(),
+    }
+}
+
+fn unprefixed(m: &Map<String, Value>) -> Value {
+    Value::Object(
+        m.iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix(EXTENSION)
+                    .and_then(|r| r.strip_prefix(':'))
+                    .map(|k| (k.to_string(), v.clone()))
+            })
+            .collect(),
+    )
+}
+
+/// Writes one recording of a sweep as the pipeline captures it.
+#[derive(Debug)]
+pub struct SweepRecorder {
+    writer: SigmfWriter,
+    header: SweepHeader,
+}
+
+impl SweepRecorder {
+    /// Creates `BASE.sigmf-data`; the metadata is written by [`SweepRecorder::finish`].
+    ///
+    /// # Errors
+    /// [`AgentError::Hardware`] when the file cannot be created.
+    pub fn create(base: &Path, header: SweepHeader) -> Result<Self, AgentError> {
+        Self::create_as(base, Datatype::Cf32Le, header)
+    }
+
+    /// As [`SweepRecorder::create`], in another sample format (`ci16_le` rounds the samples).
+    ///
+    /// # Errors
+    /// As [`SweepRecorder::create`].
+    pub fn create_as(
+        base: &Path,
+        datatype: Datatype,
+        header: SweepHeader,
+    ) -> Result<Self, AgentError> {
+        if let Some(dir) = base.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                AgentError::Input(format!("recording directory {}: {e}", dir.display()))
+            })?;
+        }
+        let writer = SigmfWriter::create(base, datatype, header.sample_rate_hz)?;
+        Ok(Self { writer, header })
+    }
+
+    /// Appends a captured hop as a capture of its own.
+    ///
+    /// # Errors
+    /// [`AgentError::Hardware`] on a write failure.
+    pub fn hop(&mut self, hop: &HopCapture<'_>) -> Result<(), AgentError> {
+        let head = CaptureHeader {
+            range: hop.range,
+            hop: hop.index,
+            planned_center_hz: hop.planned.center_hz,
+            gain_db: hop.tuned.gain_db,
+            calibration: hop.calibration.cloned(),
+            noise_figure_db: hop.noise_figure_db,
+            overflows: hop.overflows,
+        };
+        let when = hop
+            .started_at
+            .format(&time::format_description::well_known::Rfc3339)
+            .ok();
+        self.writer.start_capture_with(
+            Some(hop.tuned.center_hz),
+            when.as_deref(),
+            prefixed(serde_json::to_value(&head).unwrap_or(Value::Null)),
+        );
+        self.writer.write(hop.samples)?;
+        Ok(())
+    }
+
+    /// Writes the metadata; returns its path and the dataset's SHA-512.
+    ///
+    /// # Errors
+    /// [`AgentError::Hardware`] on a write failure.
+    pub fn finish(mut self) -> Result<Written, AgentError> {
+        let h = &self.header;
+        self.writer.set_global(
+            "core:description",
+            json!(format!(
+                "Centinela sweep {} of {}/{} on {}",
+                h.sweep, h.sensor.facility_id, h.sensor.sensor_id, h.device
+            )),
+        );
+        self.writer.set_global("core:hw", json!(h.device));
+        self.writer.set_global(
+            "core:extensions",
+            json!([{"name": EXTENSION, "version": EXTENSION_VERSION, "optional": true}]),
+        );
+        for (k, v) in prefixed(serde_json::to_value(&self.header).unwrap_or(Value::Null)) {
+            self.writer.set_global(&k, v);
+        }
+        Ok(self.writer.finish_written()?)
+    }
+}
+
+/// The path of sweep `n`'s recording for `--record BASE`: `BASE-NNNNNN`.
+#[must_use]
+pub fn sweep_base(base: &Path, n: u64) -> PathBuf {
+    let mut s = base.as_os_str().to_owned();
+    s.push(format!("-{n:06}"));
+    PathBuf::from(s)
+}
+
+/// A recorded sweep opened for replay: its header, and a source that plays its captures.
+#[derive(Debug)]
+pub struct RecordedSweep {
+    /// The `centinela:` global fields.
+    pub header: SweepHeader,
+    source: SigmfSource,
+    captures: Vec<CaptureHeader>,
+    current: Option<usize>,
+}
+
+impl RecordedSweep {
+    /// Whether a recording's metadata declares a Centinela sweep.
+    #[must_use]
+    pub fn is_sweep(meta: &Metadata) -> bool {
+        meta.extensions.contains_key(&format!("{EXTENSION}:schema"))
+    }
+
+    /// Opens a recorded sweep, checking its dataset against its `core:sha512` when it has one.
+    ///
+    /// # Errors
+    /// As [`SigmfSource::open`]; [`HwError::Metadata`] when the `centinela:` fields are missing,
+    /// of another schema, or do not match the captures; [`HwError::Data`] when the dataset is
+    /// not the one the metadata's hash names.
+    pub fn open(path: &Path) -> Result<Self, AgentError> {
+        let source = SigmfSource::open(path)?;
+        let meta = source.metadata();
+        let bad = |message: String| HwError::Metadata {
+            path: meta.meta_path.clone(),
+            message,
+        };
+        if let Some(want) = &meta.sha512 {
+            let got = hardware::sigmf::file_sha512(&meta.data_path)?;
+            if !got.eq_ignore_ascii_case(want) {
+                return Err(HwError::Data {
+                    path: meta.data_path.clone(),
+                    message: format!(
+                        "its SHA-512 is {}… but `core:sha512` says {}…: the samples are not the ones recorded",
+                        &got[..16],
+                        want.chars().take(16).collect::<String>()
+                    ),
+                }
+                .into());
+            }
+        }
+        let schema = meta
+            .extensions
+            .get(&format!("{EXTENSION}:schema"))
+            .and_then(Value::as_str)
+            .ok_or_else(|| bad("not a Centinela sweep: no `global.centinela:schema`".into()))?;
+        if schema != SWEEP_SCHEMA {
+            return Err(bad(format!(
+                "`global.centinela:schema` is `{schema}`; this agent reads `{SWEEP_SCHEMA}`"
+            ))
+            .into());
+        }
+        let header: SweepHeader = serde_json::from_value(unprefixed(&meta.extensions))
+            .map_err(|e| bad(format!("`global.centinela:*`: {e}")))?;
+        if (header.sample_rate_hz - meta.sample_rate_hz).abs() > 1e-6 * meta.sample_rate_hz {
+            return Err(bad(format!(
+                "`global.centinela:sample_rate_hz` {} differs from `core:sample_rate` {}",
+                header.sample_rate_hz, meta.sample_rate_hz
+            ))
+            .into());
+        }
+        let mut captures = Vec::with_capacity(meta.captures.len());
+        for (i, c) in meta.captures.iter().enumerate() {
+            let h: CaptureHeader = serde_json::from_value(unprefixed(&c.extensions))
+                .map_err(|e| bad(format!("`captures[{i}].centinela:*`: {e}")))?;
+            let Some(range) = header.plan.ranges.get(h.range) else {
+                return Err(bad(format!(
+                    "`captures[{i}].centinela:range` {} is not a range of the plan",
+                    h.range
+                ))
+                .into());
+            };
+            if range.hops.hops.get(h.hop).map(|p| p.center_hz) != Some(h.planned_center_hz) {
+                return Err(bad(format!(
+                    "`captures[{i}]` is not hop {} of range {} of the plan",
+                    h.hop, h.range
+                ))
+                .into());
+            }
+            captures.push(h);
+        }
+        Ok(Self {
+            header,
+            source,
+            captures,
+            current: None,
+        })
+    }
+
+    /// The recording's metadata.
+    #[must_use]
+    pub fn metadata(&self) -> &Metadata {
+        self.source.metadata()
+    }
+}
+
+impl IqSource for RecordedSweep {
+    fn info(&self) -> SourceInfo {
+        SourceInfo {
+            kind: "sigmf",
+            name: self.source.metadata().meta_path.display().to_string(),
+            noise_figure_db: self
+                .current
+                .and_then(|i| self.captures.get(i))
+                .and_then(|c| c.noise_figure_db),
+        }
+    }
+
+    /// Moves to the next capture (after the current one, wrapping round) that recorded the
+    /// hop planned at the requested centre.
+    fn tune(&mut self, t: &Tuning) -> Result<Tuned, HwError> {
+        let n = self.captures.len();
+        let from = self.current.map_or(0, |c| c + 1);
+        let idx = (0..n)
+            .map(|k| (from + k) % n)
+            .find(|&i| self.captures[i].planned_center_hz == t.center_hz)
+            .ok_or_else(|| HwError::Tuning {
+                what: "center_hz",
+                value: t.center_hz.to_string(),
+                reason: "no hop of the recorded sweep was planned there".into(),
+            })?;
+        let tuned = self.source.tune_capture(idx, t.sample_rate_hz)?;
+        self.current = Some(idx);
+        Ok(Tuned {
+            gain_db: self.captures[idx].gain_db,
+            ..tuned
+        })
+    }
+
+    fn read(&mut self, buf: &mut [Complex32]) -> Result<ReadOutcome, HwError> {
+        self.source.read(buf)
+    }
+
+    fn calibration(&self) -> Option<Calibration> {
+        self.current
+            .and_then(|i| self.captures.get(i))
+            .and_then(|c| c.calibration.clone())
+    }
+}
