@@ -10,8 +10,6 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod credentials;
-#[cfg(feature = "demo")]
-pub mod demo;
 pub mod http;
 pub mod ingest;
 pub mod map;
@@ -298,5 +296,22 @@ impl Server {
             let _ = t.await;
         }
         self.store.pool().close().await;
+    }
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }

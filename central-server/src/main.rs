@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use central_server::config::ServerConfig;
-use central_server::{Server, ServerError};
+use central_server::{Server, ServerError, wait_for_signal};
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -43,10 +43,6 @@ enum Command {
     /// Manage the users of the dashboard and the API, and their API tokens (in the server's
     /// database; the running server sees changes at once).
     User(UserArgs),
-    /// Run the whole system on this machine: embedded broker, server and simulated sensors of
-    /// a demo prison.
-    #[cfg(feature = "demo")]
-    Demo(central_server::demo::DemoArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -411,23 +407,6 @@ async fn serve(a: ServeArgs) -> Result<(), ServerError> {
     Ok(())
 }
 
-/// Waits for Ctrl-C or SIGTERM.
-pub async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -467,8 +446,6 @@ fn main() -> ExitCode {
                     c.facilities.len()
                 );
             }),
-            #[cfg(feature = "demo")]
-            Command::Demo(a) => central_server::demo::run(a, wait_for_signal()).await,
         }
     });
     match r {

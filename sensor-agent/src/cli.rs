@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use crate::AgentError;
 use crate::config::{Identity, PipelineConfig};
-use crate::evidence::{ClipPolicy, ClipSource, ClipStore};
+use crate::evidence::{ClipSource, ClipStore, clip_policy};
 use crate::pipeline::{
     BandObservation, HopCapture, Observer, Pipeline, ScanPlan, SweepHealth, SweepSettings, plan,
     select_bands,
@@ -696,22 +696,6 @@ fn cmd_scan(a: &ScanArgs, out: &mut dyn Write) -> Result<(), AgentError> {
         print_sweep(out, a.json, n, lines.lines, &health, pipe.open_gaps())?;
     }
     Ok(())
-}
-
-/// A clip budget from megabytes.
-///
-/// # Errors
-/// [`AgentError::Input`] for a budget that is not a positive number.
-pub fn clip_policy(dir: &std::path::Path, max_mb: f64) -> Result<ClipPolicy, AgentError> {
-    if !(max_mb.is_finite() && max_mb > 0.0) {
-        return Err(AgentError::Input(format!(
-            "the evidence clip budget {max_mb} MB must be a positive number"
-        )));
-    }
-    Ok(ClipPolicy {
-        dir: dir.to_path_buf(),
-        max_bytes: (max_mb * 1e6) as u64,
-    })
 }
 
 /// The lines `scan` prints for a sweep (and the replay of a recorded sweep), gathered while it

@@ -11,13 +11,12 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::AgentError;
 use crate::config::Identity;
-use crate::pipeline::{HopCapture, ScanPlan, SweepSettings};
+use crate::pipeline::{ClipStats, EvidenceKeeper, HopCapture, ScanPlan, SweepSettings};
 use crate::recording::{SWEEP_SCHEMA, SweepHeader, SweepRecorder};
 
 /// Where clips go and how much room they may take.
@@ -27,6 +26,22 @@ pub struct ClipPolicy {
     pub dir: PathBuf,
     /// Most bytes all clips together may take.
     pub max_bytes: u64,
+}
+
+/// A clip budget from megabytes.
+///
+/// # Errors
+/// [`AgentError::Input`] for a budget that is not a positive number.
+pub fn clip_policy(dir: &Path, max_mb: f64) -> Result<ClipPolicy, AgentError> {
+    if !(max_mb.is_finite() && max_mb > 0.0) {
+        return Err(AgentError::Input(format!(
+            "the evidence clip budget {max_mb} MB must be a positive number"
+        )));
+    }
+    Ok(ClipPolicy {
+        dir: dir.to_path_buf(),
+        max_bytes: (max_mb * 1e6) as u64,
+    })
 }
 
 /// What a clip's header says about the radio and the sensor.
@@ -40,21 +55,6 @@ pub struct ClipSource {
     pub profile: Option<String>,
     /// Scanning rate, hertz.
     pub sample_rate_hz: f64,
-}
-
-/// Counters of a clip store.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct ClipStats {
-    /// Clips written.
-    pub written: u64,
-    /// Old clips deleted to make room.
-    pub evicted: u64,
-    /// Clips not kept because one alone is larger than the budget.
-    pub skipped: u64,
-    /// Clips that failed to write.
-    pub failed: u64,
-    /// Bytes the clips take now.
-    pub bytes: u64,
 }
 
 /// The clips of one directory, oldest first.
@@ -138,8 +138,8 @@ impl ClipStore {
     /// `None` when it is larger than the whole budget.
     ///
     /// # Errors
-    /// A clip that cannot be written (the half-written files are removed).
-    pub fn keep(
+    /// A clip that cannot be written (the half-written files are removed), or no capture.
+    pub fn write(
         &mut self,
         plan: ScanPlan,
         settings: SweepSettings,
@@ -147,6 +147,9 @@ impl ClipStore {
         gap: &protocol::GapEvent,
         captures: &[HopCapture<'_>],
     ) -> Result<Option<protocol::Evidence>, AgentError> {
+        if captures.is_empty() {
+            return Err(AgentError::Input("no hop holds the gap's carrier".into()));
+        }
         let need: u64 = captures
             .iter()
             .map(|c| c.samples.len() as u64 * 8)
@@ -231,5 +234,29 @@ impl ClipStore {
             sha512: written.sha512,
             bytes: written.data_bytes,
         }))
+    }
+}
+
+impl EvidenceKeeper for ClipStore {
+    fn keep(
+        &mut self,
+        plan: ScanPlan,
+        settings: SweepSettings,
+        at: OffsetDateTime,
+        gap: &protocol::GapEvent,
+        captures: &[HopCapture<'_>],
+    ) -> Option<protocol::Evidence> {
+        match self.write(plan, settings, at, gap, captures) {
+            Ok(e) => e,
+            Err(err) => {
+                self.stats.failed += 1;
+                tracing::error!("evidence clip of gap {} not kept: {err}", gap.gap_key);
+                None
+            }
+        }
+    }
+
+    fn stats(&self) -> ClipStats {
+        self.stats.clone()
     }
 }

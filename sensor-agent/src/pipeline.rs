@@ -17,7 +17,6 @@ use time::OffsetDateTime;
 use crate::AgentError;
 use crate::analysis::{Analysis, OffsetSearch, analyze};
 use crate::config::{Identity, PipelineConfig};
-use crate::evidence::{ClipStats, ClipStore};
 use crate::tracker::{Event, GapTracker, JammerTracker};
 
 /// A contiguous frequency range made of overlapping bands, with the hops that cover it.
@@ -171,6 +170,37 @@ pub struct SweepHealth {
     pub timeouts: u64,
     /// Wall time of the sweep, seconds.
     pub elapsed_s: f64,
+    /// Where the wall time went (run-specific, as `elapsed_s` is).
+    pub stages: StageTimes,
+}
+
+/// Wall time of a sweep by stage, seconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StageTimes {
+    /// Tuning and reading the source (the radio's own pace, or the simulator's cost).
+    pub capture_s: f64,
+    /// Observers of captured hops (recording to disk).
+    pub observe_s: f64,
+    /// Welch spectra, DC suppression and stitching.
+    pub spectrum_s: f64,
+    /// Floor, carriers and jammer verdicts.
+    pub analysis_s: f64,
+    /// LTE cell search.
+    pub lte_s: f64,
+    /// NR SSB search.
+    pub nr_s: f64,
+    /// GSM FCCH/SCH search.
+    pub gsm_s: f64,
+    /// Trackers, evidence clips and event delivery.
+    pub events_s: f64,
+}
+
+impl StageTimes {
+    /// Time spent in the DSP: everything but capture and observers.
+    #[must_use]
+    pub fn dsp_s(&self) -> f64 {
+        self.spectrum_s + self.analysis_s + self.lte_s + self.nr_s + self.gsm_s + self.events_s
+    }
 }
 
 /// One band's result in a sweep.
@@ -230,6 +260,38 @@ pub trait Observer {
     fn progress(&mut self, _done: usize, _total: usize) {}
 }
 
+/// Counters of an evidence keeper.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ClipStats {
+    /// Clips written.
+    pub written: u64,
+    /// Old clips deleted to make room.
+    pub evicted: u64,
+    /// Clips not kept because one alone is larger than the budget.
+    pub skipped: u64,
+    /// Clips that failed to write.
+    pub failed: u64,
+    /// Bytes the clips take now.
+    pub bytes: u64,
+}
+
+/// Keeps the evidence of gaps that open critical: the pipeline hands it the hops that hold the
+/// gap's carrier, as a plan of their own with the settings a replay needs.
+pub trait EvidenceKeeper: std::fmt::Debug + Send {
+    /// Keeps a clip of `gap` from `captures` (empty when no hop held it); what to name in the
+    /// event, or `None` when no clip was kept (counted).
+    fn keep(
+        &mut self,
+        plan: ScanPlan,
+        settings: SweepSettings,
+        at: OffsetDateTime,
+        gap: &protocol::GapEvent,
+        captures: &[HopCapture<'_>],
+    ) -> Option<protocol::Evidence>;
+    /// Counters so far.
+    fn stats(&self) -> ClipStats;
+}
+
 /// An observer that ignores everything.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Ignore;
@@ -267,7 +329,7 @@ pub struct Pipeline {
     gaps: GapTracker,
     cell_gaps: GapTracker,
     jammers: JammerTracker,
-    clips: Option<ClipStore>,
+    clips: Option<Box<dyn EvidenceKeeper>>,
     cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
@@ -314,17 +376,18 @@ impl Pipeline {
         })
     }
 
-    /// Keeps an evidence clip of each gap that opens at `critical` in `store`.
+    /// Keeps an evidence clip of each gap that opens at `critical` with `keeper`
+    /// ([`crate::evidence::ClipStore`]).
     #[must_use]
-    pub fn with_clips(mut self, store: ClipStore) -> Self {
-        self.clips = Some(store);
+    pub fn with_clips(mut self, keeper: impl EvidenceKeeper + 'static) -> Self {
+        self.clips = Some(Box::new(keeper));
         self
     }
 
-    /// The clip store's counters, when clips are kept.
+    /// The clip keeper's counters, when clips are kept.
     #[must_use]
     pub fn clip_stats(&self) -> Option<ClipStats> {
-        self.clips.as_ref().map(|c| c.stats.clone())
+        self.clips.as_ref().map(|c| c.stats())
     }
 
     /// Abandons a sweep between hops once `flag` is set.
@@ -434,6 +497,7 @@ impl Pipeline {
             if self.cancelled() {
                 return Err(AgentError::Cancelled);
             }
+            let t_capture = Instant::now();
             let tuned = source.tune(&Tuning {
                 center_hz: hop.center_hz,
                 sample_rate_hz: hop.sample_rate_hz,
@@ -461,6 +525,8 @@ impl Pipeline {
             buf.calibration.clone_from(&calibration);
             buf.noise_figure_db = noise_figure_db;
             buf.overflows = health.overflows - overflows_before;
+            let t_observe = Instant::now();
+            health.stages.capture_s += (t_observe - t_capture).as_secs_f64();
             observer.hop(&HopCapture {
                 range: ri,
                 index: hi,
@@ -472,6 +538,8 @@ impl Pipeline {
                 overflows: buf.overflows,
                 samples: &buf.samples,
             })?;
+            let t_spectrum = Instant::now();
+            health.stages.observe_s += (t_spectrum - t_observe).as_secs_f64();
             if analyse {
                 let w = match self.welch.as_mut() {
                     Some(w) if (w.config().sample_rate_hz - fs).abs() < 1e-3 => w,
@@ -496,15 +564,19 @@ impl Pipeline {
                     }
                 }
             }
+            health.stages.spectrum_s += t_spectrum.elapsed().as_secs_f64();
             health.hops += 1;
             observer.progress(health.hops, total);
         }
         if !analyse {
             return Ok(());
         }
+        let t_stitch = Instant::now();
         let Some(stitched) = Spectrum::stitch(&pieces) else {
             return Ok(());
         };
+        let t_analysis = Instant::now();
+        health.stages.spectrum_s += (t_analysis - t_stitch).as_secs_f64();
         let hops = &self.buffers[..if keep_all { range.hops.hops.len() } else { 0 }];
         let thermal = noise_figure_db.map(thermal_floor_dbm_per_hz);
         let mut kept: Vec<(f64, BandObservation)> = Vec::new();
@@ -551,6 +623,7 @@ impl Pipeline {
                 !dup
             });
         }
+        health.stages.analysis_s += t_analysis.elapsed().as_secs_f64();
         let mut all_cells = Vec::new();
         if search {
             for (_, obs) in &mut kept {
@@ -565,6 +638,7 @@ impl Pipeline {
                     band,
                     &self.settings.watch_hz,
                     obs,
+                    &mut health.stages,
                 );
                 all_cells.extend(obs.cells.iter().cloned());
             }
@@ -573,6 +647,7 @@ impl Pipeline {
             .iter()
             .flat_map(|(_, b)| b.analysis.carriers.iter().cloned())
             .collect();
+        let t_events = Instant::now();
         let mut events = Vec::new();
         for (_, obs) in &kept {
             observer.band(obs);
@@ -597,10 +672,19 @@ impl Pipeline {
                 && g.state == protocol::GapState::Open
                 && g.severity == protocol::Severity::Critical
             {
-                g.evidence = keep_clip(clips, range, &self.settings, at, g, &all_carriers, hops);
+                g.evidence = keep_clip(
+                    clips.as_mut(),
+                    range,
+                    &self.settings,
+                    at,
+                    g,
+                    &all_carriers,
+                    hops,
+                );
             }
             observer.event(&e);
         }
+        health.stages.events_s += t_events.elapsed().as_secs_f64();
         Ok(())
     }
 }
@@ -615,7 +699,7 @@ const CLIP_GUARD_HZ: f64 = 2e6;
 /// the gap.
 #[allow(clippy::too_many_arguments)]
 fn keep_clip(
-    clips: &mut ClipStore,
+    clips: &mut dyn EvidenceKeeper,
     range: &RangePlan,
     settings: &SweepSettings,
     at: OffsetDateTime,
@@ -640,9 +724,8 @@ fn keep_clip(
     let mut plan_hops: Vec<Hop> = chosen.iter().filter_map(|h| h.planned).collect();
     plan_hops.sort_by(|a, b| a.center_hz.total_cmp(&b.center_hz));
     let (Some(first), Some(last)) = (plan_hops.first(), plan_hops.last()) else {
-        clips.stats.failed += 1;
-        tracing::warn!("no hop holds gap {}: no clip kept", gap.gap_key);
-        return None;
+        tracing::warn!("no hop holds gap {}", gap.gap_key);
+        return clips.keep(ScanPlan::default(), settings.clone(), at, gap, &[]);
     };
     let plan = ScanPlan {
         ranges: vec![RangePlan {
@@ -687,14 +770,7 @@ fn keep_clip(
             })
         })
         .collect();
-    match clips.keep(plan, settings, at, gap, &captures) {
-        Ok(e) => e,
-        Err(err) => {
-            clips.stats.failed += 1;
-            tracing::error!("evidence clip of gap {} not kept: {err}", gap.gap_key);
-            None
-        }
-    }
+    clips.keep(plan, settings, at, gap, &captures)
 }
 
 /// Names the cells of one band of a range: LTE around each LTE carrier's centre, NR on the
@@ -708,9 +784,11 @@ fn search_cells(
     band: &'static Band,
     watch_hz: &[f64],
     obs: &mut BandObservation,
+    stages: &mut StageTimes,
 ) {
     let mut nr = nr;
     for c in obs.analysis.carriers.clone() {
+        let t = Instant::now();
         match c.technology {
             dsp::carrier::Technology::Lte => {
                 if let Some(s) = lte.as_deref_mut() {
@@ -740,12 +818,16 @@ fn search_cells(
                         push_new_pci(&mut obs.cells, o);
                     }
                 }
+                stages.nr_s += t.elapsed().as_secs_f64();
+                continue;
             }
             _ => {}
         }
+        stages.lte_s += t.elapsed().as_secs_f64();
     }
     // GSM: FCCH and SCH on every ARFCN of the band in each hop, energy carrier or not (the FCCH
     // tone stands out of a floor that hides the carrier).
+    let t = Instant::now();
     if band.technology == dsp::carrier::Technology::Gsm {
         for hop in hops {
             for (o, _) in crate::analysis::gsm_cells(&view(hop), calibration, &[band]) {
@@ -760,6 +842,8 @@ fn search_cells(
             }
         }
     }
+    stages.gsm_s += t.elapsed().as_secs_f64();
+    let t = Instant::now();
     // Known channels: search for a cell even where energy shows nothing.
     if let Some(s) = lte {
         for &f in watch_hz {
@@ -774,6 +858,7 @@ fn search_cells(
             }
         }
     }
+    stages.lte_s += t.elapsed().as_secs_f64();
 }
 
 fn view(hop: &HopBuffer) -> crate::analysis::CaptureView<'_> {

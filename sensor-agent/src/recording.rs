@@ -335,3 +335,101 @@ impl IqSource for RecordedSweep {
             .and_then(|c| c.calibration.clone())
     }
 }
+
+/// A sweep captured into memory: an [`Observer`](crate::pipeline::Observer) that keeps every
+/// hop, and then the [`IqSource`] that plays them back, as [`RecordedSweep`] plays a file.
+/// Benchmarks use it to time the pipeline without the simulator's cost.
+#[derive(Debug, Default)]
+pub struct MemorySweep {
+    hops: Vec<MemoryHop>,
+    current: Option<usize>,
+    read: usize,
+}
+
+#[derive(Debug)]
+struct MemoryHop {
+    planned_center_hz: f64,
+    tuned: Tuned,
+    calibration: Option<Calibration>,
+    noise_figure_db: Option<f64>,
+    samples: Vec<Complex32>,
+}
+
+impl MemorySweep {
+    /// Samples held.
+    #[must_use]
+    pub fn samples(&self) -> u64 {
+        self.hops.iter().map(|h| h.samples.len() as u64).sum()
+    }
+
+    /// Seconds of air time held.
+    #[must_use]
+    pub fn air_time_s(&self) -> f64 {
+        self.hops
+            .iter()
+            .map(|h| h.samples.len() as f64 / h.tuned.sample_rate_hz)
+            .sum()
+    }
+}
+
+impl crate::pipeline::Observer for MemorySweep {
+    fn hop(&mut self, hop: &HopCapture<'_>) -> Result<(), AgentError> {
+        self.hops.push(MemoryHop {
+            planned_center_hz: hop.planned.center_hz,
+            tuned: hop.tuned.clone(),
+            calibration: hop.calibration.cloned(),
+            noise_figure_db: hop.noise_figure_db,
+            samples: hop.samples.to_vec(),
+        });
+        Ok(())
+    }
+}
+
+impl IqSource for MemorySweep {
+    fn info(&self) -> SourceInfo {
+        SourceInfo {
+            kind: "memory",
+            name: "captured sweep".into(),
+            noise_figure_db: self
+                .current
+                .and_then(|i| self.hops.get(i))
+                .and_then(|h| h.noise_figure_db),
+        }
+    }
+
+    fn tune(&mut self, t: &Tuning) -> Result<Tuned, HwError> {
+        let n = self.hops.len();
+        let from = self.current.map_or(0, |c| c + 1);
+        let idx = (0..n)
+            .map(|k| (from + k) % n.max(1))
+            .find(|&i| self.hops[i].planned_center_hz == t.center_hz)
+            .ok_or_else(|| HwError::Tuning {
+                what: "center_hz",
+                value: t.center_hz.to_string(),
+                reason: "no hop of the captured sweep was planned there".into(),
+            })?;
+        self.current = Some(idx);
+        self.read = 0;
+        Ok(self.hops[idx].tuned.clone())
+    }
+
+    fn read(&mut self, buf: &mut [Complex32]) -> Result<ReadOutcome, HwError> {
+        let Some(h) = self.current.and_then(|i| self.hops.get(i)) else {
+            return Ok(ReadOutcome::EndOfData);
+        };
+        let left = &h.samples[self.read.min(h.samples.len())..];
+        if left.is_empty() {
+            return Ok(ReadOutcome::EndOfData);
+        }
+        let n = left.len().min(buf.len());
+        buf[..n].copy_from_slice(&left[..n]);
+        self.read += n;
+        Ok(ReadOutcome::Samples(n))
+    }
+
+    fn calibration(&self) -> Option<Calibration> {
+        self.current
+            .and_then(|i| self.hops.get(i))
+            .and_then(|h| h.calibration.clone())
+    }
+}

@@ -154,7 +154,7 @@ impl Fleet {
     /// The facilities of the configuration.
     #[must_use]
     pub fn facilities(&self) -> Vec<Facility> {
-        let demo = central_server::demo::facility();
+        let demo = centinela_demo::facility();
         let mut out = vec![demo.clone()];
         for (facility, sensor, zone, key, revoked) in &self.sensors {
             let i = match out.iter().position(|f| f.id == *facility) {
@@ -200,7 +200,7 @@ impl Fleet {
 /// The demo facility's zones (tests' facilities copy them).
 #[must_use]
 pub fn zones() -> Vec<Zone> {
-    central_server::demo::facility().zones
+    centinela_demo::facility().zones
 }
 
 /// Starts a server in this process with an SQLite file at `db`, the sensors of `fleet`

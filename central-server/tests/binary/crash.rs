@@ -247,12 +247,12 @@ async fn a_full_broker_queue_loses_nothing() {
 async fn a_real_agent_loses_nothing_when_the_server_freezes_and_dies() {
     let dir = tempfile::tempdir().expect("dir");
     let mqtt = free_port();
-    let key = central_server::demo::enroll(dir.path(), "patio").expect("key");
-    let fleet = fleet().key(central_server::demo::FACILITY, "patio", "patio", key);
+    let key = centinela_demo::enroll(dir.path(), "patio").expect("key");
+    let fleet = fleet().key(centinela_demo::FACILITY, "patio", "patio", key);
     let (mut server, db) = start_server(dir.path(), &fleet, Some(mqtt), None);
-    let scene = toml::to_string(&central_server::demo::scene()).expect("scene");
+    let scene = toml::to_string(&centinela_demo::scene()).expect("scene");
     std::fs::write(dir.path().join("scene.toml"), scene).expect("scene");
-    let mut cfg = central_server::demo::agent_config(
+    let mut cfg = centinela_demo::agent_config(
         dir.path(),
         ("127.0.0.1", mqtt),
         "patio",
@@ -267,7 +267,7 @@ async fn a_real_agent_loses_nothing_when_the_server_freezes_and_dies() {
     cfg.mqtt.heartbeat_s = 1.0;
     cfg.mqtt.receipt_timeout_s = 3.0;
     cfg.pipeline.update_delta_db = 0.001;
-    let (user, password, _) = centinela_tests::live::login(central_server::demo::FACILITY, "patio");
+    let (user, password, _) = centinela_tests::live::login(centinela_demo::FACILITY, "patio");
     (cfg.mqtt.username, cfg.mqtt.password) = (Some(user), Some(password));
     let outbox_dir = cfg.outbox.dir.clone();
     let (stop, rx) = tokio::sync::watch::channel(false);
@@ -290,15 +290,13 @@ async fn a_real_agent_loses_nothing_when_the_server_freezes_and_dies() {
     let _ = stop.send(true);
     let report = agent.await.expect("join").expect("agent ran");
     // What is still waiting is sent by a second run of the same agent's outbox.
-    let signer = sensor_agent::daemon::signer::Signer::open(&central_server::demo::key_path(
-        dir.path(),
-        "patio",
-    ))
-    .expect("the agent's key");
+    let signer =
+        sensor_agent::daemon::signer::Signer::open(&centinela_demo::key_path(dir.path(), "patio"))
+            .expect("the agent's key");
     let mut rest = Feeder::start_with(
         &outbox_dir,
         mqtt,
-        central_server::demo::FACILITY,
+        centinela_demo::FACILITY,
         "patio",
         Duration::from_secs(3),
         signer,

@@ -299,7 +299,7 @@ pub async fn run(
             .spawn(move || {
                 // The radio lives on this thread (SoapySDR handles are not Send).
                 let clips = if cfg.evidence.clips {
-                    crate::cli::clip_policy(
+                    crate::evidence::clip_policy(
                         &cfg.evidence.dir_for(&cfg.outbox.dir),
                         cfg.evidence.max_mb,
                     )

@@ -7,11 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use centinela_demo::{self as demo, Demo, DemoArgs};
 use centinela_tests::live::{self, Feeder, Fleet, Sealer, wait_for};
 use centinela_tests::{Mosquitto, free_port};
 use central_server::Server;
 use central_server::config::{ServerConfig, ServerSection};
-use central_server::demo::{self, Demo, DemoArgs};
 use protocol::{Kind, event_id, topic};
 use sensor_agent::daemon::outbox::{Entry, Outbox};
 use sensor_agent::daemon::publisher::{self, LinkOptions, StatusSource};
@@ -890,12 +890,15 @@ async fn agent_runs_on_a_recorded_sweep() {
         .as_array()
         .and_then(|a| a.iter().find(|g| g["pci"] == 45))
         .expect("stored");
+    // The store keeps microseconds.
     let when = |v: &serde_json::Value| {
-        time::OffsetDateTime::parse(
+        let t = time::OffsetDateTime::parse(
             v.as_str().expect("a time"),
             &time::format_description::well_known::Rfc3339,
         )
-        .expect("rfc3339")
+        .expect("rfc3339");
+        t.replace_nanosecond(t.nanosecond() / 1000 * 1000)
+            .expect("microseconds")
     };
     assert_eq!(
         when(&stored["opened_at"]),

@@ -6,8 +6,8 @@ use dsp::floor::JammerState;
 use hardware::sim::{JammerCondition, JammerWaveform, Scene, SimJammer, SimSource};
 use hardware::{IqSource, ReadOutcome, Tuning};
 use sensor_agent::config::{Identity, PipelineConfig};
-use sensor_agent::scan::{BandObservation, SweepOptions, plan, sweep};
-use sensor_agent::tracker::{Event, GapTracker, JammerTracker};
+use sensor_agent::pipeline::{BandObservation, Observer, Pipeline, SweepSettings, plan};
+use sensor_agent::tracker::Event;
 use time::OffsetDateTime;
 
 fn id() -> Identity {
@@ -15,6 +15,22 @@ fn id() -> Identity {
         facility_id: "demo".into(),
         sensor_id: "s1".into(),
         zone: "pabellon-a".into(),
+    }
+}
+
+/// Every band observation and event of a sweep.
+#[derive(Default)]
+struct Seen {
+    bands: Vec<BandObservation>,
+    events: Vec<Event>,
+}
+
+impl Observer for Seen {
+    fn band(&mut self, b: &BandObservation) {
+        self.bands.push(b.clone());
+    }
+    fn event(&mut self, e: &Event) {
+        self.events.push(e.clone());
     }
 }
 
@@ -42,12 +58,7 @@ fn run_scan_with(
     };
     let p = plan(&bands, "sim", &limits, 15.36e6, 0.8).expect("plan");
     let mut src = SimSource::new(scene).expect("scene");
-    let mut gaps = GapTracker::new(id(), &cfg);
-    let mut cell_gaps = GapTracker::new(id(), &cfg);
-    let mut jammers = JammerTracker::new(id(), 1);
-    let mut obs = Vec::new();
-    let mut events = Vec::new();
-    let opts = SweepOptions {
+    let settings = SweepSettings {
         pipeline: cfg,
         // Cell search needs a half-frame and the symbols around it.
         dwell_s: if cell_search { 0.012 } else { 0.004 },
@@ -55,22 +66,14 @@ fn run_scan_with(
         noise_figure_db: None,
         cell_search,
         watch_hz: Vec::new(),
-        cancel: None,
+        jammer_confirm: 1,
+        analysis: true,
     };
     let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("t");
-    sweep(
-        &mut src,
-        &p,
-        &opts,
-        at,
-        &mut gaps,
-        &mut cell_gaps,
-        &mut jammers,
-        |b| obs.push(b.clone()),
-        |e| events.push(e.clone()),
-        |_, _| {},
-    )
-    .expect("sweep");
+    let mut pipe = Pipeline::new(p, settings, &id()).expect("pipeline");
+    let mut seen = Seen::default();
+    pipe.sweep(&mut src, at, &mut seen).expect("sweep");
+    let Seen { bands: obs, events } = seen;
     (obs, events)
 }
 

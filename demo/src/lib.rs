@@ -1,4 +1,4 @@
-//! `central-server demo`: the whole system on one machine. The embedded broker, the server and
+//! `centinela-demo`: the whole system on one machine. The embedded broker, the server and
 //! four simulated sensors of a demo prison, each a full agent (simulated radio seen from its
 //! position, scanning thread, outbox, MQTT link) in this process.
 //!
@@ -18,8 +18,8 @@ use sensor_agent::daemon::config::{
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::config::{Facility, JammerSite, SensorSite, ServerConfig, ServerSection, Zone};
-use crate::{Server, ServerError};
+use central_server::config::{Facility, JammerSite, SensorSite, ServerConfig, ServerSection, Zone};
+use central_server::{Server, ServerError};
 
 /// Facility id of the demo.
 pub const FACILITY: &str = "demo-prison";
@@ -45,7 +45,7 @@ pub struct DemoArgs {
 #[must_use]
 pub fn scene() -> Scene {
     let mut s = Scene::demo();
-    s.name = "demo-prison (central-server demo)".into();
+    s.name = "demo-prison (centinela-demo)".into();
     // The cell blocks are concrete with steel mesh: 35 dB per wall.
     for (x0, y0, x1, y1) in [(5.0, 5.0, 75.0, 55.0), (85.0, 5.0, 155.0, 55.0)] {
         for (a, b) in [
@@ -182,11 +182,9 @@ impl ZoneTruth {
     }
 }
 
+/// The SINR a phone needs to sync to the cell: the agent's own threshold (one definition).
 fn sync_threshold_db(c: &SimCell) -> f64 {
-    match c.technology {
-        dsp::carrier::Technology::Gsm => 6.0,
-        _ => -6.0,
-    }
+    sensor_agent::analysis::sync_threshold_db(c.technology)
 }
 
 /// The simulator's ground truth at each sensor: the same path loss, walls, jammer powers and
@@ -298,19 +296,21 @@ pub fn sensor_credentials(
     id: &str,
 ) -> Result<(String, protocol::Secret), String> {
     let dir = cfg.server.broker_dir();
-    let user = crate::credentials::sensor_user(FACILITY, id);
-    let path = dir.join(crate::credentials::CREDENTIALS_DIR).join(&user);
-    if let Some(c) = crate::credentials::read_credentials(&path) {
+    let user = central_server::credentials::sensor_user(FACILITY, id);
+    let path = dir
+        .join(central_server::credentials::CREDENTIALS_DIR)
+        .join(&user);
+    if let Some(c) = central_server::credentials::read_credentials(&path) {
         return Ok(c);
     }
     // Forget the user whose password is lost, and make a new one.
-    let passwd = dir.join(crate::credentials::PASSWD_FILE);
-    let mut f = crate::credentials::PasswordFile::load(&passwd)?;
+    let passwd = dir.join(central_server::credentials::PASSWD_FILE);
+    let mut f = central_server::credentials::PasswordFile::load(&passwd)?;
     if f.users.remove(&user).is_some() {
         f.save(&passwd)?;
     }
-    crate::credentials::broker_config(cfg, &dir)?;
-    crate::credentials::read_credentials(&path)
+    central_server::credentials::broker_config(cfg, &dir)?;
+    central_server::credentials::read_credentials(&path)
         .ok_or_else(|| format!("{}: no credentials written", path.display()))
 }
 
@@ -402,7 +402,7 @@ impl Demo {
             );
         }
         // The demo's administrator exists before the server starts (which then has a user).
-        let store = crate::store::Store::open(&cfg.server.db)
+        let store = central_server::store::Store::open(&cfg.server.db)
             .await
             .map_err(|e| ServerError::Database {
                 path: cfg.server.db.display().to_string(),
@@ -454,12 +454,12 @@ impl Demo {
 /// The demo's administrator: user [`ADMIN`] with a new random password, and a new read-only
 /// token labelled `demo` (the earlier ones are revoked).
 async fn demo_admin(
-    store: &crate::store::Store,
+    store: &central_server::store::Store,
 ) -> Result<(protocol::Secret, protocol::Secret), ServerError> {
-    use crate::auth::{Role, Scope, Users};
+    use central_server::auth::{Role, Scope, Users};
     let fail = |e: String| ServerError::Config(vec![format!("demo user: {e}")]);
     let users = Users::new(store);
-    let pw = crate::credentials::random_password().map_err(fail)?;
+    let pw = central_server::credentials::random_password().map_err(fail)?;
     let exists = users.exists(ADMIN).await.map_err(fail)?;
     if exists {
         users.set_password(ADMIN, &pw, "demo").await.map_err(fail)?;
