@@ -25,8 +25,8 @@ pub use receipt::{
 };
 pub use secret::Secret;
 pub use status::{
-    BandSummary, CarrierSummary, SPECTRUM_SCHEMA, STATUS_SCHEMA, SensorHealth, SensorState,
-    SpectrumSummary, StatusEvent,
+    BandCoverage, BandSummary, CarrierSummary, SPECTRUM_SCHEMA, STATUS_SCHEMA, SensorHealth,
+    SensorState, SpectrumSummary, StatusEvent,
 };
 
 /// Topic prefix and version.

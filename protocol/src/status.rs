@@ -61,6 +61,23 @@ pub struct SensorHealth {
     /// Clips not kept (larger than the whole budget, or a write that failed), since start.
     #[serde(default)]
     pub clips_lost: u64,
+    /// Summaries of the spectrum not sent because the link was slow, since start.
+    #[serde(default)]
+    pub spectrum_dropped: u64,
+    /// How often each band is looked at, and for how much of the time.
+    #[serde(default)]
+    pub coverage: Vec<BandCoverage>,
+}
+
+/// How a sensor covers one band: a band is watched only while its hops are captured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct BandCoverage {
+    /// Band name.
+    pub band: String,
+    /// Seconds between the last two observations of the band (the sweep period, as run).
+    pub revisit_s: f64,
+    /// Share of that time the band's hops were being captured (air time ÷ revisit), 0–1.
+    pub observed_fraction: f64,
 }
 
 /// A sensor's status (`centinela.status/1`).

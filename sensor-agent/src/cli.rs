@@ -100,7 +100,7 @@ fn cmd_run(a: &RunArgs) -> Result<(), AgentError> {
         cfg.scan.record.clone_from(&a.record);
     }
     let rt = tokio::runtime::Runtime::new()
-        .map_err(|e| AgentError::Input(format!("starting the runtime: {e}")))?;
+        .map_err(|e| AgentError::Runtime(format!("starting the runtime: {e}")))?;
     rt.block_on(async move {
         let (tx, rx) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
@@ -891,7 +891,9 @@ fn band_text(b: &BandObservation) -> String {
 }
 
 fn event_line(id: &Identity, e: &Event, json_mode: bool) -> String {
-    let topic = protocol::topic(&id.facility_id, &id.sensor_id, e.kind()).unwrap_or_default();
+    // The ids were checked as topic levels before the sweep; say so if one was not.
+    let topic = protocol::topic(&id.facility_id, &id.sensor_id, e.kind())
+        .unwrap_or_else(|err| format!("(no topic: {err})"));
     let item = crate::replay::ReplayItem::Event {
         topic,
         event: Box::new(e.clone()),

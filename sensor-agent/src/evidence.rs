@@ -82,7 +82,7 @@ impl ClipStore {
     pub fn open(policy: ClipPolicy, source: ClipSource) -> Result<Self, AgentError> {
         let dir = &policy.dir;
         let err = |e: std::io::Error| {
-            AgentError::Input(format!("evidence clip directory {}: {e}", dir.display()))
+            AgentError::Runtime(format!("evidence clip directory {}: {e}", dir.display()))
         };
         std::fs::create_dir_all(dir).map_err(err)?;
         #[cfg(unix)]

@@ -31,9 +31,13 @@ pub enum AgentError {
     /// A DSP stage or band plan rejected its configuration.
     #[error(transparent)]
     Dsp(#[from] dsp::DspError),
-    /// A command-line or config value is wrong.
+    /// A command-line or config value, or a file given as input, is wrong (exit code 2).
     #[error("{0}")]
     Input(String),
+    /// Something failed while running that no input could have avoided: the machine, the
+    /// radio, a thread (exit code 1).
+    #[error("{0}")]
+    Runtime(String),
     /// A sweep was abandoned for shutdown.
     #[error("cancelled")]
     Cancelled,
@@ -58,5 +62,19 @@ impl AgentError {
             | Self::Input(_) => 2,
             _ => 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AgentError;
+
+    #[test]
+    fn bad_input_exits_2_and_runtime_failures_1() {
+        assert_eq!(AgentError::Input("bad --rate".into()).exit_code(), 2);
+        assert_eq!(AgentError::Runtime("thread ended".into()).exit_code(), 1);
+        assert_eq!(AgentError::Cancelled.exit_code(), 1);
+        let io = std::io::Error::other("disk full");
+        assert_eq!(AgentError::Output(io).exit_code(), 1);
     }
 }

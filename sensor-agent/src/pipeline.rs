@@ -776,6 +776,7 @@ fn keep_clip(
 /// Names the cells of one band of a range: LTE around each LTE carrier's centre, NR on the
 /// raster of the hops that hold an NR carrier, GSM on every ARFCN, and LTE at the watched
 /// channels where energy shows nothing.
+#[allow(clippy::too_many_arguments)]
 fn search_cells(
     mut lte: Option<&mut dsp::cell::lte_search::LteSearcher>,
     nr: Option<&mut crate::analysis::NrSearchers>,
@@ -941,7 +942,7 @@ fn read_exactly(
                 health.timeouts += 1;
                 timeouts_in_row += 1;
                 if timeouts_in_row >= 20 {
-                    return Err(AgentError::Input(format!(
+                    return Err(AgentError::Runtime(format!(
                         "source `{}` stopped delivering samples (20 timeouts in a row)",
                         source.info().name
                     )));

@@ -126,7 +126,7 @@ impl SweepRecorder {
     ) -> Result<Self, AgentError> {
         if let Some(dir) = base.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
-                AgentError::Input(format!("recording directory {}: {e}", dir.display()))
+                AgentError::Runtime(format!("recording directory {}: {e}", dir.display()))
             })?;
         }
         let writer = SigmfWriter::create(base, datatype, header.sample_rate_hz)?;

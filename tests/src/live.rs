@@ -441,18 +441,21 @@ impl Feeder {
     ) -> Self {
         let outbox = Arc::new(Outbox::open(dir, 100_000).expect("outbox"));
         let signer = Arc::new(signer);
-        let status = Arc::new(StatusSource::new(
-            sensor_agent::config::Identity {
-                facility_id: facility.into(),
-                sensor_id: sensor.into(),
-                zone: "patio".into(),
-            },
-            Some([120.0, 90.0]),
-            Vec::new(),
-            2.0,
-            outbox.clone(),
-            signer.clone(),
-        ));
+        let status = Arc::new(
+            StatusSource::new(
+                sensor_agent::config::Identity {
+                    facility_id: facility.into(),
+                    sensor_id: sensor.into(),
+                    zone: "patio".into(),
+                },
+                Some([120.0, 90.0]),
+                Vec::new(),
+                2.0,
+                outbox.clone(),
+                signer.clone(),
+            )
+            .expect("status source"),
+        );
         let wake = Arc::new(Notify::new());
         let (stop, rx) = watch::channel(false);
         let (qos0, qrx) = mpsc::channel(4);

@@ -45,6 +45,10 @@ const UNROUTED_RETRY: Duration = Duration::from_secs(2);
 /// What the status messages say about the agent.
 #[derive(Debug)]
 pub struct StatusSource {
+    /// Where the status goes (checked once, at construction).
+    status_topic: String,
+    /// Where this sensor's receipts come from.
+    receipt_topic: String,
     /// Facility.
     pub facility_id: String,
     /// Sensor.
@@ -73,7 +77,9 @@ pub struct StatusSource {
 
 impl StatusSource {
     /// A status source for the sensor `id`.
-    #[must_use]
+    ///
+    /// # Errors
+    /// [`crate::AgentError::Input`] for ids that cannot be topic levels.
     pub fn new(
         id: crate::config::Identity,
         position_m: Option<[f64; 2]>,
@@ -81,8 +87,13 @@ impl StatusSource {
         heartbeat_s: f64,
         outbox: Arc<Outbox>,
         signer: Arc<Signer>,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, crate::AgentError> {
+        let bad = |e: protocol::ProtocolError| crate::AgentError::Input(e.to_string());
+        let status_topic = topic(&id.facility_id, &id.sensor_id, Kind::Status).map_err(bad)?;
+        let receipt_topic = protocol::receipt_topic(&id.facility_id, &id.sensor_id).map_err(bad)?;
+        Ok(Self {
+            status_topic,
+            receipt_topic,
             facility_id: id.facility_id,
             sensor_id: id.sensor_id,
             zone: id.zone,
@@ -97,7 +108,7 @@ impl StatusSource {
             connected_at: Mutex::new(None),
             will_seq: Mutex::new(None),
             link: Mutex::new(LinkStats::default()),
-        }
+        })
     }
 
     /// The status message now.
@@ -195,7 +206,7 @@ impl StatusSource {
     }
 
     fn topic(&self) -> String {
-        topic(&self.facility_id, &self.sensor_id, Kind::Status).unwrap_or_default()
+        self.status_topic.clone()
     }
 
     /// The sealed status; `None` (logged) when it cannot be sealed.
@@ -525,8 +536,7 @@ pub async fn run(
     let mut backoff = Duration::from_millis(250);
     let mut failures = 0u32;
     let client_id = format!("centinela-{}-{}", status.facility_id, status.sensor_id);
-    let receipts =
-        protocol::receipt_topic(&status.facility_id, &status.sensor_id).unwrap_or_default();
+    let receipts = status.receipt_topic.clone();
     // The Last Will is sealed once per connection that comes up (attempts that fail keep it, so
     // a broker away for an hour spends no numbers), and it is what a clean shutdown publishes
     // itself: every sealed Will reaches the server one way or the other.

@@ -32,10 +32,16 @@ struct OutboxSink<'a> {
     bands: Vec<BandObservation>,
     events: u64,
     recorder: Option<SweepRecorder>,
+    /// Air time captured per range of the plan this sweep, seconds.
+    air_s: Vec<f64>,
 }
 
 impl Observer for OutboxSink<'_> {
     fn hop(&mut self, hop: &crate::pipeline::HopCapture<'_>) -> Result<(), AgentError> {
+        if self.air_s.len() <= hop.range {
+            self.air_s.resize(hop.range + 1, 0.0);
+        }
+        self.air_s[hop.range] += hop.samples.len() as f64 / hop.tuned.sample_rate_hz;
         match self.recorder.as_mut() {
             Some(r) => r.hop(hop),
             None => Ok(()),
@@ -90,6 +96,37 @@ pub struct RunReport {
     pub link: LinkStats,
     /// Events still waiting in the outbox.
     pub waiting: usize,
+}
+
+/// Each band's revisit interval (since its range was last captured) and the share of that time
+/// its hops were on the air, after a sweep that captured `air_s` per range.
+fn band_coverage(
+    plan: &crate::pipeline::ScanPlan,
+    air_s: &[f64],
+    last_seen: &mut Vec<Option<std::time::Instant>>,
+    now: std::time::Instant,
+) -> Vec<protocol::BandCoverage> {
+    last_seen.resize(plan.ranges.len(), None);
+    let mut out = Vec::new();
+    for (i, range) in plan.ranges.iter().enumerate() {
+        let air = air_s.get(i).copied().unwrap_or(0.0);
+        let revisit_s = last_seen[i].map_or(0.0, |t| (now - t).as_secs_f64());
+        if air > 0.0 {
+            last_seen[i] = Some(now);
+        }
+        for b in &range.bands {
+            out.push(protocol::BandCoverage {
+                band: b.name.to_string(),
+                revisit_s,
+                observed_fraction: if revisit_s > 0.0 {
+                    (air / revisit_s).min(1.0)
+                } else {
+                    0.0
+                },
+            });
+        }
+    }
+    out
 }
 
 /// Samples in a recording (0 when it cannot be read).
@@ -248,7 +285,7 @@ pub async fn run(
         cfg.mqtt.heartbeat_s,
         outbox.clone(),
         signer.clone(),
-    ));
+    )?);
     let (host, port) = protocol::parse_broker_url(&cfg.mqtt.broker).map_err(AgentError::Input)?;
     let read = |p: &std::path::Path| crate::files::read_small(p).map_err(AgentError::Input);
     let tls = match &cfg.mqtt.tls_ca {
@@ -343,6 +380,9 @@ pub async fn run(
                 };
                 let mut sweeps = 0u64;
                 let mut events = 0u64;
+                let mut last_seen: Vec<Option<std::time::Instant>> = Vec::new();
+                let mut coverage: Vec<protocol::BandCoverage> = Vec::new();
+                let mut spectrum_dropped = 0u64;
                 while !stop.load(Ordering::Relaxed) {
                     let at = match clock {
                         Some((t0, period)) => t0 + period * (sweeps as f64),
@@ -381,9 +421,15 @@ pub async fn run(
                         bands: Vec::new(),
                         events: 0,
                         recorder,
+                        air_s: Vec::new(),
                     };
                     let r = pipe.sweep(source.as_mut(), at, &mut sink);
                     events += sink.events;
+                    let coverage_now = std::time::Instant::now();
+                    if r.is_ok() {
+                        coverage =
+                            band_coverage(pipe.plan(), &sink.air_s, &mut last_seen, coverage_now);
+                    }
                     if let Some(rec) = sink.recorder.take()
                         && r.is_ok()
                     {
@@ -409,6 +455,8 @@ pub async fn run(
                             h.overflows += health.overflows;
                             h.lost_samples += health.lost_samples;
                             h.timeouts += health.timeouts;
+                            h.coverage.clone_from(&coverage);
+                            h.spectrum_dropped = spectrum_dropped;
                             if let Some(c) = pipe.clip_stats() {
                                 h.clips_kept = c.written;
                                 h.clips_evicted = c.evicted;
@@ -417,7 +465,10 @@ pub async fn run(
                             drop(h);
                             // Sealed only when the link can take it (a number spent on a
                             // summary never sent would show as a missing message).
-                            if cfg.mqtt.spectrum && qos0_tx.capacity() > 0 {
+                            if cfg.mqtt.spectrum && qos0_tx.capacity() == 0 {
+                                // The link is slow: this summary is dropped, and counted.
+                                spectrum_dropped += 1;
+                            } else if cfg.mqtt.spectrum {
                                 let s = spectrum_summary(&id, at, &observed);
                                 let t =
                                     protocol::topic(&id.facility_id, &id.sensor_id, Kind::Spectrum);
@@ -453,13 +504,13 @@ pub async fn run(
                 }
                 (sweeps, events)
             })
-            .map_err(|e| AgentError::Input(format!("starting the scanning thread: {e}")))?
+            .map_err(|e| AgentError::Runtime(format!("starting the scanning thread: {e}")))?
     };
     let opened = tokio::task::spawn_blocking(move || opened_rx.recv())
         .await
         .ok()
         .and_then(Result::ok)
-        .unwrap_or_else(|| Err(AgentError::Input("the scanning thread ended".into())));
+        .unwrap_or_else(|| Err(AgentError::Runtime("the scanning thread ended".into())));
     if let Err(e) = opened {
         let _ = link_stop_tx.send(true);
         let _ = link.await;
@@ -486,4 +537,41 @@ pub async fn run(
         link,
         waiting,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coverage_is_the_revisit_interval_and_the_air_time_share() {
+        let bands =
+            crate::pipeline::select_bands(None, &["B28".into(), "n78".into()]).expect("bands");
+        let limits = dsp::bandplan::TuningLimits {
+            min_hz: 1e6,
+            max_hz: 6e9,
+            max_sample_rate_hz: 20e6,
+        };
+        let p = plan(&bands, "radio", &limits, 15.36e6, 0.8).expect("plan");
+        assert_eq!(p.ranges.len(), 2);
+        let t0 = std::time::Instant::now();
+        let mut seen = Vec::new();
+        // First sweep: nothing to measure a revisit against.
+        let c = band_coverage(&p, &[0.1, 0.3], &mut seen, t0);
+        assert!(
+            c.iter()
+                .all(|b| b.revisit_s == 0.0 && b.observed_fraction == 0.0)
+        );
+        // Two seconds later: B28 was on the air 0.1 s of them, n78 0.3 s.
+        let c = band_coverage(&p, &[0.1, 0.3], &mut seen, t0 + Duration::from_secs(2));
+        let get = |n: &str| c.iter().find(|b| b.band == n).expect("band").clone();
+        assert!((get("B28").revisit_s - 2.0).abs() < 1e-9);
+        assert!((get("B28").observed_fraction - 0.05).abs() < 1e-9);
+        assert!((get("n78").observed_fraction - 0.15).abs() < 1e-9);
+        // A range not captured (a failed hop) keeps its last sighting: its revisit counts from it.
+        let c = band_coverage(&p, &[0.1], &mut seen, t0 + Duration::from_secs(4));
+        let n78 = c.iter().find(|b| b.band == "n78").expect("n78");
+        assert!((n78.revisit_s - 2.0).abs() < 1e-9, "{n78:?}");
+        assert_eq!(n78.observed_fraction, 0.0);
+    }
 }

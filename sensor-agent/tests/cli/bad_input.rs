@@ -420,3 +420,27 @@ fn bands_says_what_an_rtl_sdr_cannot_see() {
             .all(|b| b["coverage"] == "covered")
     );
 }
+
+/// A failure no input could have avoided is exit 1, not 2: here the evidence clip directory
+/// cannot be made (under /proc nothing can).
+#[test]
+fn runtime_failures_are_exit_1() {
+    let out = run_agent(
+        Path::new(BIN),
+        &[
+            "scan",
+            "--source",
+            "sim",
+            "--bands",
+            "B4",
+            "--clips",
+            "/proc/centinela-clips",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("evidence clip directory /proc/centinela-clips"),
+        "{err}"
+    );
+}

@@ -728,18 +728,21 @@ async fn agent_and_server_links_over_tls() {
             FAC,
             sensor,
         ));
-        let status = Arc::new(StatusSource::new(
-            sensor_agent::config::Identity {
-                facility_id: FAC.into(),
-                sensor_id: sensor.into(),
-                zone: "patio".into(),
-            },
-            None,
-            Vec::new(),
-            1.0,
-            outbox.clone(),
-            signer.clone(),
-        ));
+        let status = Arc::new(
+            StatusSource::new(
+                sensor_agent::config::Identity {
+                    facility_id: FAC.into(),
+                    sensor_id: sensor.into(),
+                    zone: "patio".into(),
+                },
+                None,
+                Vec::new(),
+                1.0,
+                outbox.clone(),
+                signer.clone(),
+            )
+            .expect("status source"),
+        );
         let (stop, rx) = watch::channel(false);
         let (_q, qrx) = mpsc::channel(1);
         let link = tokio::spawn(publisher::run(
