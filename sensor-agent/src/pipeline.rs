@@ -422,10 +422,9 @@ impl Pipeline {
     }
 
     /// Dwell of a hop of `range`: GSM bands dwell long enough for two FCCH bursts and an SCH
-    /// when cells are searched.
+    /// when cells are searched (or will be, in a replay of what `record` captures).
     fn dwell_s(&self, range: &RangePlan) -> f64 {
-        let gsm = self.settings.analysis
-            && self.settings.cell_search
+        let gsm = self.settings.cell_search
             && range
                 .bands
                 .iter()

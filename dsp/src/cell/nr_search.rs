@@ -105,6 +105,29 @@ pub struct NrSearcher {
     fft: Arc<dyn Fft<f32>>,
     templates: [Vec<Complex32>; 3],
     pss: [[f32; 127]; 3],
+    /// Conjugate spectra of the PSS templates at the last transform length used.
+    template_spectra: Option<(usize, Vec<Vec<Complex32>>)>,
+    /// Scratch of the transforms.
+    scratch: Vec<Complex32>,
+}
+
+/// The transform length for a correlation of `n` samples: a multiple of `q` (so that an offset
+/// step of `q` bins is whole) whose quotient has no prime factor above 5, the smallest such
+/// length ≥ `n`. A power of two wasted up to half the work on padding.
+fn fft_len(n: usize, q: usize) -> usize {
+    let mut k = n.div_ceil(q).max(1);
+    loop {
+        let mut r = k;
+        for p in [2, 3, 5] {
+            while r.is_multiple_of(p) {
+                r /= p;
+            }
+        }
+        if r == 1 {
+            return k * q;
+        }
+        k += 1;
+    }
 }
 
 impl std::fmt::Debug for NrSearcher {
@@ -146,6 +169,8 @@ impl NrSearcher {
             fft,
             templates,
             pss,
+            template_spectra: None,
+            scratch: Vec::new(),
         }
     }
 
@@ -223,16 +248,21 @@ impl NrSearcher {
     fn pss_candidates(&mut self, x: &[Complex32], per_root: usize) -> PssPlane {
         let len = x.len();
         let fs = self.rate_hz();
-        let m = (len + N).next_power_of_two().max(2 * N);
-        let fwd = self.planner.plan_fft_forward(m);
-        let inv = self.planner.plan_fft_inverse(m);
-        let mut xf = vec![Complex32::default(); m];
-        xf[..len].copy_from_slice(x);
-        fwd.process(&mut xf);
-        let last = len - 4 * SYM;
-        let inv_e = inverse_window_energy(x, N, last, (m as f64) * (m as f64));
         // Offset hypotheses every half subcarrier; the FFT bin must divide that step.
         let step_hz = self.scs_hz / 2.0;
+        let m = fft_len((len + N).max(2 * N), (fs / step_hz).round() as usize);
+        let fwd = self.planner.plan_fft_forward(m);
+        let inv = self.planner.plan_fft_inverse(m);
+        let need = fwd
+            .get_inplace_scratch_len()
+            .max(inv.get_inplace_scratch_len());
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.resize(need, Complex32::default());
+        let mut xf = vec![Complex32::default(); m];
+        xf[..len].copy_from_slice(x);
+        fwd.process_with_scratch(&mut xf, &mut scratch);
+        let last = len - 4 * SYM;
+        let inv_e = inverse_window_energy(x, N, last, (m as f64) * (m as f64));
         let h_max = (self.cfg.cfo_range_hz / step_hz).floor() as i64;
         let bin_hz = fs / m as f64;
         let tests = (2 * h_max + 1) as f64 * (last + 1) as f64 * 3.0;
@@ -241,25 +271,44 @@ impl NrSearcher {
         let mut candidates: Vec<Candidate> = Vec::new();
         let mut means: Vec<(usize, f64, f32)> = Vec::new();
         let mut work = vec![Complex32::default(); m];
-        for (u, t) in self.templates.iter().enumerate() {
-            let mut tf = vec![Complex32::default(); m];
-            tf[..N].copy_from_slice(t);
-            fwd.process(&mut tf);
-            tf.iter_mut().for_each(|v| *v = v.conj());
+        // Conjugate spectra of the three PSS at this length, made once per length.
+        if self.template_spectra.as_ref().is_none_or(|(k, _)| *k != m) {
+            let spectra = self
+                .templates
+                .iter()
+                .map(|t| {
+                    let mut tf = vec![Complex32::default(); m];
+                    tf[..N].copy_from_slice(t);
+                    fwd.process_with_scratch(&mut tf, &mut scratch);
+                    tf.iter_mut().for_each(|v| *v = v.conj());
+                    tf
+                })
+                .collect();
+            self.template_spectra = Some((m, spectra));
+        }
+        let spectra = self
+            .template_spectra
+            .take()
+            .map(|(_, s)| s)
+            .unwrap_or_default();
+        let mut rho: Vec<f32> = Vec::with_capacity(last + 1);
+        for (u, tf) in spectra.iter().enumerate() {
             let mut best: Vec<Candidate> = Vec::new();
             for h in -h_max..=h_max {
                 let f = h as f64 * step_hz;
                 let s = ((f / bin_hz).round() as i64).rem_euclid(m as i64) as usize;
                 let (head, tail) = xf.split_at(s);
-                for (w, (xv, tv)) in work.iter_mut().zip(tail.iter().chain(head).zip(&tf)) {
+                for (w, (xv, tv)) in work.iter_mut().zip(tail.iter().chain(head).zip(tf.iter())) {
                     *w = xv * tv;
                 }
-                inv.process(&mut work);
-                let rho: Vec<f32> = work[..=last]
-                    .iter()
-                    .zip(&inv_e)
-                    .map(|(c, ie)| c.norm_sqr() * ie)
-                    .collect();
+                inv.process_with_scratch(&mut work, &mut scratch);
+                rho.clear();
+                rho.extend(
+                    work[..=last]
+                        .iter()
+                        .zip(&inv_e)
+                        .map(|(c, ie)| c.norm_sqr() * ie),
+                );
                 let mean = rho.iter().sum::<f32>() / rho.len() as f32;
                 if mean <= 0.0 {
                     continue;
@@ -294,6 +343,8 @@ impl NrSearcher {
             candidates.extend(kept);
         }
         candidates.sort_by(|a, b| b.ratio.total_cmp(&a.ratio));
+        self.template_spectra = Some((m, spectra));
+        self.scratch = scratch;
         PssPlane {
             candidates,
             means,

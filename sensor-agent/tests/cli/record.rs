@@ -197,3 +197,62 @@ fn a_recorded_sweep_replays_to_the_live_verdicts_on_every_colombian_band() {
         }
     }
 }
+
+/// `record` (capture only) and its replay agree on every hop's length, GSM hops included (they
+/// dwell long enough for the FCCH and SCH when cells will be searched), and the replay names
+/// the demo's B4 cell as `scan` does.
+#[test]
+fn a_capture_only_recording_replays_every_band_of_the_plan() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let base = dir.path().join("co");
+    let out = run_agent(
+        Path::new(BIN),
+        &[
+            "record",
+            "--source",
+            "sim",
+            "--band",
+            "GSM850,B5,B4",
+            "--device",
+            "hackrf",
+            "--out",
+            base.to_str().expect("utf8"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed = run_agent(
+        Path::new(BIN),
+        &[
+            "replay",
+            base.with_extension("sigmf-meta").to_str().expect("utf8"),
+            "--json",
+        ],
+    );
+    assert!(
+        replayed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&replayed.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("json"))
+        .collect();
+    let bands: Vec<&str> = lines
+        .iter()
+        .filter(|v| v["type"] == "band")
+        .filter_map(|v| v["band"].as_str())
+        .collect();
+    for b in ["GSM850", "B5", "B4"] {
+        assert!(bands.contains(&b), "{b} not judged: {bands:?}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|v| v["kind"] == "gap" && v["payload"]["cell"]["pci"] == 45),
+        "the B4 cell is named"
+    );
+}
