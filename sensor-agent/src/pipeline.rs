@@ -492,6 +492,11 @@ impl Pipeline {
         if self.buffers.len() < needed {
             self.buffers.resize_with(needed, HopBuffer::default);
         }
+        // Slots this range does not use give their memory back, so the pool holds the largest
+        // range's hops, not the sum of every range's largest.
+        for b in &mut self.buffers[needed..] {
+            b.samples = Vec::new();
+        }
         for (hi, hop) in range.hops.hops.iter().enumerate() {
             if self.cancelled() {
                 return Err(AgentError::Cancelled);
@@ -516,6 +521,8 @@ impl Pipeline {
             buf.center_hz = tuned.center_hz;
             buf.sample_rate_hz = fs;
             buf.samples.resize(n, Complex32::default());
+            // A GSM hop (three times as long) leaves no oversized buffer behind.
+            buf.samples.shrink_to(n);
             let overflows_before = health.overflows;
             read_exactly(source, &mut buf.samples, health)?;
             buf.planned = Some(*hop);
