@@ -299,6 +299,18 @@ impl Server {
     }
 }
 
+/// Logs to stderr, filtered by `RUST_LOG` (default: info, the brokers' and the database's
+/// chatter quietened).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rumqttd=off,rumqttc=warn,sqlx=warn".into()),
+        )
+        .init();
+}
+
 /// Waits for Ctrl-C or SIGTERM.
 pub async fn wait_for_signal() {
     #[cfg(unix)]

@@ -14,12 +14,12 @@ use time::OffsetDateTime;
 
 use crate::AgentError;
 use crate::config::{Identity, PipelineConfig};
-use crate::evidence::{ClipSource, ClipStore, clip_policy};
+use crate::evidence::{ClipStore, clip_policy};
 use crate::pipeline::{
     BandObservation, HopCapture, Observer, Pipeline, ScanPlan, SweepHealth, SweepSettings, plan,
     select_bands,
 };
-use crate::recording::{RecordedSweep, SWEEP_SCHEMA, SweepHeader, SweepRecorder, sweep_base};
+use crate::recording::{RecordedSweep, SweepHeader, SweepOrigin, SweepRecorder, sweep_base};
 use crate::replay::{ReplayOptions, replay, write_json_line, write_text_line};
 use crate::source::{SourceSpec, device_profile};
 use crate::tracker::Event;
@@ -655,15 +655,11 @@ fn cmd_scan(a: &ScanArgs, out: &mut dyn Write) -> Result<(), AgentError> {
         analysis: true,
     };
     let mut pipe = Pipeline::new(scan_plan, settings, &id)?;
+    let origin = SweepOrigin::new(&id, &dev_name, device, rate);
     if let Some(dir) = &a.clips {
         pipe = pipe.with_clips(ClipStore::open(
             clip_policy(dir, a.clips_max_mb)?,
-            ClipSource {
-                sensor: id.clone(),
-                device: dev_name.clone(),
-                profile: device.map(|p| p.id.to_string()),
-                sample_rate_hz: rate,
-            },
+            origin.clone(),
         )?);
     }
     print_plan(out, a.json, &dev_name, rate, pipe.plan(), a.dwell_ms)?;
@@ -672,18 +668,7 @@ fn cmd_scan(a: &ScanArgs, out: &mut dyn Write) -> Result<(), AgentError> {
         let recorder = match &a.record {
             Some(base) => Some(SweepRecorder::create(
                 &sweep_base(base, n),
-                SweepHeader {
-                    schema: SWEEP_SCHEMA.into(),
-                    sensor: id.clone(),
-                    device: dev_name.clone(),
-                    profile: device.map(|p| p.id.to_string()),
-                    sample_rate_hz: rate,
-                    plan: pipe.plan().clone(),
-                    settings: pipe.settings().clone(),
-                    sweep: n,
-                    sweep_at: at,
-                    clip: None,
-                },
+                SweepHeader::new(&origin, pipe.plan(), pipe.settings(), n, at),
             )?),
             None => None,
         };
@@ -954,6 +939,7 @@ fn cmd_record(a: &RecordArgs, out: &mut dyn Write) -> Result<(), AgentError> {
         analysis: a.analyse,
     };
     let mut pipe = Pipeline::new(scan_plan, settings, &id)?;
+    let origin = SweepOrigin::new(&id, &dev_name, device, rate);
     let at = OffsetDateTime::now_utc();
     let datatype = match a.datatype {
         SampleFormat::Cf32Le => Datatype::Cf32Le,
@@ -962,18 +948,7 @@ fn cmd_record(a: &RecordArgs, out: &mut dyn Write) -> Result<(), AgentError> {
     let recorder = SweepRecorder::create_as(
         &a.out,
         datatype,
-        SweepHeader {
-            schema: SWEEP_SCHEMA.into(),
-            sensor: id.clone(),
-            device: dev_name.clone(),
-            profile: device.map(|p| p.id.to_string()),
-            sample_rate_hz: rate,
-            plan: pipe.plan().clone(),
-            settings: pipe.settings().clone(),
-            sweep: 0,
-            sweep_at: at,
-            clip: None,
-        },
+        SweepHeader::new(&origin, pipe.plan(), pipe.settings(), 0, at),
     )?;
     if a.analyse {
         print_plan(out, a.json, &dev_name, rate, pipe.plan(), a.seconds * 1e3)?;

@@ -15,9 +15,8 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::AgentError;
-use crate::config::Identity;
 use crate::pipeline::{ClipStats, EvidenceKeeper, HopCapture, ScanPlan, SweepSettings};
-use crate::recording::{SWEEP_SCHEMA, SweepHeader, SweepRecorder};
+use crate::recording::{SweepHeader, SweepOrigin, SweepRecorder};
 
 /// Where clips go and how much room they may take.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,24 +43,11 @@ pub fn clip_policy(dir: &Path, max_mb: f64) -> Result<ClipPolicy, AgentError> {
     })
 }
 
-/// What a clip's header says about the radio and the sensor.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ClipSource {
-    /// The sensor.
-    pub sensor: Identity,
-    /// The radio's name.
-    pub device: String,
-    /// The device profile's id.
-    pub profile: Option<String>,
-    /// Scanning rate, hertz.
-    pub sample_rate_hz: f64,
-}
-
 /// The clips of one directory, oldest first.
 #[derive(Debug)]
 pub struct ClipStore {
     policy: ClipPolicy,
-    source: ClipSource,
+    source: SweepOrigin,
     files: VecDeque<(String, u64)>,
     /// Counters.
     pub stats: ClipStats,
@@ -79,7 +65,7 @@ impl ClipStore {
     ///
     /// # Errors
     /// [`AgentError::Input`] when the directory cannot be made or read.
-    pub fn open(policy: ClipPolicy, source: ClipSource) -> Result<Self, AgentError> {
+    pub fn open(policy: ClipPolicy, source: SweepOrigin) -> Result<Self, AgentError> {
         let dir = &policy.dir;
         let err = |e: std::io::Error| {
             AgentError::Runtime(format!("evidence clip directory {}: {e}", dir.display()))
@@ -188,15 +174,6 @@ impl ClipStore {
         let name = format!("{stamp}-{key}");
         let base = self.policy.dir.join(&name);
         let header = SweepHeader {
-            schema: SWEEP_SCHEMA.into(),
-            sensor: self.source.sensor.clone(),
-            device: self.source.device.clone(),
-            profile: self.source.profile.clone(),
-            sample_rate_hz: self.source.sample_rate_hz,
-            plan,
-            settings,
-            sweep: 0,
-            sweep_at: at,
             clip: Some(json!({
                 "event_id": gap.event_id,
                 "gap_key": gap.gap_key,
@@ -204,6 +181,7 @@ impl ClipStore {
                 "center_hz": gap.center_hz,
                 "severity": gap.severity,
             })),
+            ..SweepHeader::new(&self.source, &plan, &settings, 0, at)
         };
         let written = (|| {
             let mut rec = SweepRecorder::create(&base, header)?;

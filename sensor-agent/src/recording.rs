@@ -56,6 +56,63 @@ pub struct SweepHeader {
     pub clip: Option<Value>,
 }
 
+/// Who records: the sensor and its radio, as every sweep header and clip names them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepOrigin {
+    /// The sensor.
+    pub sensor: Identity,
+    /// The radio's name as planned.
+    pub device: String,
+    /// The device profile's id.
+    pub profile: Option<String>,
+    /// Scanning rate, hertz.
+    pub sample_rate_hz: f64,
+}
+
+impl SweepOrigin {
+    /// The sensor `sensor` on the radio `device` (a profile's name or the source's), profile
+    /// `profile`, scanning at `sample_rate_hz`.
+    #[must_use]
+    pub fn new(
+        sensor: &Identity,
+        device: &str,
+        profile: Option<&hardware::profile::DeviceProfile>,
+        sample_rate_hz: f64,
+    ) -> Self {
+        Self {
+            sensor: sensor.clone(),
+            device: device.to_string(),
+            profile: profile.map(|p| p.id.to_string()),
+            sample_rate_hz,
+        }
+    }
+}
+
+impl SweepHeader {
+    /// The header of sweep `sweep` of `pipeline`, clocked `at`.
+    #[must_use]
+    pub fn new(
+        origin: &SweepOrigin,
+        plan: &ScanPlan,
+        settings: &SweepSettings,
+        sweep: u64,
+        at: OffsetDateTime,
+    ) -> Self {
+        Self {
+            schema: SWEEP_SCHEMA.into(),
+            sensor: origin.sensor.clone(),
+            device: origin.device.clone(),
+            profile: origin.profile.clone(),
+            sample_rate_hz: origin.sample_rate_hz,
+            plan: plan.clone(),
+            settings: settings.clone(),
+            sweep,
+            sweep_at: at,
+            clip: None,
+        }
+    }
+}
+
 /// Per-capture `centinela:` fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

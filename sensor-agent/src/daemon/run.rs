@@ -15,9 +15,9 @@ use crate::daemon::config::AgentConfig;
 use crate::daemon::outbox::{Entry, Outbox};
 use crate::daemon::publisher::{self, LinkOptions, LinkStats, StatusSource, TlsFiles};
 use crate::daemon::signer::Signer;
-use crate::evidence::{ClipSource, ClipStore};
+use crate::evidence::ClipStore;
 use crate::pipeline::{BandObservation, Observer, Pipeline, SweepSettings, plan};
-use crate::recording::{SWEEP_SCHEMA, SweepHeader, SweepRecorder, sweep_base};
+use crate::recording::{SweepHeader, SweepOrigin, SweepRecorder, sweep_base};
 use crate::source::SourceSpec;
 use crate::tracker::Event;
 
@@ -335,22 +335,13 @@ pub async fn run(
             .name(format!("scan-{}", cfg.sensor.id))
             .spawn(move || {
                 // The radio lives on this thread (SoapySDR handles are not Send).
+                let origin = SweepOrigin::new(&id, &dev_name, device, rate);
                 let clips = if cfg.evidence.clips {
                     crate::evidence::clip_policy(
                         &cfg.evidence.dir_for(&cfg.outbox.dir),
                         cfg.evidence.max_mb,
                     )
-                    .and_then(|policy| {
-                        ClipStore::open(
-                            policy,
-                            ClipSource {
-                                sensor: id.clone(),
-                                device: dev_name.clone(),
-                                profile: device.map(|p| p.id.to_string()),
-                                sample_rate_hz: rate,
-                            },
-                        )
-                    })
+                    .and_then(|policy| ClipStore::open(policy, origin.clone()))
                     .map(Some)
                 } else {
                     Ok(None)
@@ -391,18 +382,7 @@ pub async fn run(
                     let recorder = match &cfg.scan.record {
                         Some(base) => match SweepRecorder::create(
                             &sweep_base(base, sweeps),
-                            SweepHeader {
-                                schema: SWEEP_SCHEMA.into(),
-                                sensor: id.clone(),
-                                device: dev_name.clone(),
-                                profile: device.map(|p| p.id.to_string()),
-                                sample_rate_hz: rate,
-                                plan: pipe.plan().clone(),
-                                settings: pipe.settings().clone(),
-                                sweep: sweeps,
-                                sweep_at: at,
-                                clip: None,
-                            },
+                            SweepHeader::new(&origin, pipe.plan(), pipe.settings(), sweeps, at),
                         ) {
                             Ok(r) => Some(r),
                             Err(e) => {
