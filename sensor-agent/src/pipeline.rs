@@ -347,9 +347,12 @@ impl Pipeline {
             .pipeline
             .check()
             .map_err(|e| AgentError::Input(format!("pipeline: {e}")))?;
-        if !(settings.dwell_s.is_finite() && settings.dwell_s > 0.0) {
+        if !(settings.dwell_s.is_finite()
+            && settings.dwell_s > 0.0
+            && settings.dwell_s <= MAX_DWELL_S)
+        {
             return Err(AgentError::Input(format!(
-                "dwell {} s must be a positive number",
+                "dwell {} s must be a positive number of seconds, at most {MAX_DWELL_S}",
                 settings.dwell_s
             )));
         }
@@ -421,21 +424,6 @@ impl Pipeline {
             .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    /// Dwell of a hop of `range`: GSM bands dwell long enough for two FCCH bursts and an SCH
-    /// when cells are searched (or will be, in a replay of what `record` captures).
-    fn dwell_s(&self, range: &RangePlan) -> f64 {
-        let gsm = self.settings.cell_search
-            && range
-                .bands
-                .iter()
-                .any(|b| b.technology == dsp::carrier::Technology::Gsm);
-        if gsm {
-            self.settings.dwell_s.max(GSM_DWELL_S)
-        } else {
-            self.settings.dwell_s
-        }
-    }
-
     /// Sweeps the plan once, stamping observations and events with `at`.
     ///
     /// # Errors
@@ -483,7 +471,6 @@ impl Pipeline {
         // them or when a gap may need an evidence clip of its hops.
         let keep_all = analyse && (self.settings.cell_search || self.clips.is_some());
         let search = analyse && self.settings.cell_search;
-        let dwell_s = self.dwell_s(range);
         let mut pieces: Vec<Spectrum> = Vec::with_capacity(range.hops.hops.len());
         let mut segments = usize::MAX;
         let mut calibration = None;
@@ -515,7 +502,7 @@ impl Pipeline {
                 .noise_figure_db
                 .or(self.settings.noise_figure_db);
             let fs = tuned.sample_rate_hz;
-            let n = ((dwell_s * fs) as usize).max(cfg.fft_size);
+            let n = hop_len(&self.settings, range, fs);
             let slot = if keep_all { hi } else { 0 };
             let buf = &mut self.buffers[slot];
             buf.center_hz = tuned.center_hz;
@@ -778,6 +765,27 @@ fn keep_clip(
         .collect();
     clips.keep(plan, settings, at, gap, &captures)
 }
+
+/// Samples captured per hop of `range` at `sample_rate_hz`: the dwell (GSM bands dwell long
+/// enough for two FCCH bursts and an SCH when cells are searched, or will be in a replay of what
+/// `record` captures), and never less than one FFT.
+#[must_use]
+pub fn hop_len(settings: &SweepSettings, range: &RangePlan, sample_rate_hz: f64) -> usize {
+    let gsm = settings.cell_search
+        && range
+            .bands
+            .iter()
+            .any(|b| b.technology == dsp::carrier::Technology::Gsm);
+    let dwell_s = if gsm {
+        settings.dwell_s.max(GSM_DWELL_S)
+    } else {
+        settings.dwell_s
+    };
+    ((dwell_s * sample_rate_hz) as usize).max(settings.pipeline.fft_size)
+}
+
+/// Longest dwell a sweep accepts, seconds.
+pub const MAX_DWELL_S: f64 = 10.0;
 
 /// Names the cells of one band of a range: LTE around each LTE carrier's centre, NR on the
 /// raster of the hops that hold an NR carrier, GSM on every ARFCN, and LTE at the watched

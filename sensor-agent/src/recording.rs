@@ -314,6 +314,21 @@ impl RecordedSweep {
             ))
             .into());
         }
+        header
+            .settings
+            .pipeline
+            .check()
+            .map_err(|e| bad(format!("`global.centinela:settings`: {e}")))?;
+        if !(header.settings.dwell_s > 0.0
+            && header.settings.dwell_s <= crate::pipeline::MAX_DWELL_S)
+        {
+            return Err(bad(format!(
+                "`global.centinela:settings.dwell_s` {} is not a dwell of 0–{} s",
+                header.settings.dwell_s,
+                crate::pipeline::MAX_DWELL_S
+            ))
+            .into());
+        }
         let mut captures = Vec::with_capacity(meta.captures.len());
         for (i, c) in meta.captures.iter().enumerate() {
             let h: CaptureHeader = serde_json::from_value(unprefixed(&c.extensions))
@@ -329,6 +344,15 @@ impl RecordedSweep {
                 return Err(bad(format!(
                     "`captures[{i}]` is not hop {} of range {} of the plan",
                     h.hop, h.range
+                ))
+                .into());
+            }
+            // The settings size what a replay reads: they must agree with what was recorded.
+            let want = crate::pipeline::hop_len(&header.settings, range, meta.sample_rate_hz);
+            if c.sample_count != want as u64 {
+                return Err(bad(format!(
+                    "`captures[{i}]` holds {} samples but the recorded settings capture {want} per hop of its range",
+                    c.sample_count
                 ))
                 .into());
             }

@@ -444,3 +444,52 @@ fn runtime_failures_are_exit_1() {
         "{err}"
     );
 }
+
+/// A recorded sweep's settings size what its replay reads: a dwell edited in the metadata (a
+/// million seconds, or merely other than what was captured) is refused at once, naming it.
+#[test]
+fn a_recorded_sweep_whose_settings_disagree_with_its_captures_is_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let base = dir.path().join("one");
+    let out = run_agent(
+        Path::new(BIN),
+        &[
+            "record",
+            "--source",
+            "sim",
+            "--center-hz",
+            "806e6",
+            "--rate",
+            "1e6",
+            "--seconds",
+            "0.01",
+            "--out",
+            base.to_str().expect("utf8"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta_path = base.with_extension("sigmf-meta");
+    let text = std::fs::read_to_string(&meta_path).expect("meta");
+    for (dwell, needle) in [(1e6, "dwell_s"), (0.02, "holds 10000 samples")] {
+        let mut v: serde_json::Value = serde_json::from_str(&text).expect("json");
+        v["global"]["centinela:settings"]["dwell_s"] = serde_json::json!(dwell);
+        let edited = dir.path().join(format!("edited-{dwell}"));
+        std::fs::write(edited.with_extension("sigmf-meta"), v.to_string()).expect("write");
+        std::fs::copy(
+            base.with_extension("sigmf-data"),
+            edited.with_extension("sigmf-data"),
+        )
+        .expect("copy");
+        expect_bad(
+            &[
+                "replay",
+                edited.with_extension("sigmf-meta").to_str().expect("utf8"),
+            ],
+            &[needle],
+        );
+    }
+}
