@@ -373,6 +373,26 @@ impl RecordedSweep {
     }
 }
 
+/// The capture after `current` (wrapping round) whose hop was planned at `centre_hz`: how a
+/// played-back sweep follows the pipeline's tuning, hop after hop and sweep after sweep.
+fn next_planned(
+    planned: &[f64],
+    current: Option<usize>,
+    centre_hz: f64,
+    what: &str,
+) -> Result<usize, HwError> {
+    let n = planned.len();
+    let from = current.map_or(0, |c| c + 1);
+    (0..n)
+        .map(|k| (from + k) % n)
+        .find(|&i| planned[i] == centre_hz)
+        .ok_or_else(|| HwError::Tuning {
+            what: "center_hz",
+            value: centre_hz.to_string(),
+            reason: format!("no hop of the {what} sweep was planned there"),
+        })
+}
+
 impl IqSource for RecordedSweep {
     fn info(&self) -> SourceInfo {
         SourceInfo {
@@ -388,16 +408,8 @@ impl IqSource for RecordedSweep {
     /// Moves to the next capture (after the current one, wrapping round) that recorded the
     /// hop planned at the requested centre.
     fn tune(&mut self, t: &Tuning) -> Result<Tuned, HwError> {
-        let n = self.captures.len();
-        let from = self.current.map_or(0, |c| c + 1);
-        let idx = (0..n)
-            .map(|k| (from + k) % n)
-            .find(|&i| self.captures[i].planned_center_hz == t.center_hz)
-            .ok_or_else(|| HwError::Tuning {
-                what: "center_hz",
-                value: t.center_hz.to_string(),
-                reason: "no hop of the recorded sweep was planned there".into(),
-            })?;
+        let planned: Vec<f64> = self.captures.iter().map(|c| c.planned_center_hz).collect();
+        let idx = next_planned(&planned, self.current, t.center_hz, "recorded")?;
         let tuned = self.source.tune_capture(idx, t.sample_rate_hz)?;
         self.current = Some(idx);
         Ok(Tuned {
@@ -479,16 +491,8 @@ impl IqSource for MemorySweep {
     }
 
     fn tune(&mut self, t: &Tuning) -> Result<Tuned, HwError> {
-        let n = self.hops.len();
-        let from = self.current.map_or(0, |c| c + 1);
-        let idx = (0..n)
-            .map(|k| (from + k) % n.max(1))
-            .find(|&i| self.hops[i].planned_center_hz == t.center_hz)
-            .ok_or_else(|| HwError::Tuning {
-                what: "center_hz",
-                value: t.center_hz.to_string(),
-                reason: "no hop of the captured sweep was planned there".into(),
-            })?;
+        let planned: Vec<f64> = self.hops.iter().map(|h| h.planned_center_hz).collect();
+        let idx = next_planned(&planned, self.current, t.center_hz, "captured")?;
         self.current = Some(idx);
         self.read = 0;
         Ok(self.hops[idx].tuned.clone())
