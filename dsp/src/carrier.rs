@@ -281,9 +281,153 @@ fn carrier_from_run(
     })
 }
 
+/// Where LTE carriers wider than most of a capture could be centred.
+///
+/// A carrier that fills most of a capture leaves too little noise for a floor estimate, so
+/// energy detection finds nothing (a 20 MHz carrier in a 19.2 MS/s capture, tuned a little off
+/// its centre). Its visible edges still place it: the plateau is the spectrum's median level, an
+/// edge is where the (5-bin smoothed) density falls more than 10 dB below it, and for every LTE
+/// bandwidth whose occupied width (resource blocks × 180 kHz + the DC subcarrier) is at least
+/// the plateau's visible width, the centre follows from the edge seen (or both). Only plateaus
+/// covering at least 60 % of the span are considered; narrower carriers are energy detection's.
+/// Returned centres (hertz) are good to a couple of bins, for a search over its offset range.
+/// When no edge is seen at all and the capture holds LTE's OFDM (`ofdm`, see
+/// [`crate::cell::lte::cp_correlation`]), the centre can be anywhere the widest carrier still
+/// covers the span: a grid of centres 300 kHz apart (a search covers ±150 kHz) across it.
+#[must_use]
+pub fn filling_lte_centres(spec: &Spectrum, ofdm: bool) -> Vec<f64> {
+    const OCCUPIED_RB: [usize; 6] = [6, 15, 25, 50, 75, 100];
+    const GRID_HZ: f64 = 300e3;
+    const PSS_HALF_HZ: f64 = 0.47e6;
+    let n = spec.density.len();
+    if n < 32 {
+        return Vec::new();
+    }
+    let smooth: Vec<f32> = (0..n)
+        .map(|i| {
+            let (a, b) = (i.saturating_sub(2), (i + 3).min(n));
+            let mean = spec.density[a..b]
+                .iter()
+                .map(|&d| f64::from(d))
+                .sum::<f64>()
+                / (b - a) as f64;
+            to_db(mean) as f32
+        })
+        .collect();
+    let mut sorted: Vec<f32> = smooth.iter().copied().filter(|v| v.is_finite()).collect();
+    if sorted.len() < n / 2 {
+        return Vec::new();
+    }
+    sorted.sort_by(f32::total_cmp);
+    let plateau = sorted[sorted.len() / 2];
+    let inside = |v: f32| v >= plateau - 6.0;
+    let (Some(lo), Some(hi)) = (
+        smooth.iter().position(|&v| inside(v)),
+        smooth.iter().rposition(|&v| inside(v)),
+    ) else {
+        return Vec::new();
+    };
+    if ((hi - lo + 1) as f64) < 0.6 * n as f64 {
+        return Vec::new();
+    }
+    // An edge is seen when the density outside it drops 10 dB under the plateau.
+    let low_out = |r: std::ops::Range<usize>| {
+        r.clone().count() >= 2
+            && smooth[r]
+                .iter()
+                .all(|&v| v < plateau - 10.0 || !v.is_finite())
+    };
+    let left = (lo >= 3 && low_out(0..lo - 1)).then(|| spec.freq_of(lo) - spec.bin_hz / 2.0);
+    let right = (hi + 3 < n && low_out(hi + 2..n)).then(|| spec.freq_of(hi) + spec.bin_hz / 2.0);
+    let visible = (hi - lo + 1) as f64 * spec.bin_hz;
+    let (span_lo, span_hi) = spec.span_hz();
+    let slack = 3.0 * spec.bin_hz;
+    let mut out: Vec<f64> = Vec::new();
+    for w in OCCUPIED_RB.map(|rb| rb as f64 * 180e3 + 15e3) {
+        if w + slack < visible {
+            continue;
+        }
+        let centre = match (left, right) {
+            (Some(l), Some(r)) if (r - l - w).abs() <= slack => Some(0.5 * (l + r)),
+            (Some(_), Some(_)) => None,
+            // The other edge lies beyond the span.
+            (Some(l), None) if l + w + slack >= span_hi => Some(l + w / 2.0),
+            (None, Some(r)) if r - w - slack <= span_lo => Some(r - w / 2.0),
+            (None, None) if w + slack >= span_hi - span_lo => {
+                // No edge seen: the centre lies anywhere the carrier still covers the span.
+                // Only worth the searches when the capture holds LTE's OFDM at all.
+                if ofdm {
+                    let half = (w - (span_hi - span_lo)).max(0.0) / 2.0;
+                    let k = (half / GRID_HZ).ceil() as i64;
+                    for i in -k..=k {
+                        let c = 0.5 * (span_lo + span_hi) + i as f64 * GRID_HZ;
+                        if !out.iter().any(|o| (o - c).abs() < slack) {
+                            out.push(c);
+                        }
+                    }
+                }
+                None
+            }
+            _ => None,
+        };
+        if let Some(c) = centre
+            && !out.iter().any(|o| (o - c).abs() < slack)
+        {
+            out.push(c);
+        }
+    }
+    // A search needs the centre's synchronisation signals (±0.47 MHz) inside the span.
+    out.retain(|c| c - PSS_HALF_HZ >= span_lo && c + PSS_HALF_HZ <= span_hi);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cropped Welch spectrum of a 20 MHz LTE carrier `offset_hz` from the centre of a
+    /// 19.2 MS/s capture, 20 dB over the noise (or noise alone).
+    fn filled(offset_hz: Option<f64>) -> Spectrum {
+        use crate::synth::{Emitter, LteContent, OfdmEmitter, add_awgn, rng};
+        let fs = 19.2e6;
+        let mut x = vec![num_complex::Complex32::default(); 192_000];
+        if let Some(off) = offset_hz {
+            let cell = LteContent::new(7, crate::cell::lte::Duplexing::Fdd, 100, 1).expect("cell");
+            OfdmEmitter::new(cell, fs, off, 1.0)
+                .expect("rate")
+                .add_to(&mut x);
+        }
+        add_awgn(&mut rng(3), &mut x, 0.01);
+        let frame = crate::psd::welch_once(&x, 1024, 0.5, crate::window::WindowKind::Hann, fs, 0.0)
+            .expect("welch");
+        let mut spec = frame.to_spectrum();
+        spec.crop_edges(0.05);
+        spec
+    }
+
+    #[test]
+    fn a_carrier_filling_the_capture_is_placed_by_its_visible_edge() {
+        for off in [500e3, -1.3e6, 2.5e6] {
+            let centres = filling_lte_centres(&filled(Some(off)), true);
+            assert!(
+                centres.iter().any(|c| (c - off).abs() < 40e3),
+                "{off}: {centres:?}"
+            );
+            // 20 MHz is the only bandwidth that fills 19.2 MS/s: one candidate.
+            assert_eq!(centres.len(), 1, "{off}: {centres:?}");
+        }
+        // Noise alone: at most the capture's own centre, which is searched anyway.
+        let noise = filling_lte_centres(&filled(None), false);
+        assert!(noise.is_empty(), "{noise:?}");
+        // Tuned 500 kHz off a 20 MHz carrier, a 10 % crop hides both edges: a grid 300 kHz
+        // apart over the ±1.3 MHz the centre can be in.
+        let mut spec = filled(Some(500e3));
+        spec.crop_edges(0.06);
+        assert!(filling_lte_centres(&spec, false).is_empty());
+        let grid = filling_lte_centres(&spec, true);
+        assert!(grid.iter().any(|c| (c - 500e3).abs() <= 150e3), "{grid:?}");
+        assert!((5..=11).contains(&grid.len()), "{grid:?}");
+    }
 
     #[test]
     fn widths_map_to_technologies() {

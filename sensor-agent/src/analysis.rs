@@ -468,6 +468,51 @@ pub fn nr_cells(
     calibration: Option<&Calibration>,
     bands: &[&'static Band],
 ) -> Vec<(CarrierObs, dsp::cell::nr_search::NrCell)> {
+    nr_cells_shifted(searchers, capture, calibration, bands, &[0.0])
+}
+
+/// Search centres, from each raster point, that widen the offset range of [`nr_cells_wide`]
+/// threefold: a point's own search covers ±150 kHz, these two the next 300 kHz either side.
+pub const NR_WIDE_SHIFTS_HZ: [f64; 2] = [-300e3, 300e3];
+
+/// [`nr_cells`], and when that finds no SSB although the capture holds NR's OFDM (the
+/// cyclic-prefix correlation of 15 or 30 kHz symbols over 2 % and well above noise's 1/√len),
+/// again at 300 kHz either side of every raster point: SSBs up to 450 kHz off their point, as
+/// a radio whose oscillator is 100 ppm off sees them at 3.5 GHz. For recordings of unknown
+/// radios; the agent's profiles stay well inside ±150 kHz.
+#[must_use]
+pub fn nr_cells_wide(
+    searchers: &mut NrSearchers,
+    capture: &CaptureView<'_>,
+    calibration: Option<&Calibration>,
+    bands: &[&'static Band],
+) -> Vec<(CarrierObs, dsp::cell::nr_search::NrCell)> {
+    let found = nr_cells(searchers, capture, calibration, bands);
+    if !found.is_empty() {
+        return found;
+    }
+    let n = capture
+        .samples
+        .len()
+        .min((0.021 * capture.sample_rate_hz) as usize);
+    let ofdm = [15e3, 30e3].iter().any(|&scs| {
+        dsp::cell::cp_correlation(&capture.samples[..n], capture.sample_rate_hz, scs)
+            .is_some_and(|r| r > 0.02 && r > 8.0 / (n as f64).sqrt())
+    });
+    if !ofdm {
+        return found;
+    }
+    nr_cells_shifted(searchers, capture, calibration, bands, &NR_WIDE_SHIFTS_HZ)
+}
+
+/// [`nr_cells`] with each raster point's search centred `shifts_hz` away from it.
+fn nr_cells_shifted(
+    searchers: &mut NrSearchers,
+    capture: &CaptureView<'_>,
+    calibration: Option<&Calibration>,
+    bands: &[&'static Band],
+    shifts_hz: &[f64],
+) -> Vec<(CarrierObs, dsp::cell::nr_search::NrCell)> {
     let fs = capture.sample_rate_hz;
     let lo = capture.center_hz - fs / 2.0;
     let hi = capture.center_hz + fs / 2.0;
@@ -520,7 +565,10 @@ pub fn nr_cells(
                     &resamplers[resamplers.len() - 1].1
                 }
             };
-            for f in points {
+            for f in points
+                .iter()
+                .flat_map(|p| shifts_hz.iter().map(move |d| p + d))
+            {
                 let Ok(y) = resampler.extract(f - capture.center_hz, rate, usize::MAX) else {
                     continue;
                 };

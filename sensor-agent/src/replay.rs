@@ -147,6 +147,34 @@ pub enum ReplayItem {
     },
 }
 
+/// Search offsets (from `centre_hz`) where an LTE carrier filling the capture may be centred
+/// (see [`dsp::carrier::filling_lte_centres`]), inside an LTE band of `bands` and away from the
+/// offsets already searched. The grid for a carrier whose edges are all out of sight is only
+/// laid when the window holds LTE's OFDM (its cyclic-prefix correlation over 2 % and well
+/// above noise's 1/√len).
+fn filling_offsets(
+    spec: &dsp::psd::Spectrum,
+    window: &[dsp::Complex32],
+    fs: f64,
+    centre_hz: f64,
+    bands: &[&'static Band],
+    searched: &[f64],
+) -> Vec<f64> {
+    let ofdm = dsp::cell::cp_correlation(window, fs, dsp::cell::lte::SCS_HZ)
+        .is_some_and(|r| r > 0.02 && r > 8.0 / (window.len() as f64).sqrt());
+    let mut out: Vec<f64> = Vec::new();
+    for c in dsp::carrier::filling_lte_centres(spec, ofdm) {
+        let o = c - centre_hz;
+        let lte_band = bands
+            .iter()
+            .any(|b| b.technology == dsp::carrier::Technology::Lte && b.contains(c));
+        if lte_band && searched.iter().chain(&out).all(|p| (p - o).abs() > 50e3) {
+            out.push(o);
+        }
+    }
+    out
+}
+
 fn start_time(datetime: Option<&str>) -> OffsetDateTime {
     datetime
         .and_then(|d| OffsetDateTime::parse(d, &Rfc3339).ok())
@@ -204,6 +232,8 @@ pub fn replay(
         .clamp((0.0052 * fs).ceil() as usize + 1, MAX_WINDOW_SAMPLES);
     let mut head: Vec<dsp::Complex32> = Vec::new();
     let mut offsets: Vec<f64> = Vec::new();
+    // The last spectrum in which energy showed no LTE carrier.
+    let mut filling: Option<dsp::psd::Spectrum> = None;
     // The radio's oscillator error, learnt from the cells it confirms.
     let mut cfo_hint: Option<f64> = None;
     let mut jammers = JammerTracker::new(id.clone(), cfg.open_after);
@@ -305,6 +335,13 @@ pub fn replay(
                             .filter(|o| o.abs() > 0.5e6),
                     )
                     .collect();
+                // A carrier filling the capture leaves no floor for energy detection: its
+                // visible edges place it (a 20 MHz carrier in 19.2 MS/s, tuned off centre).
+                filling = (!analysis
+                    .carriers
+                    .iter()
+                    .any(|c| c.technology == dsp::carrier::Technology::Lte))
+                .then(|| spec.clone());
                 let span = spec.span_hz();
                 let mut events = gaps.observe(at, span, &analysis.carriers);
                 for j in &analysis.jammers {
@@ -343,10 +380,25 @@ pub fn replay(
                         Option<u16>,
                     )> = Vec::new();
                     if let Some(searcher) = searcher.as_mut() {
+                        let mut offsets = if offsets.is_empty() {
+                            vec![0.0]
+                        } else {
+                            offsets.clone()
+                        };
+                        if let Some(spec) = &filling {
+                            offsets.extend(filling_offsets(
+                                spec,
+                                &window,
+                                fs,
+                                tuned.center_hz,
+                                &opts.bands,
+                                &offsets,
+                            ));
+                        }
                         let lte = crate::analysis::lte_cells(
                             searcher,
                             &view,
-                            if offsets.is_empty() { &[0.0] } else { &offsets },
+                            &offsets,
                             opts.calibration.as_ref(),
                             &opts.bands,
                             cfo_hint.map_or(
@@ -384,7 +436,7 @@ pub fn replay(
                         }));
                     }
                     if let Some(nr) = nr_searchers.as_mut() {
-                        let cells = crate::analysis::nr_cells(
+                        let cells = crate::analysis::nr_cells_wide(
                             nr,
                             &view,
                             opts.calibration.as_ref(),

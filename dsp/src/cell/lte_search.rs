@@ -35,6 +35,8 @@ const N: usize = 128;
 const HALF_FRAME: usize = 9600;
 const FRAME: usize = 19_200;
 const CFO_STEP_HZ: f64 = 7_500.0;
+/// Shortest input searched: one subframe and two symbols.
+const MIN_SEARCH_LEN: usize = FRAME / 10 + 2 * N;
 
 /// Cyclic prefix length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -300,7 +302,9 @@ impl LteSearcher {
         include_unconfirmed: bool,
     ) -> Vec<LteCell> {
         let len = x.len().min((self.cfg.window_s * RATE_HZ) as usize);
-        if len < HALF_FRAME + 2 * N {
+        // A capture of one half-frame (5 ms) holds one PSS and its SSS; anything shorter than a
+        // subframe and two symbols cannot hold a PSS with its SSS and CRS around it.
+        if len < MIN_SEARCH_LEN {
             return Vec::new();
         }
         let x = &x[..len];
@@ -500,6 +504,7 @@ impl LteSearcher {
         for &i in &fold {
             counts[i as usize] += 1.0;
         }
+        let held = counts.iter().filter(|&&c| c > 0.0).count().max(1) as f32;
         let mut work = vec![Complex32::default(); m];
         let mut planes = Vec::with_capacity(3);
         for tf in spectra {
@@ -522,7 +527,8 @@ impl LteSearcher {
                 for (v, c) in a.iter_mut().zip(&counts) {
                     *v /= c.max(1.0);
                 }
-                let mean = a.iter().sum::<f32>() / HALF_FRAME as f32;
+                // Over the timings the input holds (all of a half-frame unless it is shorter).
+                let mean = a.iter().sum::<f32>() / held;
                 if mean > 0.0 {
                     a.iter_mut().for_each(|v| *v /= mean);
                 }
@@ -1064,6 +1070,36 @@ mod tests {
             let mut x = vec![Complex32::default(); 76_800];
             add_awgn(&mut rng(seed), &mut x, 1.0);
             assert!(s.search(&x, true).is_empty(), "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn one_half_frame_is_enough_and_short_noise_gives_no_cell() {
+        let mut s = LteSearcher::new(LteSearchConfig::default());
+        // 5 ms from anywhere in the frame holds one PSS and its SSS.
+        for (seed, dup) in [
+            (1u64, Duplexing::Fdd),
+            (2, Duplexing::Tdd),
+            (3, Duplexing::Fdd),
+        ] {
+            let pci = 40 + seed as u16 * 101;
+            let x = cell_signal(pci, dup, -61e3, 10.0, seed, 5.0);
+            let cells = s.search(&x, false);
+            assert_eq!(
+                cells.iter().map(|c| c.pci).collect::<Vec<_>>(),
+                [pci],
+                "{cells:?}"
+            );
+        }
+        // Shorter than a subframe: not searched.
+        let x = cell_signal(7, Duplexing::Fdd, 0.0, 10.0, 4, 1.0);
+        assert!(s.search(&x, false).is_empty());
+        // Noise of every length from a subframe to a half-frame: nothing, unconfirmed included.
+        for seed in 0..20 {
+            let n = 2_200 + seed as usize * 370;
+            let mut x = vec![Complex32::default(); n];
+            add_awgn(&mut rng(seed + 50), &mut x, 1.0);
+            assert!(s.search(&x, true).is_empty(), "{n} samples");
         }
     }
 }

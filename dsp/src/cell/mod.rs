@@ -107,6 +107,36 @@ pub fn smooth_channel(h: &[num_complex::Complex32], half: usize) -> Vec<num_comp
         .collect()
 }
 
+/// How much of `x` (at `sample_rate_hz`) repeats one OFDM symbol body (1 / `scs_hz`) later:
+/// |Σ x[n]·x*[n+N]| / Σ |x[n]|², N = `sample_rate_hz` / `scs_hz`. The cyclic prefixes of an
+/// LTE or NR downlink of that spacing make it about 0.07 of the carrier's share of the power
+/// (0.2 with LTE's extended prefix), whatever its bandwidth, centre or offset; noise, jammers
+/// and OFDM of another spacing give about 1/√len. `None` when the rate is not a whole multiple
+/// of the spacing or `x` is shorter than two symbols.
+#[must_use]
+pub fn cp_correlation(
+    x: &[num_complex::Complex32],
+    sample_rate_hz: f64,
+    scs_hz: f64,
+) -> Option<f64> {
+    let n = sample_rate_hz / scs_hz;
+    if !(n >= 1.0) || (n - n.round()).abs() > 1e-6 {
+        return None;
+    }
+    let n = n.round() as usize;
+    if x.len() < 2 * n {
+        return None;
+    }
+    let (mut re, mut im, mut e) = (0f64, 0f64, 0f64);
+    for (a, b) in x.iter().zip(&x[n..]) {
+        let p = a * b.conj();
+        re += f64::from(p.re);
+        im += f64::from(p.im);
+        e += f64::from(a.norm_sqr());
+    }
+    (e > 0.0).then(|| re.hypot(im) / e)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

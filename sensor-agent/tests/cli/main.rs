@@ -6,5 +6,6 @@ mod bad_input;
 mod cells;
 mod clips;
 mod keygen;
+mod missed;
 mod record;
 mod recordings;
