@@ -120,7 +120,7 @@ pub fn cp_correlation(
     scs_hz: f64,
 ) -> Option<f64> {
     let n = sample_rate_hz / scs_hz;
-    if !(n >= 1.0) || (n - n.round()).abs() > 1e-6 {
+    if n.is_nan() || n < 1.0 || (n - n.round()).abs() > 1e-6 {
         return None;
     }
     let n = n.round() as usize;
