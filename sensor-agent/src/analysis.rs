@@ -443,7 +443,16 @@ pub fn lte_deep_cells(
 #[derive(Debug)]
 pub struct NrSearchers {
     by_scs: Vec<(u32, dsp::cell::nr_search::NrSearcher)>,
+    /// The radio's oscillator error (ppm), learnt from the last SSB found above 3 GHz (where
+    /// every search centre is a raster point): later searches look only within
+    /// [`KNOWN_OFFSET_HALF_HZ`] of it, scaled to their frequency.
+    radio_ppm: Option<f64>,
 }
+
+/// Offsets searched either side of the one a known oscillator error predicts: 22.5 kHz is
+/// 6 ppm at 3.8 GHz (a radio's drift between sweeps and the base station's 0.05 ppm, many
+/// times over), three hypotheses of a 30 kHz SSB instead of 21.
+pub const KNOWN_OFFSET_HALF_HZ: f64 = 22.5e3;
 
 impl NrSearchers {
     /// Searchers for 15 and 30 kHz SSBs.
@@ -454,7 +463,20 @@ impl NrSearchers {
                 .into_iter()
                 .map(|s| (s, dsp::cell::nr_search::NrSearcher::new(s, cfg)))
                 .collect(),
+            radio_ppm: None,
         }
+    }
+
+    /// The oscillator error learnt so far, ppm.
+    #[must_use]
+    pub fn radio_ppm(&self) -> Option<f64> {
+        self.radio_ppm
+    }
+
+    /// Sets (or forgets) the oscillator error: a replay starts from what the recording's sweep
+    /// started from.
+    pub fn set_radio_ppm(&mut self, ppm: Option<f64>) {
+        self.radio_ppm = ppm.filter(|p| p.is_finite());
     }
 }
 
@@ -528,6 +550,11 @@ fn nr_cells_shifted(
     // Trim the capture so that its length maps exactly onto every searcher's rate.
     let mut out: Vec<(CarrierObs, dsp::cell::nr_search::NrCell)> = Vec::new();
     let mut resamplers: Vec<(f64, dsp::resample::Resampler)> = Vec::new();
+    // Above 3 GHz each search centre is a raster point: a known oscillator error narrows the
+    // search, and each SSB found there measures it again.
+    let raster_exact = capture.center_hz >= 3e9;
+    let known = searchers.radio_ppm.filter(|_| raster_exact);
+    let mut learnt: Option<f64> = None;
     for band in &nr_bands {
         let bandplan::Raster::Nr { ssb_scs_khz, .. } = band.raster else {
             continue;
@@ -565,15 +592,30 @@ fn nr_cells_shifted(
                     &resamplers[resamplers.len() - 1].1
                 }
             };
-            for f in points
+            for (p, f) in points
                 .iter()
-                .flat_map(|p| shifts_hz.iter().map(move |d| p + d))
+                .flat_map(|&p| shifts_hz.iter().map(move |d| (p, p + d)))
             {
+                if known.is_some() && f != p {
+                    continue;
+                }
                 let Ok(y) = resampler.extract(f - capture.center_hz, rate, usize::MAX) else {
                     continue;
                 };
-                for cell in searcher.search(&y, false) {
+                let cells = match known {
+                    Some(ppm) => searcher.search_around(
+                        &y,
+                        p * (1.0 + ppm * 1e-6) - f,
+                        KNOWN_OFFSET_HALF_HZ,
+                        false,
+                    ),
+                    None => searcher.search(&y, false),
+                };
+                for cell in cells {
                     let ssb_hz = f + cell.cfo_hz;
+                    if raster_exact {
+                        learnt = Some((ssb_hz - p) / p * 1e6);
+                    }
                     let band = assign_band(ssb_hz, Technology::Nr, &nr_bands);
                     let obs = sync_leak(
                         band,
@@ -595,6 +637,9 @@ fn nr_cells_shifted(
                 }
             }
         }
+    }
+    if learnt.is_some() {
+        searchers.radio_ppm = learnt;
     }
     out
 }

@@ -668,7 +668,8 @@ fn cmd_scan(a: &ScanArgs, out: &mut dyn Write) -> Result<(), AgentError> {
         let recorder = match &a.record {
             Some(base) => Some(SweepRecorder::create(
                 &sweep_base(base, n),
-                SweepHeader::new(&origin, pipe.plan(), pipe.settings(), n, at),
+                SweepHeader::new(&origin, pipe.plan(), pipe.settings(), n, at)
+                    .with_radio_ppm(pipe.radio_ppm()),
             )?),
             None => None,
         };
@@ -814,6 +815,7 @@ fn replay_sweep(path: &std::path::Path, json: bool, out: &mut dyn Write) -> Resu
         ..h.settings
     };
     let mut pipe = Pipeline::new(h.plan, settings, &h.sensor)?;
+    pipe.set_radio_ppm(h.radio_ppm);
     print_plan(
         out,
         json,
@@ -948,7 +950,8 @@ fn cmd_record(a: &RecordArgs, out: &mut dyn Write) -> Result<(), AgentError> {
     let recorder = SweepRecorder::create_as(
         &a.out,
         datatype,
-        SweepHeader::new(&origin, pipe.plan(), pipe.settings(), 0, at),
+        SweepHeader::new(&origin, pipe.plan(), pipe.settings(), 0, at)
+            .with_radio_ppm(pipe.radio_ppm()),
     )?;
     if a.analyse {
         print_plan(out, a.json, &dev_name, rate, pipe.plan(), a.seconds * 1e3)?;

@@ -412,6 +412,22 @@ impl Pipeline {
         &self.settings
     }
 
+    /// The radio's oscillator error learnt from the SSBs found so far, ppm (see
+    /// [`crate::analysis::NrSearchers`]).
+    #[must_use]
+    pub fn radio_ppm(&self) -> Option<f64> {
+        self.nr
+            .as_ref()
+            .and_then(crate::analysis::NrSearchers::radio_ppm)
+    }
+
+    /// Starts from a known oscillator error (a recorded sweep's), or from none.
+    pub fn set_radio_ppm(&mut self, ppm: Option<f64>) {
+        if let Some(nr) = self.nr.as_mut() {
+            nr.set_radio_ppm(ppm);
+        }
+    }
+
     /// Gaps open now (energy).
     #[must_use]
     pub fn open_gaps(&self) -> usize {

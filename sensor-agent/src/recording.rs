@@ -54,6 +54,10 @@ pub struct SweepHeader {
     /// Set when the recording is an evidence clip: the gap it shows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub clip: Option<Value>,
+    /// The radio's oscillator error (ppm) the pipeline had learnt from earlier SSBs when the
+    /// sweep began (it narrows the NR search); a replay starts from it too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub radio_ppm: Option<f64>,
 }
 
 /// Who records: the sensor and its radio, as every sweep header and clip names them.
@@ -109,7 +113,14 @@ impl SweepHeader {
             sweep,
             sweep_at: at,
             clip: None,
+            radio_ppm: None,
         }
+    }
+
+    /// The same header with the oscillator error the sweep starts from.
+    #[must_use]
+    pub fn with_radio_ppm(self, radio_ppm: Option<f64>) -> Self {
+        Self { radio_ppm, ..self }
     }
 }
 

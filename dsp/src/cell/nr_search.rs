@@ -195,13 +195,33 @@ impl NrSearcher {
     /// more periods, up to [`NrSearchConfig::bursts`] SSBs one period apart are accumulated (a
     /// cell 6 dB under the floor is lost in one SSB and found in four).
     pub fn search(&mut self, x: &[Complex32], include_unconfirmed: bool) -> Vec<NrCell> {
+        self.search_around(x, 0.0, self.cfg.cfo_range_hz, include_unconfirmed)
+    }
+
+    /// [`NrSearcher::search`] over the offsets within `half_range_hz` of `centre_hz` only (on
+    /// the same half-subcarrier grid): once a radio's oscillator error is known from a cell,
+    /// every other cell it hears sits within a few kilohertz of that error scaled to its
+    /// frequency, and three offsets instead of 21 make the search about seven times cheaper.
+    pub fn search_around(
+        &mut self,
+        x: &[Complex32],
+        centre_hz: f64,
+        half_range_hz: f64,
+        include_unconfirmed: bool,
+    ) -> Vec<NrCell> {
+        let step_hz = self.scs_hz / 2.0;
+        let h_lo = ((centre_hz - half_range_hz.max(0.0)) / step_hz).ceil() as i64;
+        let h_hi = ((centre_hz + half_range_hz.max(0.0)) / step_hz).floor() as i64;
+        if h_lo > h_hi {
+            return Vec::new();
+        }
         let single = &x[..x.len().min((self.cfg.window_s * self.rate_hz()) as usize)];
         if single.len() < 4 * SYM + N {
             return Vec::new();
         }
         // One SSB: the four strongest peaks of each root over the strict PSS threshold (the
         // whole search's false-alarm rate `pss_pfa`).
-        let plane = self.pss_candidates(single, 48);
+        let plane = self.pss_candidates(single, 48, h_lo..=h_hi);
         let threshold = -(self.cfg.pss_pfa / plane.tests).ln() as f32;
         let mut per_root = [0usize; 3];
         let strict: Vec<Candidate> = plane
@@ -245,7 +265,12 @@ impl NrSearcher {
 
     /// PSS correlation of the three roots over the offset grid: the `per_root` strongest
     /// separate peaks of each root, each a ratio to its row's mean.
-    fn pss_candidates(&mut self, x: &[Complex32], per_root: usize) -> PssPlane {
+    fn pss_candidates(
+        &mut self,
+        x: &[Complex32],
+        per_root: usize,
+        hypotheses: std::ops::RangeInclusive<i64>,
+    ) -> PssPlane {
         let len = x.len();
         let fs = self.rate_hz();
         // Offset hypotheses every half subcarrier; the FFT bin must divide that step.
@@ -263,9 +288,8 @@ impl NrSearcher {
         fwd.process_with_scratch(&mut xf, &mut scratch);
         let last = len - 4 * SYM;
         let inv_e = inverse_window_energy(x, N, last, (m as f64) * (m as f64));
-        let h_max = (self.cfg.cfo_range_hz / step_hz).floor() as i64;
         let bin_hz = fs / m as f64;
-        let tests = (2 * h_max + 1) as f64 * (last + 1) as f64 * 3.0;
+        let tests = hypotheses.clone().count() as f64 * (last + 1) as f64 * 3.0;
         // Only peaks that could matter are kept while scanning.
         let floor = 6.0f32;
         let mut candidates: Vec<Candidate> = Vec::new();
@@ -294,7 +318,7 @@ impl NrSearcher {
         let mut rho: Vec<f32> = Vec::with_capacity(last + 1);
         for (u, tf) in spectra.iter().enumerate() {
             let mut best: Vec<Candidate> = Vec::new();
-            for h in -h_max..=h_max {
+            for h in hypotheses.clone() {
                 let f = h as f64 * step_hz;
                 let s = ((f / bin_hz).round() as i64).rem_euclid(m as i64) as usize;
                 let (head, tail) = xf.split_at(s);
@@ -655,6 +679,18 @@ mod tests {
             );
             assert!((c.sinr_db - 0.0).abs() < 3.0, "{}", c.sinr_db);
         }
+    }
+
+    #[test]
+    fn a_known_offset_finds_the_same_cell_and_a_wrong_one_finds_none() {
+        let x = ssb_signal(321, 1, 47e3, 0.0, 5);
+        let mut s = NrSearcher::new(30, NrSearchConfig::default());
+        let full = s.search(&x, false);
+        let near = s.search_around(&x, 45e3, 22.5e3, false);
+        assert_eq!(full, near);
+        assert_eq!(near.first().map(|c| c.pci), Some(321));
+        // 100 kHz away from the cell's offset: nothing.
+        assert!(s.search_around(&x, -55e3, 22.5e3, false).is_empty());
     }
 
     #[test]

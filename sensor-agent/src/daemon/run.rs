@@ -228,7 +228,9 @@ pub async fn run(
     // A sweep the agent recorded plays with its own plan, settings and clock, so the events
     // are the ones it published (sweep k at the recorded time plus k sweeps' air time).
     let mut clock: Option<(OffsetDateTime, time::Duration)> = None;
+    let mut recorded_ppm: Option<f64> = None;
     if let Some(h) = spec.recorded_sweep()? {
+        recorded_ppm = h.radio_ppm;
         tracing::info!(
             "playing sweep {} recorded by {}/{} on {}: its plan and settings replace [scan] and [pipeline]",
             h.sweep,
@@ -348,7 +350,8 @@ pub async fn run(
                 };
                 let mut pipe = match (Pipeline::new(scan_plan, settings, &id), clips) {
                     (Ok(p), Ok(clips)) => {
-                        let p = p.with_cancel(stop.clone());
+                        let mut p = p.with_cancel(stop.clone());
+                        p.set_radio_ppm(recorded_ppm);
                         match clips {
                             Some(c) => p.with_clips(c),
                             None => p,
@@ -382,7 +385,8 @@ pub async fn run(
                     let recorder = match &cfg.scan.record {
                         Some(base) => match SweepRecorder::create(
                             &sweep_base(base, sweeps),
-                            SweepHeader::new(&origin, pipe.plan(), pipe.settings(), sweeps, at),
+                            SweepHeader::new(&origin, pipe.plan(), pipe.settings(), sweeps, at)
+                                .with_radio_ppm(pipe.radio_ppm()),
                         ) {
                             Ok(r) => Some(r),
                             Err(e) => {

@@ -256,3 +256,71 @@ fn a_capture_only_recording_replays_every_band_of_the_plan() {
         "the B4 cell is named"
     );
 }
+
+/// A later sweep starts from the oscillator error the pipeline learnt from the SSB of the first
+/// (its NR search narrowed by it); the recording carries it, and the replay of that sweep judges
+/// every band as the live sweep did, cells included.
+#[test]
+fn a_later_sweep_records_the_oscillator_error_it_started_from_and_replays_to_its_bands() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let base = dir.path().join("n78");
+    let live = run_agent(
+        Path::new(BIN),
+        &[
+            "scan",
+            "--source",
+            "sim",
+            "--device",
+            "hackrf",
+            "--bands",
+            "n78",
+            "--sweeps",
+            "2",
+            "--json",
+            "--record",
+            base.to_str().expect("utf8"),
+        ],
+    );
+    assert!(
+        live.status.success(),
+        "{}",
+        String::from_utf8_lossy(&live.stderr)
+    );
+    let global = |k: u32| -> serde_json::Value {
+        let meta = dir.path().join(format!("n78-{k:06}.sigmf-meta"));
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(meta).expect("meta")).expect("json");
+        v["global"].clone()
+    };
+    assert!(global(0).get("centinela:radio_ppm").is_none());
+    let ppm = global(1)["centinela:radio_ppm"].as_f64().expect("radio_ppm");
+    // The simulated radio is exact: what the SSB measured is the base station's own error.
+    assert!(ppm.abs() < 0.5, "{ppm}");
+    let meta = dir.path().join("n78-000001.sigmf-meta");
+    let replayed = run_agent(
+        Path::new(BIN),
+        &["replay", meta.to_str().expect("utf8"), "--json"],
+    );
+    assert!(
+        replayed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&replayed.stderr)
+    );
+    let bands = |text: &[u8], sweep: u64| -> Vec<serde_json::Value> {
+        String::from_utf8_lossy(text)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+            .filter(|v| v["type"] == "band" && v["sweep"] == sweep)
+            .collect()
+    };
+    let (a, b) = (bands(&live.stdout, 1), bands(&replayed.stdout, 1));
+    assert!(!a.is_empty());
+    assert_eq!(a, b);
+    // Not a comparison of nothing: the n78 cell is named in the later sweep.
+    assert!(
+        a.iter()
+            .flat_map(|v| v["cells"].as_array().cloned().unwrap_or_default())
+            .any(|c| c["cell"]["pci"].is_u64()),
+        "{a:?}"
+    );
+}
