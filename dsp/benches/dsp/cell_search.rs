@@ -65,6 +65,20 @@ fn bench_nr(c: &mut Criterion) {
             s.search(&y, false)
         });
     });
+    // The radio's oscillator error known from an earlier SSB: ±22.5 kHz around it.
+    assert_eq!(
+        s.search_around(&y, 21e3, 22.5e3, false)
+            .first()
+            .map(|c| c.pci),
+        Some(579)
+    );
+    g.bench_function("one_raster_point_known_offset", |b| {
+        b.iter(|| {
+            let y =
+                dsp::resample::resample(&x, fs, 2e6, s.rate_hz(), usize::MAX).expect("resample");
+            s.search_around(&y, 21e3, 22.5e3, false)
+        });
+    });
     g.finish();
 }
 

@@ -293,7 +293,9 @@ fn a_later_sweep_records_the_oscillator_error_it_started_from_and_replays_to_its
         v["global"].clone()
     };
     assert!(global(0).get("centinela:radio_ppm").is_none());
-    let ppm = global(1)["centinela:radio_ppm"].as_f64().expect("radio_ppm");
+    let ppm = global(1)["centinela:radio_ppm"]
+        .as_f64()
+        .expect("radio_ppm");
     // The simulated radio is exact: what the SSB measured is the base station's own error.
     assert!(ppm.abs() < 0.5, "{ppm}");
     let meta = dir.path().join("n78-000001.sigmf-meta");
