@@ -498,7 +498,7 @@ pub fn nr_cells(
 pub const NR_WIDE_SHIFTS_HZ: [f64; 2] = [-300e3, 300e3];
 
 /// [`nr_cells`], and when that finds no SSB although the capture holds NR's OFDM (the
-/// cyclic-prefix correlation of 15 or 30 kHz symbols over 2 % and well above noise's 1/√len),
+/// cyclic-prefix correlation of 15 or 30 kHz symbols, [`dsp::cell::holds_ofdm`]),
 /// again at 300 kHz either side of every raster point: SSBs up to 450 kHz off their point, as
 /// a radio whose oscillator is 100 ppm off sees them at 3.5 GHz. For recordings of unknown
 /// radios; the agent's profiles stay well inside ±150 kHz.
@@ -517,10 +517,9 @@ pub fn nr_cells_wide(
         .samples
         .len()
         .min((0.021 * capture.sample_rate_hz) as usize);
-    let ofdm = [15e3, 30e3].iter().any(|&scs| {
-        dsp::cell::cp_correlation(&capture.samples[..n], capture.sample_rate_hz, scs)
-            .is_some_and(|r| r > 0.02 && r > 8.0 / (n as f64).sqrt())
-    });
+    let ofdm = [15e3, 30e3]
+        .iter()
+        .any(|&scs| dsp::cell::holds_ofdm(&capture.samples[..n], capture.sample_rate_hz, scs));
     if !ofdm {
         return found;
     }

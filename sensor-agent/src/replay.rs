@@ -150,8 +150,7 @@ pub enum ReplayItem {
 /// Search offsets (from `centre_hz`) where an LTE carrier filling the capture may be centred
 /// (see [`dsp::carrier::filling_lte_centres`]), inside an LTE band of `bands` and away from the
 /// offsets already searched. The grid for a carrier whose edges are all out of sight is only
-/// laid when the window holds LTE's OFDM (its cyclic-prefix correlation over 2 % and well
-/// above noise's 1/√len).
+/// laid when the window holds LTE's OFDM ([`dsp::cell::holds_ofdm`]).
 fn filling_offsets(
     spec: &dsp::psd::Spectrum,
     window: &[dsp::Complex32],
@@ -160,8 +159,7 @@ fn filling_offsets(
     bands: &[&'static Band],
     searched: &[f64],
 ) -> Vec<f64> {
-    let ofdm = dsp::cell::cp_correlation(window, fs, dsp::cell::lte::SCS_HZ)
-        .is_some_and(|r| r > 0.02 && r > 8.0 / (window.len() as f64).sqrt());
+    let ofdm = dsp::cell::holds_ofdm(window, fs, dsp::cell::lte::SCS_HZ);
     let mut out: Vec<f64> = Vec::new();
     for c in dsp::carrier::filling_lte_centres(spec, ofdm) {
         let o = c - centre_hz;

@@ -137,6 +137,14 @@ pub fn cp_correlation(
     (e > 0.0).then(|| re.hypot(im) / e)
 }
 
+/// Whether `x` holds OFDM of spacing `scs_hz`: its [`cp_correlation`] over 2 % (a third of a
+/// downlink's) and eight times noise's 1/√len.
+#[must_use]
+pub fn holds_ofdm(x: &[num_complex::Complex32], sample_rate_hz: f64, scs_hz: f64) -> bool {
+    cp_correlation(x, sample_rate_hz, scs_hz)
+        .is_some_and(|r| r > 0.02 && r > 8.0 / (x.len() as f64).sqrt())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
