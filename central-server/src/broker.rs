@@ -8,14 +8,6 @@ use crate::ServerError;
 use crate::credentials::{PASSWD_FILE, PasswordFile, SERVER_USER, sensor_client_id};
 use crate::metrics::Metrics;
 
-/// Why the embedded broker refuses a connection.
-pub const REFUSALS: [&str; 4] = [
-    "no_credentials",
-    "unknown_user",
-    "bad_password",
-    "client_id",
-];
-
 /// Who may connect to the embedded broker: the users of the password file in `dir` (read again
 /// at each connection, so `central-server broker-config` takes effect at once), the server with
 /// its own client id only, each sensor (`{facility}.{sensor}`) with `centinela-{facility}-{sensor}`
@@ -34,7 +26,7 @@ impl Access {
     /// Whether `user` with `password` may connect as `client_id`; the refusal's reason if not.
     ///
     /// # Errors
-    /// The reason, one of [`REFUSALS`].
+    /// The reason, one of [`crate::metrics::BROKER_REFUSALS`].
     pub fn check(&self, client_id: &str, user: &str, password: &str) -> Result<(), &'static str> {
         if user.is_empty() {
             return Err("no_credentials");

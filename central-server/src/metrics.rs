@@ -11,6 +11,15 @@ use prometheus_client::registry::Registry;
 
 // Labels take values only from finite, validated sets (message kinds, rejection reasons, alert
 // kinds): never anything a client wrote, or the exposition grows with every odd topic.
+
+/// Why the embedded broker refuses a connection (`crate::broker::Access::check`): the labels
+/// of its refusal counter, which [`Metrics::broker_refused_total`] sums.
+pub const BROKER_REFUSALS: [&str; 4] = [
+    "no_credentials",
+    "unknown_user",
+    "bad_password",
+    "client_id",
+];
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: &'static str,
@@ -229,8 +238,7 @@ impl Metrics {
         }
     }
 
-    /// The embedded broker refused a connection (`reason` one of
-    /// [`crate::broker::REFUSALS`]).
+    /// The embedded broker refused a connection (`reason` one of [`BROKER_REFUSALS`]).
     pub fn broker_refused(&self, reason: &'static str) {
         self.inner
             .broker_refused
@@ -258,7 +266,7 @@ impl Metrics {
     /// Connections the embedded broker refused so far.
     #[must_use]
     pub fn broker_refused_total(&self) -> u64 {
-        crate::broker::REFUSALS
+        BROKER_REFUSALS
             .iter()
             .map(|r| {
                 self.inner
