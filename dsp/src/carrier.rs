@@ -291,11 +291,11 @@ fn carrier_from_run(
 /// the plateau's visible width, the centre follows from the edge seen (or both). Only plateaus
 /// covering at least 60 % of the span are considered; narrower carriers are energy detection's.
 /// Returned centres (hertz) are good to a couple of bins, for a search over its offset range.
-/// When no edge is seen at all and the capture holds LTE's OFDM (`ofdm`, see
-/// [`crate::cell::lte::cp_correlation`]), the centre can be anywhere the widest carrier still
-/// covers the span: a grid of centres 300 kHz apart (a search covers ±150 kHz) across it.
+/// When no edge is seen at all and the capture holds LTE's OFDM (`ofdm`, asked only then; see
+/// [`crate::cell::holds_ofdm`]), the centre can be anywhere the widest carrier still covers the
+/// span: a grid of centres 300 kHz apart (a search covers ±150 kHz) across it.
 #[must_use]
-pub fn filling_lte_centres(spec: &Spectrum, ofdm: bool) -> Vec<f64> {
+pub fn filling_lte_centres(spec: &Spectrum, ofdm: impl FnOnce() -> bool) -> Vec<f64> {
     const OCCUPIED_RB: [usize; 6] = [6, 15, 25, 50, 75, 100];
     const GRID_HZ: f64 = 300e3;
     const PSS_HALF_HZ: f64 = 0.47e6;
@@ -342,6 +342,8 @@ pub fn filling_lte_centres(spec: &Spectrum, ofdm: bool) -> Vec<f64> {
     let visible = (hi - lo + 1) as f64 * spec.bin_hz;
     let (span_lo, span_hi) = spec.span_hz();
     let slack = 3.0 * spec.bin_hz;
+    let mut ofdm = Some(ofdm);
+    let mut holds_ofdm = None;
     let mut out: Vec<f64> = Vec::new();
     for w in OCCUPIED_RB.map(|rb| rb as f64 * 180e3 + 15e3) {
         if w + slack < visible {
@@ -356,7 +358,7 @@ pub fn filling_lte_centres(spec: &Spectrum, ofdm: bool) -> Vec<f64> {
             (None, None) if w + slack >= span_hi - span_lo => {
                 // No edge seen: the centre lies anywhere the carrier still covers the span.
                 // Only worth the searches when the capture holds LTE's OFDM at all.
-                if ofdm {
+                if *holds_ofdm.get_or_insert_with(|| ofdm.take().is_some_and(|f| f())) {
                     let half = (w - (span_hi - span_lo)).max(0.0) / 2.0;
                     let k = (half / GRID_HZ).ceil() as i64;
                     for i in -k..=k {
@@ -408,7 +410,7 @@ mod tests {
     #[test]
     fn a_carrier_filling_the_capture_is_placed_by_its_visible_edge() {
         for off in [500e3, -1.3e6, 2.5e6] {
-            let centres = filling_lte_centres(&filled(Some(off)), true);
+            let centres = filling_lte_centres(&filled(Some(off)), || true);
             assert!(
                 centres.iter().any(|c| (c - off).abs() < 40e3),
                 "{off}: {centres:?}"
@@ -417,14 +419,14 @@ mod tests {
             assert_eq!(centres.len(), 1, "{off}: {centres:?}");
         }
         // Noise alone: at most the capture's own centre, which is searched anyway.
-        let noise = filling_lte_centres(&filled(None), false);
+        let noise = filling_lte_centres(&filled(None), || false);
         assert!(noise.is_empty(), "{noise:?}");
         // Tuned 500 kHz off a 20 MHz carrier, a 10 % crop hides both edges: a grid 300 kHz
         // apart over the ±1.3 MHz the centre can be in.
         let mut spec = filled(Some(500e3));
         spec.crop_edges(0.06);
-        assert!(filling_lte_centres(&spec, false).is_empty());
-        let grid = filling_lte_centres(&spec, true);
+        assert!(filling_lte_centres(&spec, || false).is_empty());
+        let grid = filling_lte_centres(&spec, || true);
         assert!(grid.iter().any(|c| (c - 500e3).abs() <= 150e3), "{grid:?}");
         assert!((5..=11).contains(&grid.len()), "{grid:?}");
     }

@@ -159,7 +159,7 @@ fn filling_offsets(
     bands: &[&'static Band],
     searched: &[f64],
 ) -> Vec<f64> {
-    let ofdm = dsp::cell::holds_ofdm(window, fs, dsp::cell::lte::SCS_HZ);
+    let ofdm = || dsp::cell::holds_ofdm(window, fs, dsp::cell::lte::SCS_HZ);
     let mut out: Vec<f64> = Vec::new();
     for c in dsp::carrier::filling_lte_centres(spec, ofdm) {
         let o = c - centre_hz;

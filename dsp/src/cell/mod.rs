@@ -163,4 +163,23 @@ mod tests {
             assert_eq!(c[n + 31], (c[n + 3] + c[n]) & 1);
         }
     }
+
+    #[test]
+    fn cyclic_prefix_correlation_tells_lte_from_noise() {
+        use crate::synth::{Emitter, LteContent, OfdmEmitter, add_awgn, rng};
+        let fs = 7.68e6;
+        let mut noise = vec![num_complex::Complex32::default(); 76_800];
+        add_awgn(&mut rng(1), &mut noise, 1.0);
+        let r_noise = cp_correlation(&noise, fs, lte::SCS_HZ).expect("rate");
+        assert!(r_noise < 0.02, "{r_noise}");
+        let cell = LteContent::new(5, lte::Duplexing::Fdd, 25, 2).expect("cell");
+        let mut x = noise.clone();
+        OfdmEmitter::new(cell, fs, 1.1e6, 10.0)
+            .expect("rate")
+            .add_to(&mut x);
+        let r = cp_correlation(&x, fs, lte::SCS_HZ).expect("rate");
+        // Normal CP: 0.067 of the carrier's share, 10/11 here.
+        assert!((0.05..0.07).contains(&r), "{r}");
+        assert!(cp_correlation(&x, 7.7e6, lte::SCS_HZ).is_none());
+    }
 }

@@ -18,7 +18,8 @@ fn confirmed_cells(path: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-fn confirmed_pcis(path: &str) -> (BTreeSet<u16>, Vec<serde_json::Value>) {
+/// The PCIs `replay --json` confirms in a recording, and its JSON lines.
+pub(crate) fn confirmed_pcis(path: &str) -> (BTreeSet<u16>, Vec<serde_json::Value>) {
     let out = run_agent(Path::new(BIN), &["replay", path, "--json", "--no-progress"]);
     assert!(
         out.status.success(),

@@ -7,13 +7,10 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use centinela_tests::run_agent;
 use dsp::Complex32;
 use dsp::cell::lte::Duplexing;
 use dsp::synth::{Emitter, LteContent, NrContent, OfdmEmitter, add_awgn, rng};
 use hardware::sigmf::{Datatype, SigmfWriter};
-
-const BIN: &str = env!("CARGO_BIN_EXE_sensor-agent");
 
 /// Writes `x` as a one-capture cf32 recording at `centre_hz` and returns its metadata path.
 fn write(dir: &Path, name: &str, x: &[Complex32], fs: f64, centre_hz: f64) -> String {
@@ -27,15 +24,9 @@ fn write(dir: &Path, name: &str, x: &[Complex32], fs: f64, centre_hz: f64) -> St
 
 /// PCIs `replay` confirms in the recording, with the technology of each.
 fn confirmed(path: &str) -> BTreeSet<(String, u16)> {
-    let out = run_agent(Path::new(BIN), &["replay", path, "--json", "--no-progress"]);
-    assert!(
-        out.status.success(),
-        "{path}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
+    let (_, lines) = crate::cells::confirmed_pcis(path);
+    lines
+        .iter()
         .filter(|v| v["type"] == "cells")
         .flat_map(|v| v["cells"].as_array().cloned().unwrap_or_default())
         .filter(|c| c["search"]["confirmed"] == true)
