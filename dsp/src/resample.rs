@@ -40,9 +40,53 @@ fn rate_ratio(rate_in_hz: f64, rate_out_hz: f64) -> Result<(u64, u64), DspError>
     })
 }
 
+/// FFT plans and scratch kept from one resampling to the next: a search that resamples capture
+/// after capture at the same lengths plans each FFT once and allocates nothing after its first
+/// capture.
+pub struct ResampleWorkspace {
+    planner: FftPlanner<f32>,
+    scratch: Vec<Complex32>,
+}
+
+impl Default for ResampleWorkspace {
+    fn default() -> Self {
+        Self {
+            planner: FftPlanner::new(),
+            scratch: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ResampleWorkspace {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResampleWorkspace")
+            .field("scratch_len", &self.scratch.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResampleWorkspace {
+    /// Runs the planned FFT of `buf`'s length in place, forward or inverse.
+    fn fft(&mut self, buf: &mut [Complex32], inverse: bool) {
+        if buf.is_empty() {
+            return;
+        }
+        let fft = if inverse {
+            self.planner.plan_fft_inverse(buf.len())
+        } else {
+            self.planner.plan_fft_forward(buf.len())
+        };
+        let need = fft.get_inplace_scratch_len();
+        if self.scratch.len() < need {
+            self.scratch.resize(need, Complex32::default());
+        }
+        fft.process_with_scratch(buf, &mut self.scratch[..need]);
+    }
+}
+
 /// The spectrum of one capture, ready to cut any number of resampled views from it (one FFT
 /// for many candidate carriers).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Resampler {
     spectrum: Vec<Complex32>,
     rate_in_hz: f64,
@@ -52,16 +96,18 @@ impl Resampler {
     /// Transforms the whole of `x`.
     #[must_use]
     pub fn new(x: &[Complex32], rate_in_hz: f64) -> Self {
-        let mut spectrum = x.to_vec();
-        if !spectrum.is_empty() {
-            FftPlanner::<f32>::new()
-                .plan_fft_forward(spectrum.len())
-                .process(&mut spectrum);
-        }
-        Self {
-            spectrum,
-            rate_in_hz,
-        }
+        let mut r = Self::default();
+        r.load(x, rate_in_hz, &mut ResampleWorkspace::default());
+        r
+    }
+
+    /// Transforms the whole of `x` in place of the capture held before, reusing its memory and
+    /// `ws`'s plans.
+    pub fn load(&mut self, x: &[Complex32], rate_in_hz: f64, ws: &mut ResampleWorkspace) {
+        self.spectrum.clear();
+        self.spectrum.extend_from_slice(x);
+        self.rate_in_hz = rate_in_hz;
+        ws.fft(&mut self.spectrum, false);
     }
 
     /// Transforms the longest prefix of `x` that gives at most `max_out` samples at
@@ -95,6 +141,29 @@ impl Resampler {
         rate_out_hz: f64,
         max_out: usize,
     ) -> Result<Vec<Complex32>, DspError> {
+        let mut out = Vec::new();
+        self.extract_into(
+            offset_hz,
+            rate_out_hz,
+            max_out,
+            &mut ResampleWorkspace::default(),
+            &mut out,
+        )?;
+        Ok(out)
+    }
+
+    /// [`Resampler::extract`] into `out` (its memory reused), with `ws`'s plans.
+    ///
+    /// # Errors
+    /// As [`resample`].
+    pub fn extract_into(
+        &self,
+        offset_hz: f64,
+        rate_out_hz: f64,
+        max_out: usize,
+        ws: &mut ResampleWorkspace,
+        out: &mut Vec<Complex32>,
+    ) -> Result<(), DspError> {
         let rate_in_hz = self.rate_in_hz;
         let (p, q) = rate_ratio(rate_in_hz, rate_out_hz)?;
         let len = self.spectrum.len() as u64;
@@ -108,11 +177,12 @@ impl Resampler {
         }
         let n_in = len as usize;
         let n_full = (len * p / q) as usize;
+        out.clear();
         if n_full == 0 {
-            return Ok(Vec::new());
+            return Ok(());
         }
         let shift = (offset_hz * n_in as f64 / rate_in_hz).round() as i64;
-        let mut out = vec![Complex32::default(); n_full];
+        out.resize(n_full, Complex32::default());
         let half = (n_full / 2) as i64;
         let half_in = (n_in / 2) as i64;
         for k in -half..(n_full as i64 - half) {
@@ -123,15 +193,13 @@ impl Resampler {
             out[k.rem_euclid(n_full as i64) as usize] =
                 self.spectrum[src.rem_euclid(n_in as i64) as usize];
         }
-        FftPlanner::<f32>::new()
-            .plan_fft_inverse(n_full)
-            .process(&mut out);
+        ws.fft(out, true);
         let scale = 1.0 / n_in as f32;
-        for v in &mut out {
+        for v in out.iter_mut() {
             *v *= scale;
         }
         out.truncate(max_out);
-        Ok(out)
+        Ok(())
     }
 }
 

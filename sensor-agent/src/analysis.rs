@@ -447,6 +447,12 @@ pub struct NrSearchers {
     /// every search centre is a raster point): later searches look only within
     /// [`KNOWN_OFFSET_HALF_HZ`] of it, scaled to their frequency.
     radio_ppm: Option<f64>,
+    /// One capture's spectrum per searcher rate, the FFT plans and the resampled view, kept
+    /// from capture to capture: a sweep's NR hops share their lengths, so after the first
+    /// nothing is planned or allocated again.
+    resamplers: Vec<(f64, dsp::resample::Resampler)>,
+    workspace: dsp::resample::ResampleWorkspace,
+    view: Vec<dsp::Complex32>,
 }
 
 /// Offsets searched either side of the one a known oscillator error predicts: 22.5 kHz is
@@ -464,6 +470,9 @@ impl NrSearchers {
                 .map(|s| (s, dsp::cell::nr_search::NrSearcher::new(s, cfg)))
                 .collect(),
             radio_ppm: None,
+            resamplers: Vec::new(),
+            workspace: dsp::resample::ResampleWorkspace::default(),
+            view: Vec::new(),
         }
     }
 
@@ -548,7 +557,8 @@ fn nr_cells_shifted(
     nr_bands.sort_by(|a, b| a.width_hz().total_cmp(&b.width_hz()));
     // Trim the capture so that its length maps exactly onto every searcher's rate.
     let mut out: Vec<(CarrierObs, dsp::cell::nr_search::NrCell)> = Vec::new();
-    let mut resamplers: Vec<(f64, dsp::resample::Resampler)> = Vec::new();
+    // Rates whose resampler holds this capture.
+    let mut loaded: Vec<f64> = Vec::new();
     // Above 3 GHz each search centre is a raster point: a known oscillator error narrows the
     // search, and each SSB found there measures it again.
     let raster_exact = capture.center_hz >= 3e9;
@@ -575,21 +585,39 @@ fn nr_cells_shifted(
                     .collect();
                 points.dedup_by(|a, b| (*a - *b).abs() < 1.0);
             }
-            let resampler = match resamplers.iter().find(|(r, _)| (*r - rate).abs() < 1.0) {
-                Some((_, r)) => r,
-                None => {
-                    let Some((_, q)) = ratio_parts(rate / fs) else {
-                        continue;
-                    };
-                    // One SSB period (and a little) is all a search uses.
-                    let keep = capture.samples.len().min((0.021 * fs) as usize);
-                    let n = keep - keep % q as usize;
-                    resamplers.push((
-                        rate,
-                        dsp::resample::Resampler::new(&capture.samples[..n], fs),
-                    ));
-                    &resamplers[resamplers.len() - 1].1
-                }
+            if !loaded.iter().any(|r| (*r - rate).abs() < 1.0) {
+                let Some((_, q)) = ratio_parts(rate / fs) else {
+                    continue;
+                };
+                // One SSB period (and a little) is all a search uses.
+                let keep = capture.samples.len().min((0.021 * fs) as usize);
+                let n = keep - keep % q as usize;
+                let at = match searchers
+                    .resamplers
+                    .iter()
+                    .position(|(r, _)| (*r - rate).abs() < 1.0)
+                {
+                    Some(i) => i,
+                    None => {
+                        searchers
+                            .resamplers
+                            .push((rate, dsp::resample::Resampler::default()));
+                        searchers.resamplers.len() - 1
+                    }
+                };
+                searchers.resamplers[at].1.load(
+                    &capture.samples[..n],
+                    fs,
+                    &mut searchers.workspace,
+                );
+                loaded.push(rate);
+            }
+            let Some((_, resampler)) = searchers
+                .resamplers
+                .iter()
+                .find(|(r, _)| (*r - rate).abs() < 1.0)
+            else {
+                continue;
             };
             for (p, f) in points
                 .iter()
@@ -598,17 +626,27 @@ fn nr_cells_shifted(
                 if known.is_some() && f != p {
                     continue;
                 }
-                let Ok(y) = resampler.extract(f - capture.center_hz, rate, usize::MAX) else {
+                if resampler
+                    .extract_into(
+                        f - capture.center_hz,
+                        rate,
+                        usize::MAX,
+                        &mut searchers.workspace,
+                        &mut searchers.view,
+                    )
+                    .is_err()
+                {
                     continue;
-                };
+                }
+                let y = &searchers.view;
                 let cells = match known {
                     Some(ppm) => searcher.search_around(
-                        &y,
+                        y,
                         p * (1.0 + ppm * 1e-6) - f,
                         KNOWN_OFFSET_HALF_HZ,
                         false,
                     ),
-                    None => searcher.search(&y, false),
+                    None => searcher.search(y, false),
                 };
                 for cell in cells {
                     let ssb_hz = f + cell.cfo_hz;

@@ -177,6 +177,11 @@ pub struct PipelineArgs {
     /// Explicit bands, comma separated (B28,n78,GSM850); overrides --country.
     #[arg(long, value_delimiter = ',')]
     pub bands: Vec<String>,
+    /// Hold every hop's samples for the cell search, hops at the thermal floor too (by default
+    /// they are let go once their spectrum is taken); for a radio whose noise figure is not
+    /// known well.
+    #[arg(long)]
+    pub keep_quiet_hops: bool,
 }
 
 impl PipelineArgs {
@@ -191,6 +196,7 @@ impl PipelineArgs {
             fft_size: self.fft,
             overlap: self.overlap,
             average_s: self.average_ms / 1e3,
+            keep_quiet_hops: self.keep_quiet_hops,
             ..PipelineConfig::default()
         })
     }

@@ -31,6 +31,12 @@ pub struct PipelineConfig {
     pub close_after: u32,
     /// Change of margin (dB) that makes an update event.
     pub update_delta_db: f64,
+    /// Keep the samples of every hop of a range for the cell search, quiet ones too. By default
+    /// a hop whose usable span shows no carrier and sits at the radio's thermal floor (known
+    /// only with a calibration and a noise figure) is let go as soon as its spectrum is taken,
+    /// unless it neighbours a hop with energy; set this for a radio whose noise figure is not
+    /// known well enough to judge "at the floor".
+    pub keep_quiet_hops: bool,
 }
 
 impl Default for PipelineConfig {
@@ -47,6 +53,7 @@ impl Default for PipelineConfig {
             open_after: 2,
             close_after: 3,
             update_delta_db: 3.0,
+            keep_quiet_hops: false,
         }
     }
 }

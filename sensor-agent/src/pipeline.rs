@@ -168,6 +168,9 @@ pub struct SweepHealth {
     pub lost_samples: u64,
     /// Reads that timed out.
     pub timeouts: u64,
+    /// Most hops whose samples were held at once for the cell search and clips (one range's
+    /// hops with energy and their neighbours; see `[pipeline] keep_quiet_hops`).
+    pub hops_held: usize,
     /// Wall time of the sweep, seconds.
     pub elapsed_s: f64,
     /// Where the wall time went (run-specific, as `elapsed_s` is).
@@ -292,18 +295,101 @@ pub trait EvidenceKeeper: std::fmt::Debug + Send {
     fn stats(&self) -> ClipStats;
 }
 
+/// Which hop slots of a range hold samples kept for the cell search and evidence clips.
+///
+/// A hop is needed when its spectrum shows energy (see [`hop_at_thermal_floor`]), when its range
+/// holds a GSM band (the FCCH tone is searched on every ARFCN, under the floor too), or when it
+/// holds a watched channel. A quiet hop is kept as well when it neighbours a needed one, so an
+/// NR carrier's edge and a clip's guard of floor are still there; other quiet hops are let go
+/// and their slot is reused by the next hop. The slots used are the needed hops, their guards
+/// and one spare.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct HopKeeping {
+    /// Slots committed, from slot 0.
+    kept: usize,
+    /// Slot `kept` holds a quiet hop that the next hop may still make a guard.
+    tentative: bool,
+    /// The hop before was needed.
+    after_needed: bool,
+}
+
+impl HopKeeping {
+    /// The slot the next hop is captured into.
+    fn slot(&self) -> usize {
+        self.kept + usize::from(self.tentative)
+    }
+
+    /// Records whether the hop just captured into [`Self::slot`] is needed. True when the
+    /// caller must swap slots `kept` and `kept + 1`: the new quiet hop replaces the older
+    /// tentative one, which is let go.
+    fn captured(&mut self, needed: bool) -> bool {
+        let before_needed = std::mem::replace(&mut self.after_needed, needed);
+        if needed {
+            self.kept += 1 + usize::from(self.tentative);
+            self.tentative = false;
+            false
+        } else if before_needed {
+            // A guard after a needed hop.
+            self.kept += 1;
+            false
+        } else {
+            std::mem::replace(&mut self.tentative, true)
+        }
+    }
+}
+
+/// Half the span the LTE sync search takes around a centre (the 1.92 MS/s view), hertz.
+const LTE_SYNC_HALF_SPAN_HZ: f64 = 0.6e6;
+
+/// A hop whose level is less than this over the radio's thermal floor is at the floor, dB. A
+/// carrier the range's detector reports is at least `cfar.min_snr_db` (3 dB) over the range's
+/// floor, which is no lower than thermal: half of that is the slack left for the calibration.
+const QUIET_RISE_DB: f64 = 1.5;
+
+/// Whether a hop's spectrum (DC already suppressed) shows nothing a cell search could use: no
+/// carrier in its usable span (without the edge crop, where a radio's filter rolls off) and a
+/// floor within [`QUIET_RISE_DB`] of the radio's thermal floor. False whenever that cannot be
+/// judged: no calibration, no noise figure, or no finite floor.
+fn hop_at_thermal_floor(
+    spec: &Spectrum,
+    segments: usize,
+    calibration: Option<&Calibration>,
+    noise_figure_db: Option<f64>,
+    cfg: &PipelineConfig,
+    scratch: &mut Vec<f32>,
+) -> bool {
+    let (Some(cal), Some(nf)) = (calibration, noise_figure_db) else {
+        return false;
+    };
+    let (lo, hi) = spec.span_hz();
+    let (mid, half) = ((lo + hi) / 2.0, (hi - lo) / 2.0 * cfg.usable_fraction());
+    let Some(usable) = spec.slice_hz(mid - half, mid + half) else {
+        return false;
+    };
+    if !dsp::carrier::detect_carriers(&usable, segments, &cfg.cfar, scratch).is_empty() {
+        return false;
+    }
+    let (noise, _) = dsp::carrier::cfar_threshold(&usable.density, segments, &cfg.cfar, scratch);
+    if !(noise.is_finite() && noise > 0.0) {
+        return false;
+    }
+    dsp::to_db(noise) + cal.offset_db(mid) < thermal_floor_dbm_per_hz(nf) + QUIET_RISE_DB
+}
+
 /// An observer that ignores everything.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Ignore;
 
 impl Observer for Ignore {}
 
-/// Samples of one hop kept until its range's cells are searched.
+/// One hop kept until its range's cells are searched: where its samples are in the
+/// [`HeldHops`] arena and what the capture was.
 #[derive(Debug, Default)]
 struct HopBuffer {
     center_hz: f64,
     sample_rate_hz: f64,
-    samples: Vec<Complex32>,
+    /// Its samples in the arena.
+    at: std::ops::Range<usize>,
     /// What the capture was, for an evidence clip of it.
     planned: Option<Hop>,
     tuned: Option<Tuned>,
@@ -311,6 +397,87 @@ struct HopBuffer {
     calibration: Option<Calibration>,
     noise_figure_db: Option<f64>,
     overflows: u64,
+}
+
+/// The samples of the hops a range holds, back to back in one allocation. It grows to the
+/// largest range's need in the first sweep and is reused after that: no hop's buffer is freed
+/// and allocated again, which on a long-running agent leaves the allocator's heap full of holes
+/// (resident memory twice what is live).
+#[derive(Debug, Default)]
+struct HeldHops {
+    arena: Vec<Complex32>,
+    slots: Vec<HopBuffer>,
+}
+
+impl HeldHops {
+    /// Slot `slot` made `n` samples long, right after the slot before it.
+    fn slot(&mut self, slot: usize, n: usize) -> (&mut HopBuffer, &mut [Complex32]) {
+        if self.slots.len() <= slot {
+            self.slots.resize_with(slot + 1, HopBuffer::default);
+        }
+        let start = slot
+            .checked_sub(1)
+            .map_or(0, |before| self.slots[before].at.end);
+        if self.arena.len() < start + n {
+            self.arena.resize(start + n, Complex32::default());
+        }
+        let buf = &mut self.slots[slot];
+        buf.at = start..start + n;
+        (buf, &mut self.arena[start..start + n])
+    }
+
+    /// Slot `slot` and its samples.
+    fn get(&self, slot: usize) -> (&HopBuffer, &[Complex32]) {
+        let buf = &self.slots[slot];
+        (buf, &self.arena[buf.at.clone()])
+    }
+
+    /// Keeps the first `n` samples of slot `slot` (the next slot starts after them).
+    fn truncate(&mut self, slot: usize, n: usize) {
+        let at = &mut self.slots[slot].at;
+        at.end = at.end.min(at.start + n);
+    }
+
+    /// Moves slot `to + 1` into slot `to` (the slot after it is free again).
+    fn replace(&mut self, to: usize) {
+        let from = std::mem::take(&mut self.slots[to + 1]);
+        let start = self.slots[to].at.start;
+        let n = from.at.len();
+        self.arena.copy_within(from.at.clone(), start);
+        self.slots[to] = HopBuffer {
+            at: start..start + n,
+            ..from
+        };
+    }
+
+    /// The first `count` slots.
+    fn held(&self, count: usize) -> Held<'_> {
+        Held {
+            arena: &self.arena,
+            hops: &self.slots[..count.min(self.slots.len())],
+        }
+    }
+}
+
+/// The hops a range held, with their samples.
+#[derive(Debug, Clone, Copy)]
+struct Held<'a> {
+    arena: &'a [Complex32],
+    hops: &'a [HopBuffer],
+}
+
+impl<'a> Held<'a> {
+    fn samples(&self, hop: &HopBuffer) -> &'a [Complex32] {
+        &self.arena[hop.at.clone()]
+    }
+
+    fn view(&self, hop: &HopBuffer) -> crate::analysis::CaptureView<'a> {
+        crate::analysis::CaptureView {
+            samples: self.samples(hop),
+            sample_rate_hz: hop.sample_rate_hz,
+            center_hz: hop.center_hz,
+        }
+    }
 }
 
 /// The sensing pipeline: source → hop plan → capture → calibrated Welch → stitching → analysis
@@ -323,7 +490,7 @@ pub struct Pipeline {
     settings: SweepSettings,
     welch: Option<Welch>,
     scratch: Vec<f32>,
-    buffers: Vec<HopBuffer>,
+    held: HeldHops,
     lte: Option<dsp::cell::lte_search::LteSearcher>,
     nr: Option<crate::analysis::NrSearchers>,
     gaps: GapTracker,
@@ -360,7 +527,7 @@ impl Pipeline {
         Ok(Self {
             welch: None,
             scratch: Vec::new(),
-            buffers: Vec::new(),
+            held: HeldHops::default(),
             lte: search.then(|| {
                 dsp::cell::lte_search::LteSearcher::new(
                     dsp::cell::lte_search::LteSearchConfig::default(),
@@ -483,23 +650,22 @@ impl Pipeline {
         }
         let cfg = self.settings.pipeline.clone();
         let analyse = self.settings.analysis;
-        // Every hop of the range is kept until the range is done when cells are searched in
-        // them or when a gap may need an evidence clip of its hops.
+        // Hops are kept until the range is done when cells are searched in them or when a gap
+        // may need an evidence clip of its hops; see [`HopKeeping`] for which.
         let keep_all = analyse && (self.settings.cell_search || self.clips.is_some());
         let search = analyse && self.settings.cell_search;
+        let gsm_range = range
+            .bands
+            .iter()
+            .any(|b| b.technology == dsp::carrier::Technology::Gsm);
         let mut pieces: Vec<Spectrum> = Vec::with_capacity(range.hops.hops.len());
         let mut segments = usize::MAX;
         let mut calibration = None;
         let mut noise_figure_db = None;
-        let needed = if keep_all { range.hops.hops.len() } else { 1 };
-        if self.buffers.len() < needed {
-            self.buffers.resize_with(needed, HopBuffer::default);
-        }
-        // Slots this range does not use give their memory back, so the pool holds the largest
-        // range's hops, not the sum of every range's largest.
-        for b in &mut self.buffers[needed..] {
-            b.samples = Vec::new();
-        }
+        let mut keeping = HopKeeping::default();
+        // GSM cells of every hop, searched as each is captured (in hop order, with the band
+        // each was searched for): the only search that needs a GSM hop's whole dwell.
+        let mut gsm_found: Vec<(&'static str, crate::analysis::CarrierObs)> = Vec::new();
         for (hi, hop) in range.hops.hops.iter().enumerate() {
             if self.cancelled() {
                 return Err(AgentError::Cancelled);
@@ -519,15 +685,12 @@ impl Pipeline {
                 .or(self.settings.noise_figure_db);
             let fs = tuned.sample_rate_hz;
             let n = hop_len(&self.settings, range, fs);
-            let slot = if keep_all { hi } else { 0 };
-            let buf = &mut self.buffers[slot];
+            let slot = if keep_all { keeping.slot() } else { 0 };
+            let (buf, samples) = self.held.slot(slot, n);
             buf.center_hz = tuned.center_hz;
             buf.sample_rate_hz = fs;
-            buf.samples.resize(n, Complex32::default());
-            // A GSM hop (three times as long) leaves no oversized buffer behind.
-            buf.samples.shrink_to(n);
             let overflows_before = health.overflows;
-            read_exactly(source, &mut buf.samples, health)?;
+            read_exactly(source, samples, health)?;
             buf.planned = Some(*hop);
             buf.tuned = Some(tuned.clone());
             buf.started_at = Some(started_at);
@@ -545,10 +708,12 @@ impl Pipeline {
                 calibration: calibration.as_ref(),
                 noise_figure_db,
                 overflows: buf.overflows,
-                samples: &buf.samples,
+                samples,
             })?;
             let t_spectrum = Instant::now();
             health.stages.observe_s += (t_spectrum - t_observe).as_secs_f64();
+            // Without analysis nothing is kept; without a spectrum, the hop is.
+            let mut needed = !analyse;
             if analyse {
                 let w = match self.welch.as_mut() {
                     Some(w) if (w.config().sample_rate_hz - fs).abs() < 1e-3 => w,
@@ -562,21 +727,66 @@ impl Pipeline {
                     })?),
                 };
                 w.reset(tuned.center_hz);
-                w.process(&buf.samples, |_| {});
+                w.process(samples, |_| {});
                 let mut got = None;
                 w.flush(|f| got = Some((f.segments, f.to_spectrum())));
+                needed = true;
                 if let Some((n, mut spec)) = got {
                     segments = segments.min(n);
                     spec.suppress_dc(tuned.center_hz, cfg.dc_half_width_bins);
+                    needed = cfg.keep_quiet_hops
+                        || self.settings.watch_hz.iter().any(|&f| {
+                            (f - tuned.center_hz).abs() + LTE_SYNC_HALF_SPAN_HZ <= fs / 2.0
+                        })
+                        || !hop_at_thermal_floor(
+                            &spec,
+                            n,
+                            calibration.as_ref(),
+                            noise_figure_db,
+                            &cfg,
+                            &mut self.scratch,
+                        );
                     if let Some(kept) = spec.slice_hz(hop.keep_hz.0, hop.keep_hz.1) {
                         pieces.push(kept);
                     }
                 }
             }
             health.stages.spectrum_s += t_spectrum.elapsed().as_secs_f64();
+            if search && gsm_range {
+                let t_gsm = Instant::now();
+                let found_before = gsm_found.len();
+                let (buf, samples) = self.held.get(slot);
+                let view = crate::analysis::CaptureView {
+                    samples,
+                    sample_rate_hz: fs,
+                    center_hz: buf.center_hz,
+                };
+                for band in range
+                    .bands
+                    .iter()
+                    .filter(|b| b.technology == dsp::carrier::Technology::Gsm)
+                {
+                    for (o, _) in crate::analysis::gsm_cells(&view, calibration.as_ref(), &[band]) {
+                        gsm_found.push((band.name, o));
+                    }
+                }
+                if gsm_found.len() > found_before {
+                    // The whole dwell stays: a GSM gap's clip needs it.
+                    needed = true;
+                } else {
+                    // What the other searches and clips use: one dwell, as in any range.
+                    self.held.truncate(slot, search_len(&self.settings, fs));
+                }
+                health.stages.gsm_s += t_gsm.elapsed().as_secs_f64();
+            }
+            if keep_all && keeping.captured(needed) {
+                self.held.replace(keeping.kept);
+            }
             health.hops += 1;
             observer.progress(health.hops, total);
         }
+        let held = if keep_all { keeping.kept } else { 0 };
+        health.hops_held = health.hops_held.max(held);
         if !analyse {
             return Ok(());
         }
@@ -586,7 +796,7 @@ impl Pipeline {
         };
         let t_analysis = Instant::now();
         health.stages.spectrum_s += (t_analysis - t_stitch).as_secs_f64();
-        let hops = &self.buffers[..if keep_all { range.hops.hops.len() } else { 0 }];
+        let hops = self.held.held(held);
         let thermal = noise_figure_db.map(thermal_floor_dbm_per_hz);
         let mut kept: Vec<(f64, BandObservation)> = Vec::new();
         for band in &range.bands {
@@ -613,14 +823,16 @@ impl Pipeline {
                 },
             ));
         }
-        // A carrier seen in several overlapping bands belongs to the narrowest of its technology.
+        // A carrier seen in several overlapping bands belongs to the narrowest of its technology
+        // (an LTE carrier in a range with GSM850 and B5 is B5's, whichever is listed first).
         let mut order: Vec<usize> = (0..kept.len()).collect();
         order.sort_by(|&a, &b| kept[a].0.total_cmp(&kept[b].0));
         let mut claimed: Vec<(f64, dsp::carrier::Technology)> = Vec::new();
         for &i in &order {
             let band = kept[i].1.band.clone();
             kept[i].1.analysis.carriers.retain(|c| {
-                if c.band != band {
+                let own = crate::analysis::assign_band(c.center_hz, c.technology, &range.bands);
+                if c.band != band || own.is_some_and(|b| b.name != band) {
                     return false;
                 }
                 let dup = claimed
@@ -643,6 +855,7 @@ impl Pipeline {
                     self.lte.as_mut(),
                     self.nr.as_mut(),
                     hops,
+                    &gsm_found,
                     calibration.as_ref(),
                     band,
                     &self.settings.watch_hz,
@@ -714,7 +927,7 @@ fn keep_clip(
     at: OffsetDateTime,
     gap: &protocol::GapEvent,
     carriers: &[crate::analysis::CarrierObs],
-    hops: &[HopBuffer],
+    hops: Held<'_>,
 ) -> Option<protocol::Evidence> {
     let (centre, half) = carriers
         .iter()
@@ -723,11 +936,23 @@ fn keep_clip(
             (c.center_hz, c.bandwidth_hz / 2.0)
         });
     let (lo, hi) = (centre - half - CLIP_GUARD_HZ, centre + half + CLIP_GUARD_HZ);
+    // In a range with a GSM band only the hops whose GSM search found a cell keep their whole
+    // dwell. The clip of a GSM cell found by sync is those hops, with the range's bands; any
+    // other gap's clip is one dwell of each hop, with the range's other bands (a GSM carrier seen
+    // by energy: with its band, cells not searched). A clip's hops are all one length, the
+    // length its own replay reads.
+    let gsm = |b: &&'static Band| b.technology == dsp::carrier::Technology::Gsm;
+    let gsm_gap = gap.technology == protocol::Technology::Gsm;
+    let one_dwell =
+        range.bands.iter().any(gsm) && !(gsm_gap && gap.detector == protocol::Detector::Sync);
+    let whole = |h: &HopBuffer| h.at.len() == hop_len(settings, range, h.sample_rate_hz);
     let chosen: Vec<&HopBuffer> = hops
+        .hops
         .iter()
         .filter(|h| {
             h.planned
                 .is_some_and(|p| p.keep_hz.0 < hi && p.keep_hz.1 > lo)
+                && (one_dwell || whole(h))
         })
         .collect();
     let mut plan_hops: Vec<Hop> = chosen.iter().filter_map(|h| h.planned).collect();
@@ -740,7 +965,11 @@ fn keep_clip(
         ranges: vec![RangePlan {
             lo_hz: first.keep_hz.0.max(range.lo_hz),
             hi_hz: last.keep_hz.1.min(range.hi_hz),
-            bands: range.bands.clone(),
+            bands: if one_dwell && !gsm_gap {
+                range.bands.iter().copied().filter(|b| !gsm(b)).collect()
+            } else {
+                range.bands.clone()
+            },
             hops: HopPlan {
                 band: range.hops.band.clone(),
                 hops: plan_hops.clone(),
@@ -757,6 +986,7 @@ fn keep_clip(
         },
         jammer_confirm: 1,
         analysis: true,
+        cell_search: settings.cell_search && !(one_dwell && gsm_gap),
         ..settings.clone()
     };
     let captures: Vec<HopCapture<'_>> = chosen
@@ -775,7 +1005,14 @@ fn keep_clip(
                 calibration: h.calibration.as_ref(),
                 noise_figure_db: h.noise_figure_db,
                 overflows: h.overflows,
-                samples: &h.samples,
+                samples: {
+                    let x = hops.samples(h);
+                    if one_dwell {
+                        &x[..x.len().min(search_len(&settings, h.sample_rate_hz))]
+                    } else {
+                        x
+                    }
+                },
             })
         })
         .collect();
@@ -792,12 +1029,19 @@ pub fn hop_len(settings: &SweepSettings, range: &RangePlan, sample_rate_hz: f64)
             .bands
             .iter()
             .any(|b| b.technology == dsp::carrier::Technology::Gsm);
-    let dwell_s = if gsm {
-        settings.dwell_s.max(GSM_DWELL_S)
+    if gsm {
+        ((settings.dwell_s.max(GSM_DWELL_S) * sample_rate_hz) as usize)
+            .max(settings.pipeline.fft_size)
     } else {
-        settings.dwell_s
-    };
-    ((dwell_s * sample_rate_hz) as usize).max(settings.pipeline.fft_size)
+        search_len(settings, sample_rate_hz)
+    }
+}
+
+/// Samples of a hop that the LTE and NR searches and evidence clips use: one dwell (a GSM hop
+/// is longer only for its own search, done as it is captured), and never less than one FFT.
+#[must_use]
+pub fn search_len(settings: &SweepSettings, sample_rate_hz: f64) -> usize {
+    ((settings.dwell_s * sample_rate_hz) as usize).max(settings.pipeline.fft_size)
 }
 
 /// Longest dwell a sweep accepts, seconds.
@@ -810,7 +1054,8 @@ pub const MAX_DWELL_S: f64 = 10.0;
 fn search_cells(
     mut lte: Option<&mut dsp::cell::lte_search::LteSearcher>,
     nr: Option<&mut crate::analysis::NrSearchers>,
-    hops: &[HopBuffer],
+    hops: Held<'_>,
+    gsm_found: &[(&'static str, crate::analysis::CarrierObs)],
     calibration: Option<&Calibration>,
     band: &'static Band,
     watch_hz: &[f64],
@@ -839,12 +1084,12 @@ fn search_cells(
                 let Some(searchers) = nr.as_deref_mut() else {
                     continue;
                 };
-                for hop in hops.iter().filter(|h| {
+                for hop in hops.hops.iter().filter(|h| {
                     (c.center_hz - h.center_hz).abs()
                         < c.bandwidth_hz / 2.0 + h.sample_rate_hz / 2.0
                 }) {
                     for (o, _) in
-                        crate::analysis::nr_cells(searchers, &view(hop), calibration, &[band])
+                        crate::analysis::nr_cells(searchers, &hops.view(hop), calibration, &[band])
                     {
                         push_new_pci(&mut obs.cells, o);
                     }
@@ -860,16 +1105,14 @@ fn search_cells(
     // tone stands out of a floor that hides the carrier).
     let t = Instant::now();
     if band.technology == dsp::carrier::Technology::Gsm {
-        for hop in hops {
-            for (o, _) in crate::analysis::gsm_cells(&view(hop), calibration, &[band]) {
-                let arfcn = o.cell.as_ref().and_then(|c| c.arfcn);
-                if !obs
-                    .cells
-                    .iter()
-                    .any(|k| k.cell.as_ref().and_then(|c| c.arfcn) == arfcn)
-                {
-                    obs.cells.push(o);
-                }
+        for (_, o) in gsm_found.iter().filter(|(b, _)| *b == band.name) {
+            let arfcn = o.cell.as_ref().and_then(|c| c.arfcn);
+            if !obs
+                .cells
+                .iter()
+                .any(|k| k.cell.as_ref().and_then(|c| c.arfcn) == arfcn)
+            {
+                obs.cells.push(o.clone());
             }
         }
     }
@@ -892,14 +1135,6 @@ fn search_cells(
     stages.lte_s += t.elapsed().as_secs_f64();
 }
 
-fn view(hop: &HopBuffer) -> crate::analysis::CaptureView<'_> {
-    crate::analysis::CaptureView {
-        samples: &hop.samples,
-        sample_rate_hz: hop.sample_rate_hz,
-        center_hz: hop.center_hz,
-    }
-}
-
 /// Dwell of the hops of GSM bands when cells are searched: two FCCH bursts (10 or 11 TDMA
 /// frames, 51 ms at most) and an SCH.
 const GSM_DWELL_S: f64 = 0.06;
@@ -913,22 +1148,23 @@ const ENERGY_CENTRE_SLACK_HZ: f64 = 30e3;
 /// spare (the 1.92 MS/s sync view).
 fn lte_cells_at(
     s: &mut dsp::cell::lte_search::LteSearcher,
-    hops: &[HopBuffer],
+    hops: Held<'_>,
     f: f64,
     calibration: Option<&dsp::calib::Calibration>,
     band: &'static Band,
     how: OffsetSearch,
 ) -> Vec<crate::analysis::CarrierObs> {
     let Some(hop) = hops
+        .hops
         .iter()
-        .filter(|h| (f - h.center_hz).abs() + 0.6e6 <= h.sample_rate_hz / 2.0)
+        .filter(|h| (f - h.center_hz).abs() + LTE_SYNC_HALF_SPAN_HZ <= h.sample_rate_hz / 2.0)
         .min_by(|a, b| (f - a.center_hz).abs().total_cmp(&(f - b.center_hz).abs()))
     else {
         return Vec::new();
     };
     crate::analysis::lte_cells(
         s,
-        &view(hop),
+        &hops.view(hop),
         &[f - hop.center_hz],
         calibration,
         &[band],
@@ -990,4 +1226,105 @@ fn read_exactly(
     }
     health.samples += got as u64;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `needed` through the slot bookkeeping as the sweep does, and returns the hops the
+    /// held slots end up with (in slot order) and the most slots used at once.
+    fn simulate(needed: &[bool]) -> (Vec<usize>, usize) {
+        let mut k = HopKeeping::default();
+        let mut slots: Vec<Option<usize>> = Vec::new();
+        let mut most = 0;
+        for (i, &n) in needed.iter().enumerate() {
+            let s = k.slot();
+            if slots.len() <= s {
+                slots.resize(s + 1, None);
+            }
+            most = most.max(s + 1);
+            slots[s] = Some(i);
+            if k.captured(n) {
+                slots[k.kept] = slots[k.kept + 1].take();
+            }
+        }
+        (
+            slots[..k.kept].iter().map(|s| s.expect("held")).collect(),
+            most,
+        )
+    }
+
+    #[test]
+    fn the_held_hops_are_the_needed_ones_and_their_neighbours_in_order() {
+        // Every pattern of twelve hops.
+        for bits in 0u32..(1 << 12) {
+            let needed: Vec<bool> = (0..12).map(|i| bits & (1 << i) != 0).collect();
+            let want: Vec<usize> = (0..needed.len())
+                .filter(|&i| {
+                    needed[i]
+                        || (i > 0 && needed[i - 1])
+                        || needed.get(i + 1).copied().unwrap_or(false)
+                })
+                .collect();
+            let (held, most) = simulate(&needed);
+            assert_eq!(held, want, "{needed:?}");
+            // Never more than the held hops and two spares (a tentative guard and the next).
+            assert!(most <= want.len() + 2, "{needed:?}: {most} slots");
+        }
+    }
+
+    /// A hop's calibrated spectrum: 400,000 samples at 20 MS/s of noise at `rise_db` over the
+    /// thermal floor of a 6 dB noise figure, plus a tone `tone_db` over one bin's noise.
+    fn hop_spectrum(rise_db: f64, tone_db: Option<f64>) -> (Spectrum, usize, Calibration) {
+        let fs = 20e6;
+        let cal = Calibration::flat(-20.0, 0.0).expect("calibration");
+        // Thermal density in dBFS/Hz for that calibration.
+        let density_dbfs_hz = thermal_floor_dbm_per_hz(6.0) + rise_db - cal.offset_db(3.5e9);
+        let noise_power = 10f64.powf(density_dbfs_hz / 10.0) * fs;
+        let mut x = vec![Complex32::default(); 400_000];
+        dsp::synth::add_awgn(&mut dsp::synth::rng(7), &mut x, noise_power);
+        if let Some(t) = tone_db {
+            let bin_noise = noise_power / 1024.0;
+            let amp = (bin_noise * 10f64.powf(t / 10.0)).sqrt();
+            let tone = dsp::synth::tone(x.len(), fs, 4e6, amp, 0.0);
+            for (v, t) in x.iter_mut().zip(&tone) {
+                *v += *t;
+            }
+        }
+        let mut w = Welch::new(WelchConfig {
+            fft_size: 1024,
+            overlap: 0.5,
+            window: dsp::window::WindowKind::Hann,
+            averaging: Averaging::Segments(usize::MAX),
+            sample_rate_hz: fs,
+            center_hz: 3.5e9,
+        })
+        .expect("welch");
+        w.process(&x, |_| {});
+        let mut got = None;
+        w.flush(|f| got = Some((f.to_spectrum(), f.segments)));
+        let (mut spec, segments) = got.expect("a spectrum");
+        spec.suppress_dc(3.5e9, 2);
+        (spec, segments, cal)
+    }
+
+    #[test]
+    fn a_hop_is_at_the_floor_only_when_calibrated_thermal_noise_is_all_it_holds() {
+        let cfg = PipelineConfig::default();
+        let mut scratch = Vec::new();
+        let quiet = |rise, tone, cal: bool, nf: Option<f64>, scratch: &mut Vec<f32>| {
+            let (spec, segments, c) = hop_spectrum(rise, tone);
+            hop_at_thermal_floor(&spec, segments, cal.then_some(&c), nf, &cfg, scratch)
+        };
+        // Thermal noise, and noise a little over it (a radio a dB worse than its profile).
+        assert!(quiet(0.0, None, true, Some(6.0), &mut scratch));
+        assert!(quiet(1.0, None, true, Some(6.0), &mut scratch));
+        // A carrier in it; a hop filled by a carrier or a jammer 3 dB over thermal.
+        assert!(!quiet(0.0, Some(15.0), true, Some(6.0), &mut scratch));
+        assert!(!quiet(3.0, None, true, Some(6.0), &mut scratch));
+        // Not judged without a calibration or a noise figure: the hop is kept.
+        assert!(!quiet(0.0, None, false, Some(6.0), &mut scratch));
+        assert!(!quiet(0.0, None, true, None, &mut scratch));
+    }
 }

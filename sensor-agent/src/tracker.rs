@@ -109,20 +109,7 @@ impl GapTracker {
                     events.push(self.gap_event(i, at, GapState::Update));
                 }
             } else {
-                let key = match c.cell.as_ref().and_then(|i| i.pci) {
-                    Some(pci) => format!(
-                        "{}/{}/pci{pci}/{:.1}MHz",
-                        c.band,
-                        wire_technology(c.technology).as_str(),
-                        c.center_hz / 1e6
-                    ),
-                    None => format!(
-                        "{}/{}/{:.1}MHz",
-                        c.band,
-                        wire_technology(c.technology).as_str(),
-                        c.center_hz / 1e6
-                    ),
-                };
+                let key = gap_key(c);
                 self.tracks.push(GapTrack {
                     key,
                     last: c.clone(),
@@ -278,6 +265,26 @@ impl JammerTracker {
     }
 }
 
+/// The key a gap is known by on the server: band, technology, the cell's identity when sync
+/// named it (`pci…` for LTE and NR, `bsic…` in octal, NCC then BCC, for GSM; `sync` when the
+/// sync search found a cell it could not name) and the centre. An energy carrier and the cell
+/// found in it by sync are two gaps, never one key.
+fn gap_key(c: &CarrierObs) -> String {
+    let cell = c.cell.as_ref();
+    let id = match (cell.and_then(|i| i.pci), cell.and_then(|i| i.bsic)) {
+        (Some(pci), _) => format!("pci{pci}/"),
+        (None, Some(bsic)) => format!("bsic{bsic:02o}/"),
+        (None, None) if c.detector == protocol::Detector::Sync => "sync/".to_string(),
+        (None, None) => String::new(),
+    };
+    format!(
+        "{}/{}/{id}{:.1}MHz",
+        c.band,
+        wire_technology(c.technology).as_str(),
+        c.center_hz / 1e6
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -311,6 +318,50 @@ mod tests {
 
     fn at(s: i64) -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_800_000_000 + s).expect("time")
+    }
+
+    #[test]
+    fn an_energy_carrier_and_the_cell_sync_names_in_it_are_two_keys() {
+        let lte = carrier(778e6, 20.0);
+        let named = CarrierObs {
+            detector: protocol::Detector::Sync,
+            cell: Some(protocol::CellId {
+                pci: Some(210),
+                ..protocol::CellId::default()
+            }),
+            ..lte.clone()
+        };
+        assert_eq!(gap_key(&lte), "B28/lte/778.0MHz");
+        assert_eq!(gap_key(&named), "B28/lte/pci210/778.0MHz");
+        // GSM: the FCCH/SCH search names the cell by its BSIC (NCC 3, BCC 5), or not at all.
+        let gsm = CarrierObs {
+            band: "GSM850".into(),
+            technology: Technology::Gsm,
+            center_hz: 891.6e6,
+            ..lte
+        };
+        let bsic = CarrierObs {
+            detector: protocol::Detector::Sync,
+            cell: Some(protocol::CellId {
+                arfcn: Some(240),
+                bsic: Some(0o35),
+                ..protocol::CellId::default()
+            }),
+            ..gsm.clone()
+        };
+        let unnamed = CarrierObs {
+            detector: protocol::Detector::Sync,
+            ..gsm.clone()
+        };
+        let keys = [gap_key(&gsm), gap_key(&bsic), gap_key(&unnamed)];
+        assert_eq!(
+            keys,
+            [
+                "GSM850/gsm/891.6MHz",
+                "GSM850/gsm/bsic35/891.6MHz",
+                "GSM850/gsm/sync/891.6MHz"
+            ]
+        );
     }
 
     #[test]

@@ -32,6 +32,9 @@ use crate::daemon::signer::Signer;
 /// Most events sent and not yet confirmed at a time.
 const WINDOW: usize = 256;
 
+/// Most publishes waiting for the broker's acknowledgement at a time: the request queue's size.
+const MQTT_INFLIGHT: u16 = 4 * WINDOW as u16;
+
 /// Longest wait between two sends of an event without a receipt.
 pub const MAX_RESEND_INTERVAL: Duration = Duration::from_secs(300);
 
@@ -553,7 +556,10 @@ pub async fn run(
         let mut mo = MqttOptions::new(client_id.clone(), opts.host.clone(), opts.port);
         mo.set_keep_alive(Duration::from_secs(10))
             .set_clean_start(true)
-            .set_max_packet_size(Some(protocol::receipt::MAX_RECEIPT_BYTES as u32 + 1024));
+            .set_max_packet_size(Some(protocol::receipt::MAX_RECEIPT_BYTES as u32 + 1024))
+            // The client's in-flight table is allocated at its limit (65,535 entries, 14 MB,
+            // by default): no more than the request queue can hold.
+            .set_outgoing_inflight_upper_limit(MQTT_INFLIGHT);
         if let Some(w) = &will {
             mo.set_last_will(LastWill::new(
                 status.topic(),
@@ -575,7 +581,7 @@ pub async fn run(
                 client_auth: tls.client.clone(),
             }));
         }
-        let (client, mut el) = AsyncClient::new(mo, 4 * WINDOW);
+        let (client, mut el) = AsyncClient::new(mo, usize::from(MQTT_INFLIGHT));
         let mut s = Session::new(opts.receipt_timeout);
         let mut connected = false;
         let mut ready = false;

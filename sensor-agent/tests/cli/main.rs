@@ -5,6 +5,7 @@
 mod bad_input;
 mod cells;
 mod clips;
+mod held;
 mod keygen;
 mod missed;
 mod record;
