@@ -453,6 +453,9 @@ pub struct NrSearchers {
     resamplers: Vec<(f64, dsp::resample::Resampler)>,
     workspace: dsp::resample::ResampleWorkspace,
     view: Vec<dsp::Complex32>,
+    /// This sweep: searches narrowed by a known error, and SSBs found.
+    narrowed: usize,
+    found: usize,
 }
 
 /// Offsets searched either side of the one a known oscillator error predicts: 22.5 kHz is
@@ -473,6 +476,8 @@ impl NrSearchers {
             resamplers: Vec::new(),
             workspace: dsp::resample::ResampleWorkspace::default(),
             view: Vec::new(),
+            narrowed: 0,
+            found: 0,
         }
     }
 
@@ -487,6 +492,27 @@ impl NrSearchers {
     pub fn set_radio_ppm(&mut self, ppm: Option<f64>) {
         self.radio_ppm = ppm.filter(|p| p.is_finite());
     }
+
+    /// A sweep begins.
+    pub fn begin_sweep(&mut self) {
+        self.narrowed = 0;
+        self.found = 0;
+    }
+
+    /// A sweep ended: when it searched only around the learnt error and found no SSB at all, the
+    /// error is forgotten (the radio drifted, or the error was wrong) and the next sweep searches
+    /// the whole offset range again.
+    pub fn end_sweep(&mut self) {
+        if self.narrowed > 0 && self.found == 0 && self.radio_ppm.is_some() {
+            tracing::info!(
+                "no SSB within ±{:.1} kHz of the learnt oscillator error ({:.2} ppm): the next \
+                 sweep searches the whole offset range",
+                KNOWN_OFFSET_HALF_HZ / 1e3,
+                self.radio_ppm.unwrap_or_default()
+            );
+            self.radio_ppm = None;
+        }
+    }
 }
 
 /// Searches a capture for NR SSBs on the synchronisation raster of the NR bands (of `bands`)
@@ -499,7 +525,28 @@ pub fn nr_cells(
     calibration: Option<&Calibration>,
     bands: &[&'static Band],
 ) -> Vec<(CarrierObs, dsp::cell::nr_search::NrCell)> {
-    nr_cells_shifted(searchers, capture, calibration, bands, &[0.0])
+    nr_cells_shifted(searchers, capture, calibration, bands, &[0.0], None)
+}
+
+/// [`nr_cells`], the raster points nearest `from_hz` first (an energy carrier's centre, where
+/// its SSB most often is): once one SSB gives the radio's oscillator error, the capture's other
+/// points are searched only around it.
+#[must_use]
+pub fn nr_cells_from(
+    searchers: &mut NrSearchers,
+    capture: &CaptureView<'_>,
+    calibration: Option<&Calibration>,
+    bands: &[&'static Band],
+    from_hz: f64,
+) -> Vec<(CarrierObs, dsp::cell::nr_search::NrCell)> {
+    nr_cells_shifted(
+        searchers,
+        capture,
+        calibration,
+        bands,
+        &[0.0],
+        Some(from_hz),
+    )
 }
 
 /// Search centres, from each raster point, that widen the offset range of [`nr_cells_wide`]
@@ -532,7 +579,14 @@ pub fn nr_cells_wide(
     if !ofdm {
         return found;
     }
-    nr_cells_shifted(searchers, capture, calibration, bands, &NR_WIDE_SHIFTS_HZ)
+    nr_cells_shifted(
+        searchers,
+        capture,
+        calibration,
+        bands,
+        &NR_WIDE_SHIFTS_HZ,
+        None,
+    )
 }
 
 /// [`nr_cells`] with each raster point's search centred `shifts_hz` away from it.
@@ -542,6 +596,7 @@ fn nr_cells_shifted(
     calibration: Option<&Calibration>,
     bands: &[&'static Band],
     shifts_hz: &[f64],
+    from_hz: Option<f64>,
 ) -> Vec<(CarrierObs, dsp::cell::nr_search::NrCell)> {
     let fs = capture.sample_rate_hz;
     let lo = capture.center_hz - fs / 2.0;
@@ -562,7 +617,7 @@ fn nr_cells_shifted(
     // Above 3 GHz each search centre is a raster point: a known oscillator error narrows the
     // search, and each SSB found there measures it again.
     let raster_exact = capture.center_hz >= 3e9;
-    let known = searchers.radio_ppm.filter(|_| raster_exact);
+    let mut known = searchers.radio_ppm.filter(|_| raster_exact);
     let mut learnt: Option<f64> = None;
     for band in &nr_bands {
         let bandplan::Raster::Nr { ssb_scs_khz, .. } = band.raster else {
@@ -584,6 +639,9 @@ fn nr_cells_shifted(
                     .map(|f| (f / 1.2e6).round() * 1.2e6 + 150e3)
                     .collect();
                 points.dedup_by(|a, b| (*a - *b).abs() < 1.0);
+            }
+            if let Some(c) = from_hz {
+                points.sort_by(|a, b| (a - c).abs().total_cmp(&(b - c).abs()));
             }
             if !loaded.iter().any(|r| (*r - rate).abs() < 1.0) {
                 let Some((_, q)) = ratio_parts(rate / fs) else {
@@ -639,6 +697,9 @@ fn nr_cells_shifted(
                     continue;
                 }
                 let y = &searchers.view;
+                if known.is_some() {
+                    searchers.narrowed += 1;
+                }
                 let cells = match known {
                     Some(ppm) => searcher.search_around(
                         y,
@@ -648,10 +709,13 @@ fn nr_cells_shifted(
                     ),
                     None => searcher.search(y, false),
                 };
+                searchers.found += cells.len();
                 for cell in cells {
                     let ssb_hz = f + cell.cfo_hz;
                     if raster_exact {
                         learnt = Some((ssb_hz - p) / p * 1e6);
+                        // The rest of this capture too is searched around it.
+                        known = known.or(learnt);
                     }
                     let band = assign_band(ssb_hz, Technology::Nr, &nr_bands);
                     let obs = sync_leak(

@@ -621,6 +621,9 @@ impl Pipeline {
         let started = Instant::now();
         let mut health = SweepHealth::default();
         let total = self.plan.hop_count();
+        if let Some(nr) = self.nr.as_mut() {
+            nr.begin_sweep();
+        }
         let plan = std::mem::take(&mut self.plan.ranges);
         let r = (|| -> Result<(), AgentError> {
             for (ri, range) in plan.iter().enumerate() {
@@ -630,6 +633,9 @@ impl Pipeline {
         })();
         self.plan.ranges = plan;
         r?;
+        if let Some(nr) = self.nr.as_mut() {
+            nr.end_sweep();
+        }
         health.elapsed_s = started.elapsed().as_secs_f64();
         Ok(health)
     }
@@ -1084,13 +1090,30 @@ fn search_cells(
                 let Some(searchers) = nr.as_deref_mut() else {
                     continue;
                 };
-                for hop in hops.hops.iter().filter(|h| {
-                    (c.center_hz - h.center_hz).abs()
-                        < c.bandwidth_hz / 2.0 + h.sample_rate_hz / 2.0
-                }) {
-                    for (o, _) in
-                        crate::analysis::nr_cells(searchers, &hops.view(hop), calibration, &[band])
-                    {
+                // The hops nearest the carrier's centre first, and in each the raster points
+                // nearest it: the first SSB found gives the radio's oscillator error, and the
+                // searches after it look only around that.
+                let mut near: Vec<&HopBuffer> = hops
+                    .hops
+                    .iter()
+                    .filter(|h| {
+                        (c.center_hz - h.center_hz).abs()
+                            < c.bandwidth_hz / 2.0 + h.sample_rate_hz / 2.0
+                    })
+                    .collect();
+                near.sort_by(|a, b| {
+                    (a.center_hz - c.center_hz)
+                        .abs()
+                        .total_cmp(&(b.center_hz - c.center_hz).abs())
+                });
+                for hop in near {
+                    for (o, _) in crate::analysis::nr_cells_from(
+                        searchers,
+                        &hops.view(hop),
+                        calibration,
+                        &[band],
+                        c.center_hz,
+                    ) {
                         push_new_pci(&mut obs.cells, o);
                     }
                 }
@@ -1307,6 +1330,76 @@ mod tests {
         let (mut spec, segments) = got.expect("a spectrum");
         spec.suppress_dc(3.5e9, 2);
         (spec, segments, cal)
+    }
+
+    /// Collects the cells of every band observed.
+    #[derive(Default)]
+    struct Cells(Vec<crate::analysis::CarrierObs>);
+
+    impl Observer for Cells {
+        fn band(&mut self, band: &BandObservation) {
+            self.0.extend(band.cells.iter().cloned());
+        }
+    }
+
+    #[test]
+    fn a_wrong_oscillator_error_is_forgotten_after_a_sweep_that_finds_no_ssb() {
+        use crate::source::{SourceSpec, device_profile};
+        let bands = select_bands(None, &["n78".to_string()]).expect("n78");
+        let device = device_profile(Some("hackrf")).expect("profile");
+        let spec = SourceSpec::Sim { scene: None };
+        let (name, limits, rate) = spec.radio(device, None);
+        let cfg = PipelineConfig::default();
+        let scan_plan = plan(&bands, &name, &limits, rate, cfg.usable_fraction()).expect("plan");
+        let settings = SweepSettings {
+            pipeline: cfg,
+            dwell_s: 0.02,
+            gain_db: None,
+            noise_figure_db: device.map(|p| p.noise_figure_db),
+            cell_search: true,
+            watch_hz: Vec::new(),
+            jammer_confirm: 1,
+            analysis: true,
+        };
+        let id = Identity {
+            facility_id: "f".into(),
+            sensor_id: "s".into(),
+            zone: "z".into(),
+        };
+        let at = OffsetDateTime::now_utc();
+        // The demo's n78 sweep once, played to the pipeline twice.
+        let mut sweep = crate::recording::MemorySweep::default();
+        let mut source = spec.open(None).expect("sim");
+        Pipeline::new(
+            scan_plan.clone(),
+            SweepSettings {
+                analysis: false,
+                ..settings.clone()
+            },
+            &id,
+        )
+        .expect("pipeline")
+        .sweep(source.as_mut(), at, &mut sweep)
+        .expect("captured");
+        let mut pipe = Pipeline::new(scan_plan, settings, &id).expect("pipeline");
+        let ssb = |c: &Cells| {
+            c.0.iter()
+                .any(|o| o.cell.as_ref().and_then(|i| i.pci) == Some(579))
+        };
+        // 40 ppm is 140 kHz at 3.5 GHz: around it there is no SSB.
+        pipe.set_radio_ppm(Some(40.0));
+        let mut first = Cells::default();
+        pipe.sweep(&mut sweep, at, &mut first).expect("sweep");
+        assert!(!ssb(&first), "no SSB where the wrong error points");
+        assert_eq!(pipe.radio_ppm(), None, "the wrong error is forgotten");
+        let mut second = Cells::default();
+        pipe.sweep(&mut sweep, at, &mut second).expect("sweep");
+        assert!(ssb(&second), "the whole range finds the demo's SSB again");
+        let ppm = pipe.radio_ppm().expect("learnt again");
+        assert!(
+            ppm.abs() < 1.0,
+            "the simulated radio is on frequency: {ppm} ppm"
+        );
     }
 
     #[test]
