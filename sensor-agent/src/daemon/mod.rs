@@ -7,6 +7,7 @@ pub mod outbox;
 pub mod publisher;
 mod run;
 pub mod sequence;
+pub mod session;
 pub mod signer;
 
 pub use run::{RunReport, run};

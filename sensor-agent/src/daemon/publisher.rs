@@ -12,12 +12,11 @@
 //! (retained) says `offline` if the agent vanishes, and a clean shutdown says so itself. Both
 //! carry the start of the connection, so a late Will of an older connection is recognised.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use protocol::{
-    Kind, Outcome, Receipt, STATUS_SCHEMA, SensorHealth, SensorState, StatusEvent, event_id, topic,
+    Kind, Receipt, STATUS_SCHEMA, SensorHealth, SensorState, StatusEvent, event_id, topic,
 };
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{LastWill, Packet, PubAckReason};
@@ -29,21 +28,14 @@ use tokio::sync::{Notify, mpsc, watch};
 use crate::daemon::outbox::Outbox;
 use crate::daemon::signer::Signer;
 
-/// Most events sent and not yet confirmed at a time.
-const WINDOW: usize = 256;
-
 /// Most publishes waiting for the broker's acknowledgement at a time: the request queue's size.
 const MQTT_INFLIGHT: u16 = 4 * WINDOW as u16;
 
-/// Longest wait between two sends of an event without a receipt.
-pub const MAX_RESEND_INTERVAL: Duration = Duration::from_secs(300);
+pub use crate::daemon::session::MAX_RESEND_INTERVAL;
+use crate::daemon::session::{Acked, BrokerAck, Session, Verdict, WINDOW};
 
 /// First wait for a receipt before an event is sent again (the link's default).
 pub const DEFAULT_RECEIPT_TIMEOUT: Duration = Duration::from_secs(15);
-
-/// Wait before sending again an event the broker could not route (0x10: no subscriber) or
-/// refused.
-const UNROUTED_RETRY: Duration = Duration::from_secs(2);
 
 /// What the status messages say about the agent.
 #[derive(Debug)]
@@ -268,259 +260,134 @@ pub struct LinkStats {
     pub receipt_mismatches: u64,
 }
 
-/// An event sent in this session and not yet confirmed.
-#[derive(Debug)]
-struct Flight {
-    event_id: uuid::Uuid,
-    sha256: String,
-    due: Instant,
-    attempts: u32,
-}
-
-/// `base` doubled per attempt, up to [`MAX_RESEND_INTERVAL`].
-fn doubling(base: Duration, attempts: u32) -> Duration {
-    base.saturating_mul(2u32.saturating_pow(attempts.min(16)))
-        .min(MAX_RESEND_INTERVAL)
-}
-
-/// What the link knows of the events it has sent in one session.
-#[derive(Debug)]
-struct Session {
-    /// Publishes handed to the client, in order: `Some(seq)` for outbox events.
-    requested: VecDeque<Option<u64>>,
-    by_pkid: HashMap<u16, u64>,
-    flights: BTreeMap<u64, Flight>,
-    by_event: HashMap<uuid::Uuid, u64>,
-    /// Highest outbox sequence number taken this session.
-    last_taken: Option<u64>,
-    timeout: Duration,
-    /// When an outbox event was last sent.
-    last_send: Instant,
-}
-
-impl Session {
-    fn new(timeout: Duration) -> Self {
-        Self {
-            requested: VecDeque::new(),
-            by_pkid: HashMap::new(),
-            flights: BTreeMap::new(),
-            by_event: HashMap::new(),
-            last_taken: None,
-            timeout,
-            last_send: Instant::now(),
+/// Sends new events from the outbox until the window is full.
+fn top_up(s: &mut Session, client: &AsyncClient, outbox: &Outbox, stats: &mut LinkStats) {
+    while s.room() > 0 {
+        let batch = outbox.next_after(s.last_taken(), s.room());
+        if batch.is_empty() {
+            return;
         }
-    }
-
-    fn backoff(&self, attempts: u32) -> Duration {
-        doubling(self.timeout, attempts)
-    }
-
-    fn outgoing(&mut self, pkid: u16) {
-        if let Some(Some(seq)) = self.requested.pop_front() {
-            self.by_pkid.insert(pkid, seq);
-        }
-    }
-
-    fn forget(&mut self, seq: u64) {
-        if let Some(f) = self.flights.remove(&seq) {
-            self.by_event.remove(&f.event_id);
-        }
-    }
-
-    /// Sends new events from the outbox until the window is full.
-    fn top_up(&mut self, client: &AsyncClient, outbox: &Outbox, stats: &mut LinkStats) {
-        while self.flights.len() < WINDOW {
-            let batch = outbox.next_after(self.last_taken, WINDOW - self.flights.len());
-            if batch.is_empty() {
-                return;
-            }
-            for (seq, e) in batch {
-                let Some(event_id) = protocol::peek_event_id(e.payload.as_bytes()) else {
-                    // Nothing the server could ever confirm.
-                    tracing::error!("outbox event {seq} has no event_id; moved to rejected/");
-                    outbox.reject(seq, "the payload has no event_id");
-                    stats.server_rejected += 1;
-                    self.last_taken = Some(seq);
-                    continue;
-                };
-                let sha256 = protocol::payload_sha256(e.payload.as_bytes());
-                if client
-                    .try_publish(e.topic, QoS::AtLeastOnce, false, e.payload.into_bytes())
-                    .is_err()
-                {
-                    return; // the client's queue is full: on the next occasion
-                }
-                self.requested.push_back(Some(seq));
-                self.last_taken = Some(seq);
-                self.last_send = Instant::now();
-                self.by_event.insert(event_id, seq);
-                self.flights.insert(
-                    seq,
-                    Flight {
-                        event_id,
-                        sha256,
-                        due: Instant::now() + self.timeout,
-                        attempts: 0,
-                    },
-                );
-            }
-        }
-    }
-
-    /// Sends again what is due.
-    fn resend_due(
-        &mut self,
-        client: &AsyncClient,
-        outbox: &Outbox,
-        status: &StatusSource,
-        stats: &mut LinkStats,
-    ) {
-        let now = Instant::now();
-        let mut due: Vec<u64> = self
-            .flights
-            .iter()
-            .filter(|(_, f)| f.due <= now)
-            .map(|(s, _)| *s)
-            .collect();
-        // A probe: while everything waits out a long backoff, the oldest event still goes once
-        // per timeout, so that its receipt says soon when the server is back.
-        if due.is_empty()
-            && now.duration_since(self.last_send) >= self.timeout
-            && let Some((&first, _)) = self.flights.iter().next()
-        {
-            due.push(first);
-        }
-        for seq in due {
-            let Some(e) = outbox.get(seq) else {
-                self.forget(seq); // dropped from a full outbox meanwhile
+        for (seq, e) in batch {
+            let Some(event_id) = protocol::peek_event_id(e.payload.as_bytes()) else {
+                // Nothing the server could ever confirm.
+                tracing::error!("outbox event {seq} has no event_id; moved to rejected/");
+                outbox.reject(seq, "the payload has no event_id");
+                stats.server_rejected += 1;
+                s.skipped(seq);
                 continue;
             };
+            let sha256 = protocol::payload_sha256(e.payload.as_bytes());
             if client
                 .try_publish(e.topic, QoS::AtLeastOnce, false, e.payload.into_bytes())
                 .is_err()
             {
-                return;
+                return; // the client's queue is full: on the next occasion
             }
-            self.requested.push_back(Some(seq));
-            self.last_send = now;
-            let wait = {
-                let f = self.flights.get(&seq).map_or(0, |f| f.attempts + 1);
-                self.backoff(f)
-            };
-            if let Some(f) = self.flights.get_mut(&seq) {
-                f.attempts += 1;
-                f.due = now + wait;
-                if f.attempts == 1 || f.attempts.is_multiple_of(10) {
-                    tracing::info!(
-                        "event {seq} has no commit receipt yet: sent again (try {}), next in {:.0} s",
-                        f.attempts + 1,
-                        wait.as_secs_f64()
-                    );
-                }
-            }
-            stats.resent += 1;
-            status.count(|h| h.resent += 1);
+            s.sent(seq, event_id, sha256, Instant::now());
         }
     }
+}
 
-    fn puback(&mut self, pkid: u16, reason: PubAckReason, stats: &mut LinkStats) {
-        let Some(seq) = self.by_pkid.remove(&pkid) else {
+/// Sends again what is due.
+fn resend_due(
+    s: &mut Session,
+    client: &AsyncClient,
+    outbox: &Outbox,
+    status: &StatusSource,
+    stats: &mut LinkStats,
+) {
+    let now = Instant::now();
+    for seq in s.due(now) {
+        let Some(e) = outbox.get(seq) else {
+            s.forget(seq); // dropped from a full outbox meanwhile
+            continue;
+        };
+        if client
+            .try_publish(e.topic, QoS::AtLeastOnce, false, e.payload.into_bytes())
+            .is_err()
+        {
             return;
-        };
-        match reason {
-            PubAckReason::Success => stats.acked += 1,
-            other => {
-                if other == PubAckReason::NoMatchingSubscribers {
-                    stats.unrouted += 1;
-                    if stats.unrouted == 1 || stats.unrouted.is_multiple_of(100) {
-                        tracing::warn!(
-                            "the broker has no subscriber for our events (0x10: is the server's session gone?); they stay in the outbox and are sent again"
-                        );
-                    }
-                } else {
-                    stats.refused += 1;
-                    tracing::error!(
-                        "broker refused event {seq}: {other:?}; it stays in the outbox"
-                    );
-                }
-                // Soon, but backing off like any resend: a server away for hours must not be
-                // called every two seconds.
-                if let Some(f) = self.flights.get_mut(&seq) {
-                    let wait = doubling(UNROUTED_RETRY, f.attempts);
-                    f.due = f.due.min(Instant::now() + wait);
-                }
+        }
+        if let Some((try_no, wait)) = s.resent(seq, now)
+            && (try_no == 2 || (try_no - 1).is_multiple_of(10))
+        {
+            tracing::info!(
+                "event {seq} has no commit receipt yet: sent again (try {try_no}), next in {:.0} s",
+                wait.as_secs_f64()
+            );
+        }
+        stats.resent += 1;
+        status.count(|h| h.resent += 1);
+    }
+}
+
+/// A PUBACK: counted, and logged when the broker discarded or refused an event.
+fn puback(s: &mut Session, pkid: u16, reason: PubAckReason, stats: &mut LinkStats) {
+    let ack = match reason {
+        PubAckReason::Success => BrokerAck::Success,
+        PubAckReason::NoMatchingSubscribers => BrokerAck::NoSubscribers,
+        _ => BrokerAck::Refused,
+    };
+    match s.puback(pkid, ack, Instant::now()) {
+        Acked::Other => {}
+        Acked::Event(_) => stats.acked += 1,
+        Acked::Bounced(_, BrokerAck::NoSubscribers) => {
+            stats.unrouted += 1;
+            if stats.unrouted == 1 || stats.unrouted.is_multiple_of(100) {
+                tracing::warn!(
+                    "the broker has no subscriber for our events (0x10: is the server's session gone?); they stay in the outbox and are sent again"
+                );
             }
         }
+        Acked::Bounced(seq, _) => {
+            stats.refused += 1;
+            tracing::error!("broker refused event {seq}: {reason:?}; it stays in the outbox");
+        }
     }
+}
 
-    fn receipt(
-        &mut self,
-        payload: &[u8],
-        outbox: &Outbox,
-        status: &StatusSource,
-        stats: &mut LinkStats,
-    ) {
-        let r = match Receipt::decode(payload, &status.facility_id, &status.sensor_id) {
-            Ok(r) => r,
-            Err(e) => {
-                stats.receipt_mismatches += 1;
-                status.count(|h| h.receipt_mismatches += 1);
-                tracing::warn!("ignoring a receipt: {e}");
-                return;
+/// A commit receipt: what it committed leaves the outbox, what it refused for good moves to
+/// `rejected/`.
+fn receipt(
+    s: &mut Session,
+    payload: &[u8],
+    outbox: &Outbox,
+    status: &StatusSource,
+    stats: &mut LinkStats,
+) {
+    let r = match Receipt::decode(payload, &status.facility_id, &status.sensor_id) {
+        Ok(r) => r,
+        Err(e) => {
+            stats.receipt_mismatches += 1;
+            status.count(|h| h.receipt_mismatches += 1);
+            tracing::warn!("ignoring a receipt: {e}");
+            return;
+        }
+    };
+    for v in s.receipt(&r.items, Instant::now()) {
+        match v {
+            Verdict::Committed(seq) => {
+                outbox.ack(seq);
+                stats.confirmed += 1;
             }
-        };
-        let mut committed_any = false;
-        for item in r.items {
-            let Some(&seq) = self.by_event.get(&item.event_id) else {
-                continue; // confirmed already, or sent in an earlier session
-            };
-            let Some(f) = self.flights.get_mut(&seq) else {
-                continue;
-            };
-            if f.sha256 != item.sha256 {
+            Verdict::Deferred(seq, reason) => {
+                tracing::warn!(
+                    "the server defers event {seq}: {reason}; kept and sent again later"
+                );
+            }
+            Verdict::Rejected(seq, outcome, reason) => {
+                tracing::error!(
+                    "the server refused event {seq} for good ({outcome:?}): {reason}; moved to the outbox's rejected/"
+                );
+                outbox.reject(seq, &reason);
+                stats.server_rejected += 1;
+            }
+            Verdict::OtherBytes(event_id, outcome) => {
                 stats.receipt_mismatches += 1;
                 status.count(|h| h.receipt_mismatches += 1);
                 tracing::warn!(
-                    "a receipt for event {} names other bytes than ours ({:?}): another client published under our event id; ours stays in the outbox",
-                    item.event_id,
-                    item.outcome
+                    "a receipt for event {event_id} names other bytes than ours ({outcome:?}): another client published under our event id; ours stays in the outbox"
                 );
-                continue;
-            }
-            let reason = item.reason.unwrap_or_default();
-            match item.outcome {
-                Outcome::Stored | Outcome::Duplicate => {
-                    outbox.ack(seq);
-                    self.forget(seq);
-                    stats.confirmed += 1;
-                    committed_any = true;
-                }
-                Outcome::Deferred => {
-                    tracing::warn!(
-                        "the server defers event {seq}: {reason}; kept and sent again later"
-                    );
-                    f.due = Instant::now() + self.timeout;
-                }
-                Outcome::Rejected | Outcome::Conflict => {
-                    tracing::error!(
-                        "the server refused event {seq} for good ({:?}): {reason}; moved to the outbox's rejected/",
-                        item.outcome
-                    );
-                    outbox.reject(seq, &reason);
-                    self.forget(seq);
-                    stats.server_rejected += 1;
-                }
-            }
-        }
-        if committed_any {
-            // The server is committing again: what already waited out a timeout (sent while it
-            // was down, lost by a broker) goes again soon instead of after its long backoff.
-            let soon = Instant::now() + Duration::from_secs(1);
-            for f in self.flights.values_mut() {
-                if f.attempts > 0 && f.due > soon {
-                    f.due = soon;
-                    f.attempts = 1;
-                }
             }
         }
     }
@@ -582,7 +449,7 @@ pub async fn run(
             }));
         }
         let (client, mut el) = AsyncClient::new(mo, usize::from(MQTT_INFLIGHT));
-        let mut s = Session::new(opts.receipt_timeout);
+        let mut s = Session::new(opts.receipt_timeout, Instant::now());
         let mut connected = false;
         let mut ready = false;
         let mut heartbeat = tokio::time::interval(Duration::from_secs_f64(status.heartbeat_s));
@@ -608,22 +475,22 @@ pub async fn run(
                         }
                         if let Some(p) = status.payload(SensorState::Online)
                             && client.try_publish(status.topic(), QoS::AtLeastOnce, true, p).is_ok() {
-                            s.requested.push_back(None);
+                            s.sent_other();
                         }
                     }
                     Ok(Event::Incoming(Packet::SubAck(_))) => {
                         // Receipts reach us from now on: send.
                         ready = true;
-                        s.top_up(&client, &outbox, &mut stats);
+                        top_up(&mut s, &client, &outbox, &mut stats);
                     }
                     Ok(Event::Outgoing(Outgoing::Publish(pkid))) => s.outgoing(pkid),
                     Ok(Event::Incoming(Packet::PubAck(ack))) => {
-                        s.puback(ack.pkid, ack.reason, &mut stats);
+                        puback(&mut s, ack.pkid, ack.reason, &mut stats);
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         if p.topic == receipts.as_bytes() {
-                            s.receipt(&p.payload, &outbox, &status, &mut stats);
-                            s.top_up(&client, &outbox, &mut stats);
+                            receipt(&mut s, &p.payload, &outbox, &status, &mut stats);
+                            top_up(&mut s, &client, &outbox, &mut stats);
                         }
                     }
                     Ok(_) => {}
@@ -635,20 +502,20 @@ pub async fn run(
                         break;
                     }
                 },
-                () = wake.notified(), if ready => s.top_up(&client, &outbox, &mut stats),
+                () = wake.notified(), if ready => top_up(&mut s, &client, &outbox, &mut stats),
                 _ = tick.tick(), if ready => {
-                    s.resend_due(&client, &outbox, &status, &mut stats);
-                    s.top_up(&client, &outbox, &mut stats);
+                    resend_due(&mut s, &client, &outbox, &status, &mut stats);
+                    top_up(&mut s, &client, &outbox, &mut stats);
                 }
                 _ = heartbeat.tick(), if connected => {
                     if let Some(p) = status.payload(SensorState::Online)
                         && client.try_publish(status.topic(), QoS::AtLeastOnce, true, p).is_ok() {
-                        s.requested.push_back(None);
+                        s.sent_other();
                     }
                 }
                 Some((t, p)) = qos0.recv(), if connected => {
                     if client.try_publish(t, QoS::AtMostOnce, false, p).is_ok() {
-                        s.requested.push_back(None);
+                        s.sent_other();
                     }
                 }
                 _ = shutdown.changed() => {
@@ -656,7 +523,7 @@ pub async fn run(
                         // The Will, said by ourselves: the same bytes and number.
                         if let Some(p) = will.take()
                             && client.try_publish(status.topic(), QoS::AtLeastOnce, true, p).is_ok() {
-                            s.requested.push_back(None);
+                            s.sent_other();
                         }
                         // Drain: let the offline status go out and in-flight events be confirmed.
                         let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
@@ -665,18 +532,18 @@ pub async fn run(
                             match tokio::time::timeout_at(deadline, el.poll()).await {
                                 Ok(Ok(Event::Outgoing(Outgoing::Publish(pkid)))) => s.outgoing(pkid),
                                 Ok(Ok(Event::Incoming(Packet::PubAck(ack)))) => {
-                                    if !s.by_pkid.contains_key(&ack.pkid) {
+                                    if !s.carries_event(ack.pkid) {
                                         status_sent = true;
                                     }
-                                    s.puback(ack.pkid, ack.reason, &mut stats);
+                                    puback(&mut s, ack.pkid, ack.reason, &mut stats);
                                 }
                                 Ok(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic == receipts.as_bytes() => {
-                                    s.receipt(&p.payload, &outbox, &status, &mut stats);
+                                    receipt(&mut s, &p.payload, &outbox, &status, &mut stats);
                                 }
                                 Ok(Ok(_)) => {}
                                 Ok(Err(_)) | Err(_) => break,
                             }
-                            if status_sent && s.flights.is_empty() {
+                            if status_sent && s.in_flight() == 0 {
                                 break;
                             }
                         }
