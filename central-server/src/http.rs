@@ -250,7 +250,10 @@ async fn metrics(State(s): State<AppState>, who: Principal) -> Response {
     let mut text = s.metrics.render();
     // Gauges of the current state, read at scrape time.
     if let Ok(rows) = s.store.sensors(None).await {
-        let online = rows.iter().filter(|r| r.state == "online").count();
+        let online = rows
+            .iter()
+            .filter(|r| r.state == protocol::SensorState::Online)
+            .count();
         text = text.replace("# EOF\n", "");
         text.push_str(&format!(
             "# HELP centinela_sensors_online Sensors online.\n# TYPE centinela_sensors_online gauge\ncentinela_sensors_online {online}\n"
@@ -303,7 +306,10 @@ async fn facility_list(s: &AppState, who: &Principal) -> ApiResult<serde_json::V
             .gaps(&id, true, &GapFilter::default())
             .await
             .map_err(db_error)?;
-        let critical = active.iter().filter(|g| g.severity == "critical").count();
+        let critical = active
+            .iter()
+            .filter(|g| g.severity == protocol::Severity::Critical)
+            .count();
         let mine: Vec<_> = sensors.iter().filter(|r| r.facility_id == id).collect();
         out.push(json!({
             "id": id,
@@ -312,7 +318,7 @@ async fn facility_list(s: &AppState, who: &Principal) -> ApiResult<serde_json::V
             "active_gaps": active.len(),
             "critical_gaps": critical,
             "sensors": mine.len(),
-            "sensors_online": mine.iter().filter(|r| r.state == "online").count(),
+            "sensors_online": mine.iter().filter(|r| r.state == protocol::SensorState::Online).count(),
         }));
     }
     Ok(json!(out))

@@ -72,15 +72,6 @@ pub struct MapModel {
     pub generated_at: OffsetDateTime,
 }
 
-fn severity_rank(s: &str) -> u8 {
-    match s {
-        "critical" => 3,
-        "high" => 2,
-        "low" => 1,
-        _ => 0,
-    }
-}
-
 impl MapModel {
     /// Builds the model from the configuration and the active gaps (already filtered by band)
     /// and the sensors the store knows.
@@ -92,23 +83,23 @@ impl MapModel {
         sensors: &[SensorRow],
         now: OffsetDateTime,
     ) -> Self {
-        let active: Vec<&GapRow> = gaps.iter().filter(|g| g.state != "closed").collect();
+        let active: Vec<&GapRow> = gaps
+            .iter()
+            .filter(|g| g.state != protocol::GapState::Closed)
+            .collect();
         let zones = facility
             .zones
             .iter()
             .map(|z| {
                 let mine: Vec<&&GapRow> = active.iter().filter(|g| g.zone == z.id).collect();
-                let worst = mine
-                    .iter()
-                    .map(|g| g.severity.as_str())
-                    .max_by_key(|s| severity_rank(s));
+                let worst = mine.iter().map(|g| g.severity).max();
                 let mut bands: Vec<String> = mine.iter().map(|g| g.band.clone()).collect();
                 bands.sort();
                 bands.dedup();
                 ZoneStatus {
                     id: z.id.clone(),
                     name: z.name.clone(),
-                    status: worst.unwrap_or("ok").to_string(),
+                    status: worst.map_or("ok", protocol::Severity::as_str).to_string(),
                     active_gaps: mine.len(),
                     bands,
                     max_margin_db: mine.iter().map(|g| g.margin_db).reduce(f64::max),
@@ -130,7 +121,7 @@ impl MapModel {
                 id: s.id.clone(),
                 zone: s.zone.clone(),
                 position: s.position,
-                state: known.map_or("unknown".into(), |r| r.state.clone()),
+                state: known.map_or("unknown", |r| r.state.as_str()).to_string(),
                 margin_db: margin_of(&s.id),
             });
         }
@@ -143,7 +134,7 @@ impl MapModel {
                     id: r.sensor_id.clone(),
                     zone: r.zone.clone(),
                     position: p,
-                    state: r.state.clone(),
+                    state: r.state.as_str().to_string(),
                     margin_db: margin_of(&r.sensor_id),
                 });
             }

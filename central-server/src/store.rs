@@ -4,7 +4,10 @@
 
 use std::path::Path;
 
-use protocol::{GapEvent, GapState, JammerEvent, JammerStateWire, Message, SensorState, Severity};
+use protocol::{
+    Detector, GapEvent, GapState, JammerEvent, JammerStateWire, Message, SensorState, Severity,
+    Technology,
+};
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::sqlite::{
@@ -133,6 +136,20 @@ pub enum Item<'a> {
     },
 }
 
+/// A column holding one of the protocol's lowercase names (`open`, `critical`, `lte`, …),
+/// decoded as its enum: a row the protocol cannot name is a decoding error of that column, not a
+/// string for every reader to match.
+fn from_wire<T: serde::de::DeserializeOwned>(
+    r: &sqlx::sqlite::SqliteRow,
+    column: &str,
+) -> Result<T, sqlx::Error> {
+    let text: String = r.try_get(column)?;
+    serde_json::from_value(serde_json::Value::String(text)).map_err(|e| sqlx::Error::ColumnDecode {
+        index: column.to_string(),
+        source: Box::new(e),
+    })
+}
+
 /// A gap's current state.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct GapRow {
@@ -142,16 +159,16 @@ pub struct GapRow {
     pub sensor_id: String,
     /// Key of the gap.
     pub gap_key: String,
-    /// `open`, `update` or `closed`.
-    pub state: String,
+    /// Open, updated or closed.
+    pub state: GapState,
     /// Zone.
     pub zone: String,
     /// Band.
     pub band: String,
     /// Technology.
-    pub technology: String,
+    pub technology: Technology,
     /// Detector.
-    pub detector: String,
+    pub detector: Detector,
     /// Centre, hertz.
     pub center_hz: f64,
     /// Bandwidth, hertz.
@@ -173,7 +190,7 @@ pub struct GapRow {
     /// Margin, dB.
     pub margin_db: f64,
     /// Severity.
-    pub severity: String,
+    pub severity: Severity,
     /// First seen.
     pub opened_at: String,
     /// Last changed.
@@ -193,8 +210,8 @@ pub struct JammerRow {
     pub band: String,
     /// Zone.
     pub zone: String,
-    /// `effective`, `degraded` or `down`.
-    pub state: String,
+    /// Effective, degraded or down.
+    pub state: JammerStateWire,
     /// Noise rise, dB.
     pub noise_rise_db: f64,
     /// Covered fraction.
@@ -212,8 +229,8 @@ pub struct SensorRow {
     pub sensor_id: String,
     /// Zone.
     pub zone: String,
-    /// `online` or `offline`.
-    pub state: String,
+    /// Online or offline.
+    pub state: SensorState,
     /// Position, metres, as the sensor reported it.
     pub position_m: Option<[f64; 2]>,
     /// Heartbeat period, seconds.
@@ -795,33 +812,34 @@ impl Store {
         .bind(f.limit.unwrap_or(10_000))
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| GapRow {
-                facility_id: r.get("facility_id"),
-                sensor_id: r.get("sensor_id"),
-                gap_key: r.get("gap_key"),
-                state: r.get("state"),
-                zone: r.get("zone"),
-                band: r.get("band"),
-                technology: r.get("technology"),
-                detector: r.get("detector"),
-                center_hz: r.get("center_hz"),
-                bandwidth_hz: r.get("bandwidth_hz"),
-                pci: r.get("pci"),
-                earfcn: r.get("earfcn"),
-                nr_arfcn: r.get("nr_arfcn"),
-                arfcn: r.get("arfcn"),
-                bsic: r.get("bsic"),
-                power_dbm: r.get("power_dbm"),
-                floor_dbm: r.get("floor_dbm"),
-                margin_db: r.get("margin_db"),
-                severity: r.get("severity"),
-                opened_at: r.get("opened_at"),
-                updated_at: r.get("updated_at"),
-                closed_at: r.get("closed_at"),
+        rows.iter()
+            .map(|r| {
+                Ok(GapRow {
+                    facility_id: r.get("facility_id"),
+                    sensor_id: r.get("sensor_id"),
+                    gap_key: r.get("gap_key"),
+                    state: from_wire(r, "state")?,
+                    zone: r.get("zone"),
+                    band: r.get("band"),
+                    technology: from_wire(r, "technology")?,
+                    detector: from_wire(r, "detector")?,
+                    center_hz: r.get("center_hz"),
+                    bandwidth_hz: r.get("bandwidth_hz"),
+                    pci: r.get("pci"),
+                    earfcn: r.get("earfcn"),
+                    nr_arfcn: r.get("nr_arfcn"),
+                    arfcn: r.get("arfcn"),
+                    bsic: r.get("bsic"),
+                    power_dbm: r.get("power_dbm"),
+                    floor_dbm: r.get("floor_dbm"),
+                    margin_db: r.get("margin_db"),
+                    severity: from_wire(r, "severity")?,
+                    opened_at: r.get("opened_at"),
+                    updated_at: r.get("updated_at"),
+                    closed_at: r.get("closed_at"),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Gap events of a facility, newest first, as they arrived.
@@ -866,19 +884,20 @@ impl Store {
                 .bind(facility)
                 .fetch_all(&self.pool)
                 .await?;
-        Ok(rows
-            .iter()
-            .map(|r| JammerRow {
-                facility_id: r.get("facility_id"),
-                sensor_id: r.get("sensor_id"),
-                band: r.get("band"),
-                zone: r.get("zone"),
-                state: r.get("state"),
-                noise_rise_db: r.get("noise_rise_db"),
-                covered_fraction: r.get("covered_fraction"),
-                updated_at: r.get("updated_at"),
+        rows.iter()
+            .map(|r| {
+                Ok(JammerRow {
+                    facility_id: r.get("facility_id"),
+                    sensor_id: r.get("sensor_id"),
+                    band: r.get("band"),
+                    zone: r.get("zone"),
+                    state: from_wire(r, "state")?,
+                    noise_rise_db: r.get("noise_rise_db"),
+                    covered_fraction: r.get("covered_fraction"),
+                    updated_at: r.get("updated_at"),
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Sensors of a facility (all facilities when `None`).
@@ -907,26 +926,25 @@ impl Store {
         .bind(facility)
         .fetch_all(&self.pool)
         .await?;
-        Ok(rows
-            .iter()
+        rows.iter()
             .map(|r| {
                 let x: Option<f64> = r.get("position_x");
                 let y: Option<f64> = r.get("position_y");
                 let status: String = r.get("status");
-                SensorRow {
+                Ok(SensorRow {
                     facility_id: r.get("facility_id"),
                     sensor_id: r.get("sensor_id"),
                     zone: r.get("zone"),
-                    state: r.get("state"),
+                    state: from_wire(r, "state")?,
                     position_m: x.zip(y).map(|(x, y)| [x, y]),
                     heartbeat_s: r.get("heartbeat_s"),
                     last_seen: r.get("last_seen"),
                     status: message_json(&status).unwrap_or_default(),
                     last_seq: r.get("last_seq"),
                     missing_messages: r.get("missing"),
-                }
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// Marks offline the online sensors not heard from for `factor` heartbeats; returns alerts.
@@ -940,7 +958,7 @@ impl Store {
     ) -> Result<Vec<Alert>, sqlx::Error> {
         let mut alerts = Vec::new();
         for s in self.sensors(None).await? {
-            if s.state != "online" {
+            if s.state != SensorState::Online {
                 continue;
             }
             let Ok(seen) = parse_ts(&s.last_seen) else {

@@ -235,6 +235,16 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// Lowercase wire name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Low => "low",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+
     /// Severity for a margin in dB.
     #[must_use]
     pub fn from_margin_db(margin_db: f64) -> Self {

@@ -21,6 +21,17 @@ pub enum SensorState {
     Offline,
 }
 
+impl SensorState {
+    /// Lowercase wire name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Online => "online",
+            Self::Offline => "offline",
+        }
+    }
+}
+
 /// Health figures of a running agent, sent with each heartbeat.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct SensorHealth {
