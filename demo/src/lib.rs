@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hardware::sim::{JammerCondition, Scene, SimCell, Wall};
+use hardware::sim::{Scene, SimCell};
 use sensor_agent::daemon::config::{
     AgentConfig, MqttSection, OutboxSection, ScanSection, SensorSection, SourceSection,
 };
@@ -41,42 +41,11 @@ pub struct DemoArgs {
     pub truth: bool,
 }
 
-/// The demo prison's radio scene (the sensor position is set per sensor).
+/// The demo prison's radio scene (the sensor position is set per sensor):
+/// [`Scene::demo_facility`], defined with the simulator.
 #[must_use]
 pub fn scene() -> Scene {
-    let mut s = Scene::demo();
-    s.name = "demo-prison (centinela-demo)".into();
-    // The cell blocks are concrete with steel mesh: 35 dB per wall.
-    for (x0, y0, x1, y1) in [(5.0, 5.0, 75.0, 55.0), (85.0, 5.0, 155.0, 55.0)] {
-        for (a, b) in [
-            ([x0, y0], [x1, y0]),
-            ([x1, y0], [x1, y1]),
-            ([x1, y1], [x0, y1]),
-            ([x0, y1], [x0, y0]),
-        ] {
-            s.walls.push(Wall {
-                from_m: a,
-                to_m: b,
-                loss_db: 35.0,
-            });
-        }
-    }
-    // The main jammer, in the corridor between the blocks, covers every band but n78: n78 is
-    // left uncovered on purpose. The perimeter jammer's amplifier is failing.
-    s.jammers[0].name = "Pabellones".into();
-    s.jammers[0].position_m = [80.0, 60.0];
-    s.jammers[0].bands_hz = vec![
-        [758e6, 803e6],
-        [869e6, 894e6],
-        [1930e6, 1995e6],
-        [2110e6, 2200e6],
-        [2496e6, 2690e6],
-    ];
-    s.jammers[0].eirp_dbm_per_band = 36.0;
-    s.jammers[1].name = "Perimetro".into();
-    s.jammers[1].position_m = [80.0, 100.0];
-    s.jammers[1].condition = JammerCondition::Degraded;
-    s
+    Scene::demo_facility()
 }
 
 /// The sensors: id, zone, position.
@@ -201,30 +170,11 @@ pub fn truth() -> Vec<ZoneTruth> {
                 .cells
                 .iter()
                 .map(|c| {
-                    let bw = if c.bandwidth_hz > 0.0 {
-                        c.bandwidth_hz * 0.9
-                    } else {
-                        200e3
-                    };
-                    let lo = c.center_hz - bw / 2.0;
-                    let hi = c.center_hz + bw / 2.0;
-                    let thermal_dbm = -174.0 + s.radio.noise_figure_db + 10.0 * bw.log10();
-                    let mut noise_mw = 10f64.powf(thermal_dbm / 10.0);
-                    for j in &s.jammers {
-                        for b in &j.bands_hz {
-                            let overlap = (hi.min(b[1]) - lo.max(b[0])).max(0.0);
-                            if overlap > 0.0 {
-                                let p = s.jammer_power_dbm(j, *b);
-                                noise_mw += 10f64.powf(p / 10.0) * overlap / (b[1] - b[0]);
-                            }
-                        }
-                    }
-                    let power = s.cell_power_dbm(c);
-                    let sinr = power - 10.0 * noise_mw.log10();
+                    let sinr = s.cell_sinr_db(c);
                     CellTruth {
                         cell: c.name.clone(),
                         center_hz: c.center_hz,
-                        power_dbm: power,
+                        power_dbm: s.cell_power_dbm(c),
                         sinr_db: sinr,
                         margin_db: sinr - sync_threshold_db(c),
                     }

@@ -295,23 +295,37 @@ impl Scene {
         eirp - self.loss_to_sensor_db(j.position_m, (band[0] + band[1]) / 2.0)
     }
 
+    /// The ground truth a phone at the sensor would meet: the cell's SINR, dB, over thermal
+    /// noise (kTB + the radio's noise figure) and every jammer band that overlaps the cell's
+    /// occupied bandwidth (90 % of an LTE/NR channel, 200 kHz for GSM), with the same path
+    /// loss, walls and powers the simulated radio hears.
+    #[must_use]
+    pub fn cell_sinr_db(&self, c: &SimCell) -> f64 {
+        let bw = if c.bandwidth_hz > 0.0 {
+            c.bandwidth_hz * 0.9
+        } else {
+            200e3
+        };
+        let (lo, hi) = (c.center_hz - bw / 2.0, c.center_hz + bw / 2.0);
+        let thermal_dbm = -174.0 + self.radio.noise_figure_db + 10.0 * bw.log10();
+        let mut noise_mw = 10f64.powf(thermal_dbm / 10.0);
+        for j in &self.jammers {
+            for b in &j.bands_hz {
+                let overlap = (hi.min(b[1]) - lo.max(b[0])).max(0.0);
+                if overlap > 0.0 {
+                    let p = self.jammer_power_dbm(j, *b);
+                    noise_mw += 10f64.powf(p / 10.0) * overlap / (b[1] - b[0]);
+                }
+            }
+        }
+        self.cell_power_dbm(c) - 10.0 * noise_mw.log10()
+    }
+
     /// The built-in demo: a prison with two jammers (one GSM-era, one degraded: its band's floor
     /// is raised, yet the B28 cell leaks below it, found only by sync), AWS, 2.6 GHz and n78 left
     /// uncovered, and operators' cells outside.
     #[must_use]
     pub fn demo() -> Self {
-        let cell = |name: &str, tech, center_hz, bw, eirp, pos, pci| SimCell {
-            name: name.into(),
-            technology: tech,
-            center_hz,
-            bandwidth_hz: bw,
-            eirp_dbm: eirp,
-            position_m: pos,
-            pci,
-            duplexing: Duplexing::Fdd,
-            scs_khz: 30,
-            ssb_hz: None,
-        };
         let wall = |a: [f64; 2], b: [f64; 2]| Wall {
             from_m: a,
             to_m: b,
@@ -334,72 +348,7 @@ impl Scene {
                 wall([160.0, 120.0], [0.0, 120.0]),
                 wall([0.0, 120.0], [0.0, 0.0]),
             ],
-            cells: vec![
-                cell(
-                    "Claro LTE B28 north",
-                    Technology::Lte,
-                    778.0e6,
-                    10e6,
-                    60.0,
-                    [80.0, 1400.0],
-                    210,
-                ),
-                cell(
-                    "Movistar LTE B5 east",
-                    Technology::Lte,
-                    881.5e6,
-                    10e6,
-                    58.0,
-                    [900.0, 60.0],
-                    87,
-                ),
-                cell(
-                    "Tigo GSM850 south",
-                    Technology::Gsm,
-                    891.6e6,
-                    0.0,
-                    55.0,
-                    [40.0, -700.0],
-                    // BSIC 35 (octal): NCC 3, BCC 5.
-                    0o35,
-                ),
-                cell(
-                    "Claro LTE B2 west",
-                    Technology::Lte,
-                    1960.0e6,
-                    10e6,
-                    58.0,
-                    [-800.0, 50.0],
-                    301,
-                ),
-                cell(
-                    "Tigo LTE B4 north-east",
-                    Technology::Lte,
-                    2140.0e6,
-                    10e6,
-                    60.0,
-                    [700.0, 900.0],
-                    45,
-                ),
-                cell(
-                    "Movistar LTE B7 west",
-                    Technology::Lte,
-                    2655.0e6,
-                    10e6,
-                    58.0,
-                    [-600.0, 300.0],
-                    122,
-                ),
-                cell(
-                    "Claro NR n78 north",
-                    Technology::Nr,
-                    3500.0e6,
-                    40e6,
-                    62.0,
-                    [100.0, 1100.0],
-                    579,
-                ),
-            ],
+            cells: Self::demo_cells(),
             jammers: vec![
                 SimJammer {
                     name: "Pabellón A (GSM/3G era)".into(),
@@ -411,20 +360,152 @@ impl Scene {
                     waveform: JammerWaveform::Noise,
                     sweep_period_s: 0.005,
                 },
-                SimJammer {
-                    name: "Perimetro (4G, failing amplifier)".into(),
-                    position_m: [80.0, 100.0],
-                    bands_hz: vec![[758e6, 803e6]],
-                    eirp_dbm_per_band: 36.0,
-                    condition: JammerCondition::Degraded,
-                    // Weak enough that the B28 cell stays 2 dB under the jammed floor: invisible
-                    // to energy detection, still found (and usable) by its sync signals.
-                    degraded_loss_db: 26.0,
-                    waveform: JammerWaveform::Noise,
-                    sweep_period_s: 0.005,
-                },
+                Self::perimeter_jammer("Perimetro (4G, failing amplifier)"),
             ],
         }
+    }
+
+    /// The prison of `centinela-demo`, seen by several sensors (the radio's position is set per
+    /// sensor): the demo's outer walls and operators' cells, two concrete cell blocks with
+    /// steel mesh (35 dB per wall) that shield their inmates, a main jammer in the corridor
+    /// between them that covers every band but n78 (left uncovered on purpose), and the same
+    /// failing perimeter jammer.
+    #[must_use]
+    pub fn demo_facility() -> Self {
+        let mut s = Self::demo();
+        s.name = "demo-prison (centinela-demo)".into();
+        for (x0, y0, x1, y1) in [(5.0, 5.0, 75.0, 55.0), (85.0, 5.0, 155.0, 55.0)] {
+            for (a, b) in [
+                ([x0, y0], [x1, y0]),
+                ([x1, y0], [x1, y1]),
+                ([x1, y1], [x0, y1]),
+                ([x0, y1], [x0, y0]),
+            ] {
+                s.walls.push(Wall {
+                    from_m: a,
+                    to_m: b,
+                    loss_db: 35.0,
+                });
+            }
+        }
+        s.jammers = vec![
+            SimJammer {
+                name: "Pabellones".into(),
+                position_m: [80.0, 60.0],
+                bands_hz: vec![
+                    [758e6, 803e6],
+                    [869e6, 894e6],
+                    [1930e6, 1995e6],
+                    [2110e6, 2200e6],
+                    [2496e6, 2690e6],
+                ],
+                eirp_dbm_per_band: 36.0,
+                condition: JammerCondition::On,
+                degraded_loss_db: 25.0,
+                waveform: JammerWaveform::Noise,
+                sweep_period_s: 0.005,
+            },
+            Self::perimeter_jammer("Perimetro"),
+        ];
+        s
+    }
+
+    /// The perimeter's 4G jammer with its failing amplifier: weak enough that the B28 cell stays
+    /// 2 dB under the jammed floor, invisible to energy detection and still found (and usable)
+    /// by its sync signals.
+    fn perimeter_jammer(name: &str) -> SimJammer {
+        SimJammer {
+            name: name.into(),
+            position_m: [80.0, 100.0],
+            bands_hz: vec![[758e6, 803e6]],
+            eirp_dbm_per_band: 36.0,
+            condition: JammerCondition::Degraded,
+            degraded_loss_db: 26.0,
+            waveform: JammerWaveform::Noise,
+            sweep_period_s: 0.005,
+        }
+    }
+
+    /// The operators' cells around the demo prison.
+    fn demo_cells() -> Vec<SimCell> {
+        let cell = |name: &str, tech, center_hz, bw, eirp, pos, pci| SimCell {
+            name: name.into(),
+            technology: tech,
+            center_hz,
+            bandwidth_hz: bw,
+            eirp_dbm: eirp,
+            position_m: pos,
+            pci,
+            duplexing: Duplexing::Fdd,
+            scs_khz: 30,
+            ssb_hz: None,
+        };
+        vec![
+            cell(
+                "Claro LTE B28 north",
+                Technology::Lte,
+                778.0e6,
+                10e6,
+                60.0,
+                [80.0, 1400.0],
+                210,
+            ),
+            cell(
+                "Movistar LTE B5 east",
+                Technology::Lte,
+                881.5e6,
+                10e6,
+                58.0,
+                [900.0, 60.0],
+                87,
+            ),
+            cell(
+                "Tigo GSM850 south",
+                Technology::Gsm,
+                891.6e6,
+                0.0,
+                55.0,
+                [40.0, -700.0],
+                // BSIC 35 (octal): NCC 3, BCC 5.
+                0o35,
+            ),
+            cell(
+                "Claro LTE B2 west",
+                Technology::Lte,
+                1960.0e6,
+                10e6,
+                58.0,
+                [-800.0, 50.0],
+                301,
+            ),
+            cell(
+                "Tigo LTE B4 north-east",
+                Technology::Lte,
+                2140.0e6,
+                10e6,
+                60.0,
+                [700.0, 900.0],
+                45,
+            ),
+            cell(
+                "Movistar LTE B7 west",
+                Technology::Lte,
+                2655.0e6,
+                10e6,
+                58.0,
+                [-600.0, 300.0],
+                122,
+            ),
+            cell(
+                "Claro NR n78 north",
+                Technology::Nr,
+                3500.0e6,
+                40e6,
+                62.0,
+                [100.0, 1100.0],
+                579,
+            ),
+        ]
     }
 }
 
