@@ -61,7 +61,7 @@ pub fn assign_band(
 }
 
 /// A carrier as observed, with its leak figures.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct CarrierObs {
     /// Band name, or `unknown`.
     pub band: String,

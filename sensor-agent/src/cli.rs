@@ -675,7 +675,8 @@ fn cmd_scan(a: &ScanArgs, out: &mut dyn Write) -> Result<(), AgentError> {
             Some(base) => Some(SweepRecorder::create(
                 &sweep_base(base, n),
                 SweepHeader::new(&origin, pipe.plan(), pipe.settings(), n, at)
-                    .with_radio_ppm(pipe.radio_ppm()),
+                    .with_radio_ppm(pipe.radio_ppm())
+                    .with_trackers(pipe.tracker_state()),
             )?),
             None => None,
         };
@@ -822,6 +823,7 @@ fn replay_sweep(path: &std::path::Path, json: bool, out: &mut dyn Write) -> Resu
     };
     let mut pipe = Pipeline::new(h.plan, settings, &h.sensor)?;
     pipe.set_radio_ppm(h.radio_ppm);
+    pipe.set_tracker_state(h.trackers.unwrap_or_default());
     print_plan(
         out,
         json,
@@ -957,7 +959,8 @@ fn cmd_record(a: &RecordArgs, out: &mut dyn Write) -> Result<(), AgentError> {
         &a.out,
         datatype,
         SweepHeader::new(&origin, pipe.plan(), pipe.settings(), 0, at)
-            .with_radio_ppm(pipe.radio_ppm()),
+            .with_radio_ppm(pipe.radio_ppm())
+            .with_trackers(pipe.tracker_state()),
     )?;
     if a.analyse {
         print_plan(out, a.json, &dev_name, rate, pipe.plan(), a.seconds * 1e3)?;

@@ -595,6 +595,23 @@ impl Pipeline {
         }
     }
 
+    /// What the trackers remember now (a recorded sweep carries it as it began).
+    #[must_use]
+    pub fn tracker_state(&self) -> crate::tracker::TrackerState {
+        crate::tracker::TrackerState {
+            gaps: self.gaps.tracks(),
+            cell_gaps: self.cell_gaps.tracks(),
+            jammers: self.jammers.tracks(),
+        }
+    }
+
+    /// Starts from what the trackers remembered when a recorded sweep began.
+    pub fn set_tracker_state(&mut self, state: crate::tracker::TrackerState) {
+        self.gaps.restore(state.gaps);
+        self.cell_gaps.restore(state.cell_gaps);
+        self.jammers.restore(state.jammers);
+    }
+
     /// Gaps open now (energy).
     #[must_use]
     pub fn open_gaps(&self) -> usize {

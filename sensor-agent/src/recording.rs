@@ -58,6 +58,11 @@ pub struct SweepHeader {
     /// sweep began (it narrows the NR search); a replay starts from it too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub radio_ppm: Option<f64>,
+    /// What the trackers remembered when the sweep began (absent before a run's first sweep
+    /// and in clips): a replay starts from it, so the sweep's gap and jammer events are the
+    /// live sweep's whatever its index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trackers: Option<crate::tracker::TrackerState>,
 }
 
 /// Who records: the sensor and its radio, as every sweep header and clip names them.
@@ -114,6 +119,7 @@ impl SweepHeader {
             sweep_at: at,
             clip: None,
             radio_ppm: None,
+            trackers: None,
         }
     }
 
@@ -121,6 +127,16 @@ impl SweepHeader {
     #[must_use]
     pub fn with_radio_ppm(self, radio_ppm: Option<f64>) -> Self {
         Self { radio_ppm, ..self }
+    }
+
+    /// The same header with the trackers' state the sweep starts from (none when they have
+    /// seen nothing yet).
+    #[must_use]
+    pub fn with_trackers(self, trackers: crate::tracker::TrackerState) -> Self {
+        Self {
+            trackers: (trackers != crate::tracker::TrackerState::default()).then_some(trackers),
+            ..self
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use protocol::{
     GAP_SCHEMA, GapEvent, GapState, JAMMER_SCHEMA, JammerEvent, JammerStateWire, Severity, event_id,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::analysis::{CarrierObs, wire_technology};
@@ -38,14 +38,40 @@ impl Event {
     }
 }
 
-#[derive(Debug, Clone)]
-struct GapTrack {
+/// One carrier a gap tracker follows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GapTrack {
     key: String,
     last: CarrierObs,
     seen: u32,
     missed: u32,
     open: bool,
     reported_margin: f64,
+}
+
+/// One band a jammer tracker follows: the state last reported, the state seen lately and in
+/// how many observations in a row.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JammerTrack {
+    reported: Option<JammerState>,
+    seen: JammerState,
+    times: u32,
+}
+
+/// What a pipeline's trackers remember between sweeps. A recorded sweep carries it as it was
+/// when the sweep began (`centinela:trackers`), so that the replay of any sweep of a run, not
+/// only its first, opens, updates and closes the gaps the live sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackerState {
+    /// Energy gaps.
+    pub gaps: Vec<GapTrack>,
+    /// Cells found by sync.
+    pub cell_gaps: Vec<GapTrack>,
+    /// Jammer verdicts by band.
+    pub jammers: BTreeMap<String, JammerTrack>,
 }
 
 /// Tracks energy gaps for one sensor.
@@ -71,6 +97,17 @@ fn same_carrier(a: &CarrierObs, b: &CarrierObs) -> bool {
 }
 
 impl GapTracker {
+    /// The carriers followed.
+    #[must_use]
+    pub fn tracks(&self) -> Vec<GapTrack> {
+        self.tracks.clone()
+    }
+
+    /// Follows `tracks` from now on, in place of what was followed.
+    pub fn restore(&mut self, tracks: Vec<GapTrack>) {
+        self.tracks = tracks;
+    }
+
     /// A tracker with the pipeline's hysteresis settings.
     #[must_use]
     pub fn new(id: Identity, cfg: &PipelineConfig) -> Self {
@@ -197,7 +234,7 @@ impl GapTracker {
 pub struct JammerTracker {
     id: Identity,
     confirm: u32,
-    bands: BTreeMap<String, (Option<JammerState>, JammerState, u32)>,
+    bands: BTreeMap<String, JammerTrack>,
 }
 
 fn wire_state(s: JammerState) -> JammerStateWire {
@@ -219,6 +256,17 @@ impl JammerTracker {
         }
     }
 
+    /// The bands followed.
+    #[must_use]
+    pub fn tracks(&self) -> BTreeMap<String, JammerTrack> {
+        self.bands.clone()
+    }
+
+    /// Follows `bands` from now on, in place of what was followed.
+    pub fn restore(&mut self, bands: BTreeMap<String, JammerTrack>) {
+        self.bands = bands;
+    }
+
     /// Feeds one band's verdict.
     pub fn observe(
         &mut self,
@@ -226,20 +274,21 @@ impl JammerTracker {
         band: &str,
         a: &JammerAssessment,
     ) -> Option<Event> {
-        let entry = self
-            .bands
-            .entry(band.to_string())
-            .or_insert((None, a.state, 0));
-        if entry.1 == a.state {
-            entry.2 += 1;
+        let entry = self.bands.entry(band.to_string()).or_insert(JammerTrack {
+            reported: None,
+            seen: a.state,
+            times: 0,
+        });
+        if entry.seen == a.state {
+            entry.times += 1;
         } else {
-            entry.1 = a.state;
-            entry.2 = 1;
+            entry.seen = a.state;
+            entry.times = 1;
         }
-        if entry.0 == Some(a.state) || entry.2 < self.confirm {
+        if entry.reported == Some(a.state) || entry.times < self.confirm {
             return None;
         }
-        entry.0 = Some(a.state);
+        entry.reported = Some(a.state);
         let content = format!(
             "jammer|{}|{}|{}|{}|{}|{:.2}",
             self.id.facility_id,

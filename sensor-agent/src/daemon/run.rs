@@ -229,8 +229,10 @@ pub async fn run(
     // are the ones it published (sweep k at the recorded time plus k sweeps' air time).
     let mut clock: Option<(OffsetDateTime, time::Duration)> = None;
     let mut recorded_ppm: Option<f64> = None;
+    let mut recorded_trackers = None;
     if let Some(h) = spec.recorded_sweep()? {
         recorded_ppm = h.radio_ppm;
+        recorded_trackers.clone_from(&h.trackers);
         tracing::info!(
             "playing sweep {} recorded by {}/{} on {}: its plan and settings replace [scan] and [pipeline]",
             h.sweep,
@@ -352,6 +354,7 @@ pub async fn run(
                     (Ok(p), Ok(clips)) => {
                         let mut p = p.with_cancel(stop.clone());
                         p.set_radio_ppm(recorded_ppm);
+                        p.set_tracker_state(recorded_trackers.unwrap_or_default());
                         match clips {
                             Some(c) => p.with_clips(c),
                             None => p,
@@ -386,7 +389,8 @@ pub async fn run(
                         Some(base) => match SweepRecorder::create(
                             &sweep_base(base, sweeps),
                             SweepHeader::new(&origin, pipe.plan(), pipe.settings(), sweeps, at)
-                                .with_radio_ppm(pipe.radio_ppm()),
+                                .with_radio_ppm(pipe.radio_ppm())
+                                .with_trackers(pipe.tracker_state()),
                         ) {
                             Ok(r) => Some(r),
                             Err(e) => {

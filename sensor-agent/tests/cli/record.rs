@@ -326,3 +326,83 @@ fn a_later_sweep_records_the_oscillator_error_it_started_from_and_replays_to_its
         "{a:?}"
     );
 }
+
+/// Every sweep of a run replays to its live lines, not only the first: a recorded sweep carries
+/// what the gap and jammer trackers remembered when it began (`centinela:trackers`). Sweeps
+/// after the first report no new gap or jammer, and neither do their replays (a replay from
+/// empty trackers would open every gap again).
+#[test]
+fn every_sweep_of_a_run_replays_to_its_own_events() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let base = dir.path().join("s");
+    let live = run_agent(
+        Path::new(BIN),
+        &[
+            "scan",
+            "--source",
+            "sim",
+            "--device",
+            "hackrf",
+            "--bands",
+            "B28,B4,n78",
+            "--sweeps",
+            "3",
+            "--json",
+            "--record",
+            base.to_str().expect("utf8"),
+        ],
+    );
+    assert!(
+        live.status.success(),
+        "{}",
+        String::from_utf8_lossy(&live.stderr)
+    );
+    let comparable = |l: &str| -> String {
+        let mut v: serde_json::Value = serde_json::from_str(l).expect("json line");
+        if v["type"] == "health" {
+            let h = v["health"].as_object_mut().expect("health");
+            h.remove("elapsed_s");
+            h.remove("stages");
+        }
+        v.to_string()
+    };
+    // The live lines after the plan, one group per sweep (each ends with its health line).
+    let mut sweeps: Vec<Vec<String>> = vec![Vec::new()];
+    for l in String::from_utf8_lossy(&live.stdout).lines().skip(1) {
+        let c = comparable(l);
+        let end = c.contains("\"type\":\"health\"");
+        sweeps.last_mut().expect("a sweep").push(c);
+        if end {
+            sweeps.push(Vec::new());
+        }
+    }
+    sweeps.pop();
+    assert_eq!(sweeps.len(), 3);
+    for (k, want) in sweeps.iter().enumerate() {
+        let meta = dir.path().join(format!("s-{k:06}.sigmf-meta"));
+        let replayed = run_agent(
+            Path::new(BIN),
+            &["replay", meta.to_str().expect("utf8"), "--json"],
+        );
+        assert!(
+            replayed.status.success(),
+            "{}",
+            String::from_utf8_lossy(&replayed.stderr)
+        );
+        let got: Vec<String> = String::from_utf8_lossy(&replayed.stdout)
+            .lines()
+            .skip(1)
+            .map(comparable)
+            .collect();
+        assert_eq!(&got, want, "sweep {k} replays to other lines");
+        let events = got
+            .iter()
+            .filter(|l| l.contains("\"type\":\"event\""))
+            .count();
+        if k == 0 {
+            assert!(events >= 5, "sweep 0: {events} events");
+        } else {
+            assert_eq!(events, 0, "sweep {k}: nothing new after the first sweep");
+        }
+    }
+}
