@@ -35,9 +35,23 @@ use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 
-use crate::http::AppState;
+use crate::config::ServerConfig;
 use crate::metrics::Metrics;
 use crate::store::{Store, ts};
+
+/// Shared state of the HTTP handlers, which every request is authenticated against (it lives
+/// here so that the extractors below need nothing of the routes; `http` re-exports it).
+#[derive(Debug, Clone)]
+pub struct AppState {
+    /// Configuration (facilities).
+    pub config: Arc<ServerConfig>,
+    /// Store.
+    pub store: Store,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Login throttle and cookie policy.
+    pub auth: SharedAuth,
+}
 
 /// Reasons a request or a login is refused (the label of `centinela_http_refused_total`).
 pub const REFUSALS: [&str; 11] = [

@@ -1,7 +1,6 @@
 //! HTTP API (axum) and the supervisors' dashboard.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Query, Request, State};
@@ -11,24 +10,11 @@ use axum::routing::get;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::auth::{LoginForm, LoginOutcome, Principal, Remote, Right, Scoped, SharedAuth};
-use crate::config::ServerConfig;
+pub use crate::auth::AppState;
+use crate::auth::{LoginForm, LoginOutcome, Principal, Remote, Right, Scoped};
 use crate::map::{MapModel, geojson, png, svg};
 use crate::metrics::Metrics;
-use crate::store::{GapFilter, Store, parse_ts};
-
-/// Shared state of the handlers.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    /// Configuration (facilities).
-    pub config: Arc<ServerConfig>,
-    /// Store.
-    pub store: Store,
-    /// Metrics.
-    pub metrics: Metrics,
-    /// Login throttle and cookie policy.
-    pub auth: SharedAuth,
-}
+use crate::store::{GapFilter, parse_ts};
 
 /// An API error: status and a sentence.
 #[derive(Debug)]
