@@ -297,9 +297,9 @@ pub trait EvidenceKeeper: std::fmt::Debug + Send {
 
 /// Which hop slots of a range hold samples kept for the cell search and evidence clips.
 ///
-/// A hop is needed when its spectrum shows energy (see [`hop_at_thermal_floor`]), when its range
-/// holds a GSM band (the FCCH tone is searched on every ARFCN, under the floor too), or when it
-/// holds a watched channel. A quiet hop is kept as well when it neighbours a needed one, so an
+/// A hop is needed when its spectrum shows energy (see [`hop_at_thermal_floor`]), when it holds
+/// a watched channel, or when the GSM search (done as each GSM-band hop is captured) found a cell
+/// in it. A quiet hop is kept as well when it neighbours a needed one, so an
 /// NR carrier's edge and a clip's guard of floor are still there; other quiet hops are let go
 /// and their slot is reused by the next hop. The slots used are the needed hops, their guards
 /// and one spare.
@@ -735,8 +735,8 @@ impl Pipeline {
             })?;
             let t_spectrum = Instant::now();
             health.stages.observe_s += (t_spectrum - t_observe).as_secs_f64();
-            // Without analysis nothing is kept; without a spectrum, the hop is.
-            let mut needed = !analyse;
+            // Held unless its spectrum shows it quiet (kept at all only when searched or clipped).
+            let mut needed = true;
             if analyse {
                 let w = match self.welch.as_mut() {
                     Some(w) if (w.config().sample_rate_hz - fs).abs() < 1e-3 => w,
@@ -753,7 +753,6 @@ impl Pipeline {
                 w.process(samples, |_| {});
                 let mut got = None;
                 w.flush(|f| got = Some((f.segments, f.to_spectrum())));
-                needed = true;
                 if let Some((n, mut spec)) = got {
                     segments = segments.min(n);
                     spec.suppress_dc(tuned.center_hz, cfg.dc_half_width_bins);

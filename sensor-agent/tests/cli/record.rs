@@ -263,29 +263,7 @@ fn a_capture_only_recording_replays_every_band_of_the_plan() {
 #[test]
 fn a_later_sweep_records_the_oscillator_error_it_started_from_and_replays_to_its_bands() {
     let dir = tempfile::tempdir().expect("tmp");
-    let base = dir.path().join("n78");
-    let live = run_agent(
-        Path::new(BIN),
-        &[
-            "scan",
-            "--source",
-            "sim",
-            "--device",
-            "hackrf",
-            "--bands",
-            "n78",
-            "--sweeps",
-            "2",
-            "--json",
-            "--record",
-            base.to_str().expect("utf8"),
-        ],
-    );
-    assert!(
-        live.status.success(),
-        "{}",
-        String::from_utf8_lossy(&live.stderr)
-    );
+    let live = scan_recorded(&dir.path().join("n78"), "n78", 2);
     let global = |k: u32| -> serde_json::Value {
         let meta = dir.path().join(format!("n78-{k:06}.sigmf-meta"));
         let v: serde_json::Value =
@@ -308,14 +286,14 @@ fn a_later_sweep_records_the_oscillator_error_it_started_from_and_replays_to_its
         "{}",
         String::from_utf8_lossy(&replayed.stderr)
     );
-    let bands = |text: &[u8], sweep: u64| -> Vec<serde_json::Value> {
-        String::from_utf8_lossy(text)
-            .lines()
+    let bands = |text: &str, sweep: u64| -> Vec<serde_json::Value> {
+        text.lines()
             .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json"))
             .filter(|v| v["type"] == "band" && v["sweep"] == sweep)
             .collect()
     };
-    let (a, b) = (bands(&live.stdout, 1), bands(&replayed.stdout, 1));
+    let replayed = String::from_utf8_lossy(&replayed.stdout);
+    let (a, b) = (bands(&live, 1), bands(&replayed, 1));
     assert!(!a.is_empty());
     assert_eq!(a, b);
     // Not a comparison of nothing: the n78 cell is named in the later sweep.
@@ -334,29 +312,7 @@ fn a_later_sweep_records_the_oscillator_error_it_started_from_and_replays_to_its
 #[test]
 fn every_sweep_of_a_run_replays_to_its_own_events() {
     let dir = tempfile::tempdir().expect("tmp");
-    let base = dir.path().join("s");
-    let live = run_agent(
-        Path::new(BIN),
-        &[
-            "scan",
-            "--source",
-            "sim",
-            "--device",
-            "hackrf",
-            "--bands",
-            "B28,B4,n78",
-            "--sweeps",
-            "3",
-            "--json",
-            "--record",
-            base.to_str().expect("utf8"),
-        ],
-    );
-    assert!(
-        live.status.success(),
-        "{}",
-        String::from_utf8_lossy(&live.stderr)
-    );
+    let live = scan_recorded(&dir.path().join("s"), "B28,B4,n78", 3);
     let comparable = |l: &str| -> String {
         let mut v: serde_json::Value = serde_json::from_str(l).expect("json line");
         if v["type"] == "health" {
@@ -368,7 +324,7 @@ fn every_sweep_of_a_run_replays_to_its_own_events() {
     };
     // The live lines after the plan, one group per sweep (each ends with its health line).
     let mut sweeps: Vec<Vec<String>> = vec![Vec::new()];
-    for l in String::from_utf8_lossy(&live.stdout).lines().skip(1) {
+    for l in live.lines().skip(1) {
         let c = comparable(l);
         let end = c.contains("\"type\":\"health\"");
         sweeps.last_mut().expect("a sweep").push(c);
@@ -405,4 +361,31 @@ fn every_sweep_of_a_run_replays_to_its_own_events() {
             assert_eq!(events, 0, "sweep {k}: nothing new after the first sweep");
         }
     }
+}
+
+/// `scan --record BASE` of `bands` on the HackRF profile for `sweeps` sweeps: its JSON lines.
+fn scan_recorded(base: &Path, bands: &str, sweeps: u32) -> String {
+    let live = run_agent(
+        Path::new(BIN),
+        &[
+            "scan",
+            "--source",
+            "sim",
+            "--device",
+            "hackrf",
+            "--bands",
+            bands,
+            "--sweeps",
+            &sweeps.to_string(),
+            "--json",
+            "--record",
+            base.to_str().expect("utf8"),
+        ],
+    );
+    assert!(
+        live.status.success(),
+        "{}",
+        String::from_utf8_lossy(&live.stderr)
+    );
+    String::from_utf8_lossy(&live.stdout).to_string()
 }
