@@ -97,6 +97,53 @@ pub enum Ingested {
 /// New sequence numbers of a batch per sensor and key: the highest, and how many.
 type SeqCounts = std::collections::HashMap<(String, String, String), (i64, i64)>;
 
+/// When a batch last heard from each sensor, written once per sensor at its end (or before the
+/// sensor's status is applied).
+type Touches = std::collections::BTreeMap<(String, String), OffsetDateTime>;
+
+fn touch(touches: &mut Touches, facility: &str, sensor: &str, heard: OffsetDateTime) {
+    touches
+        .entry((facility.to_string(), sensor.to_string()))
+        .and_modify(|t| *t = (*t).max(heard))
+        .or_insert(heard);
+}
+
+/// A gap as the batch sees it: its current state, and the event that made it so.
+#[derive(Debug, Clone)]
+struct GapNow {
+    state: GapState,
+    severity: Severity,
+    opened_at: String,
+    updated_at: String,
+    closed_at: Option<String>,
+    /// The event that set it in this batch (`None` as read from the table).
+    event: Option<GapEvent>,
+}
+
+/// The batch's gaps by (facility, sensor, key): `None` for one the table does not hold yet;
+/// `changed` are those to write back.
+#[derive(Debug, Default)]
+struct GapRows {
+    rows: std::collections::HashMap<(String, String, String), Option<GapNow>>,
+    changed: std::collections::BTreeSet<(String, String, String)>,
+}
+
+/// Most rows of one multi-row statement (SQLite allows 32,766 bound values).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// An accepted message on its way into the store, with what the batch statements said of it.
+#[derive(Debug, Clone, Copy)]
+struct Applied<'a> {
+    msg: &'a Message,
+    payload: &'a str,
+    seal: Seal<'a>,
+    retained: bool,
+    /// Its sequence number: new, used before by these bytes, or by other bytes (`None`).
+    new_seq: Option<bool>,
+    /// Its event was stored by this batch.
+    inserted: bool,
+}
+
 /// The signature's part of an accepted message: the key, the sequence number and the digest of
 /// the whole payload.
 #[derive(Debug, Clone, Copy)]
@@ -324,10 +371,17 @@ impl Store {
         received_at: OffsetDateTime,
     ) -> Result<Vec<Option<Ingested>>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        // The batch's sequence numbers and events go in a statement per chunk each, not one per
+        // message: with the database's own thread behind every statement, the round trips were
+        // most of ingest's time.
+        let seqs = Self::sequences(&mut tx, batch, received_at).await?;
+        let inserted = Self::insert_events(&mut tx, batch, &seqs, received_at).await?;
+        let mut gaps = Self::read_gaps(&mut tx, batch).await?;
         let mut out = Vec::with_capacity(batch.len());
         let mut rejected = false;
         let mut counts = SeqCounts::new();
-        for item in batch {
+        let mut touches = Touches::new();
+        for ((item, seq), inserted) in batch.iter().zip(&seqs).zip(&inserted) {
             match *item {
                 Item::Accept {
                     topic,
@@ -339,12 +393,18 @@ impl Store {
                     let r = self
                         .apply(
                             &mut tx,
-                            msg,
-                            payload,
-                            seal,
-                            retained,
+                            Applied {
+                                msg,
+                                payload,
+                                seal,
+                                retained,
+                                new_seq: *seq,
+                                inserted: *inserted,
+                            },
                             received_at,
                             &mut counts,
+                            &mut touches,
+                            &mut gaps,
                         )
                         .await?;
                     if r == Ingested::Replayed {
@@ -384,6 +444,11 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        Self::write_gaps(&mut tx, &gaps).await?;
+        let sensors: Vec<(String, String)> = touches.keys().cloned().collect();
+        for (facility, sensor) in sensors {
+            Self::flush_touch(&mut tx, &mut touches, &facility, &sensor).await?;
+        }
         if rejected {
             sqlx::query("DELETE FROM rejects WHERE id <= (SELECT max(id) - 1000 FROM rejects)")
                 .execute(&mut *tx)
@@ -393,60 +458,159 @@ impl Store {
         Ok(out)
     }
 
-    /// Records the sequence number of a message: `Some(true)` when it is new, `Some(false)` when
-    /// these same bytes used it before (a resend), `None` when other bytes did (a replay).
-    async fn sequence(
+    /// Records the sequence number of every accepted message of `batch`, in order: per item,
+    /// `Some(true)` when it is new, `Some(false)` when these same bytes used it before (a
+    /// resend), `None` when other bytes did (a replay) or the item is a reject.
+    async fn sequences(
         tx: &mut sqlx::SqliteConnection,
-        msg: &Message,
-        seal: Seal<'_>,
+        batch: &[Item<'_>],
         received_at: OffsetDateTime,
-    ) -> Result<Option<bool>, sqlx::Error> {
-        let (facility, sensor) = msg.source();
-        let new = sqlx::query(
-            "INSERT INTO sequences (facility_id, sensor_id, key, seq, kind, sha256, received_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(facility)
-        .bind(sensor)
-        .bind(seal.key)
-        .bind(seal.seq)
-        .bind(msg.kind().as_str())
-        .bind(seal.sha256)
-        .bind(ts(received_at))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if new {
-            return Ok(Some(true));
+    ) -> Result<Vec<Option<bool>>, sqlx::Error> {
+        let accepted: Vec<(&Message, Seal<'_>)> = batch
+            .iter()
+            .filter_map(|i| match *i {
+                Item::Accept { msg, seal, .. } => Some((msg, seal)),
+                Item::Reject { .. } => None,
+            })
+            .collect();
+        let at = ts(received_at);
+        let mut fresh: std::collections::HashSet<(String, String, String, i64)> =
+            std::collections::HashSet::new();
+        for chunk in accepted.chunks(ROWS_PER_STATEMENT) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO sequences (facility_id, sensor_id, key, seq, kind, sha256, received_at) ",
+            );
+            q.push_values(chunk, |mut b, (msg, seal)| {
+                let (facility, sensor) = msg.source();
+                b.push_bind(facility)
+                    .push_bind(sensor)
+                    .push_bind(seal.key)
+                    .push_bind(seal.seq)
+                    .push_bind(msg.kind().as_str())
+                    .push_bind(seal.sha256)
+                    .push_bind(&at);
+            });
+            q.push(" ON CONFLICT DO NOTHING RETURNING facility_id, sensor_id, key, seq");
+            for r in q.build().fetch_all(&mut *tx).await? {
+                fresh.insert((
+                    r.get("facility_id"),
+                    r.get("sensor_id"),
+                    r.get("key"),
+                    r.get("seq"),
+                ));
+            }
         }
-        let same: Option<(bool,)> = sqlx::query_as(
-            "SELECT sha256 = ? FROM sequences
-             WHERE facility_id = ? AND sensor_id = ? AND key = ? AND seq = ?",
-        )
-        .bind(seal.sha256)
-        .bind(facility)
-        .bind(sensor)
-        .bind(seal.key)
-        .bind(seal.seq)
-        .fetch_optional(&mut *tx)
-        .await?;
-        Ok(same.is_some_and(|(s,)| s).then_some(false))
+        let mut out = Vec::with_capacity(batch.len());
+        for item in batch {
+            let Item::Accept { msg, seal, .. } = *item else {
+                out.push(None);
+                continue;
+            };
+            let (facility, sensor) = msg.source();
+            // The first message of the batch with a new number took it.
+            let key = (
+                facility.to_string(),
+                sensor.to_string(),
+                seal.key.to_string(),
+                seal.seq,
+            );
+            if fresh.remove(&key) {
+                out.push(Some(true));
+                continue;
+            }
+            let same: Option<(bool,)> = sqlx::query_as(
+                "SELECT sha256 = ? FROM sequences
+                 WHERE facility_id = ? AND sensor_id = ? AND key = ? AND seq = ?",
+            )
+            .bind(seal.sha256)
+            .bind(facility)
+            .bind(sensor)
+            .bind(seal.key)
+            .bind(seal.seq)
+            .fetch_optional(&mut *tx)
+            .await?;
+            out.push(same.is_some_and(|(s,)| s).then_some(false));
+        }
+        Ok(out)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Inserts the events that `seqs` admits (every accepted message but spectra and replays),
+    /// in order: per item, whether its event was stored now (the first of the batch with its
+    /// `event_id`, and none stored before).
+    async fn insert_events(
+        tx: &mut sqlx::SqliteConnection,
+        batch: &[Item<'_>],
+        seqs: &[Option<bool>],
+        received_at: OffsetDateTime,
+    ) -> Result<Vec<bool>, sqlx::Error> {
+        let events: Vec<(&Message, &str, Seal<'_>)> = batch
+            .iter()
+            .zip(seqs)
+            .filter_map(|(i, seq)| match *i {
+                Item::Accept {
+                    msg, payload, seal, ..
+                } if seq.is_some() && !matches!(msg, Message::Spectrum(_)) => {
+                    Some((msg, payload, seal))
+                }
+                _ => None,
+            })
+            .collect();
+        let at = ts(received_at);
+        let mut fresh: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO events (event_id, kind, facility_id, sensor_id, observed_at, received_at, payload, key, seq) ",
+            );
+            q.push_values(chunk, |mut b, (msg, payload, seal)| {
+                let (facility, sensor) = msg.source();
+                b.push_bind(msg.event_id().to_string())
+                    .push_bind(msg.kind().as_str())
+                    .push_bind(facility)
+                    .push_bind(sensor)
+                    .push_bind(ts(msg.observed_at()))
+                    .push_bind(&at)
+                    .push_bind(*payload)
+                    .push_bind(seal.key)
+                    .push_bind(seal.seq);
+            });
+            q.push(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
+            for r in q.build().fetch_all(&mut *tx).await? {
+                fresh.insert(r.get("event_id"));
+            }
+        }
+        Ok(batch
+            .iter()
+            .zip(seqs)
+            .map(|(i, seq)| match *i {
+                Item::Accept { msg, .. }
+                    if seq.is_some() && !matches!(msg, Message::Spectrum(_)) =>
+                {
+                    fresh.remove(&msg.event_id().to_string())
+                }
+                _ => false,
+            })
+            .collect())
+    }
+
     async fn apply(
         &self,
         tx: &mut sqlx::SqliteConnection,
-        msg: &Message,
-        payload: &str,
-        seal: Seal<'_>,
-        retained: bool,
+        a: Applied<'_>,
         received_at: OffsetDateTime,
         counts: &mut SeqCounts,
+        touches: &mut Touches,
+        gaps: &mut GapRows,
     ) -> Result<Ingested, sqlx::Error> {
+        let Applied {
+            msg,
+            payload,
+            seal,
+            retained,
+            new_seq,
+            inserted,
+        } = a;
         let (facility, sensor) = msg.source();
-        match Self::sequence(tx, msg, seal, received_at).await? {
+        match new_seq {
             None => return Ok(Ingested::Replayed),
             Some(true) => {
                 let c = counts
@@ -482,27 +646,11 @@ impl Store {
             .bind(payload)
             .execute(&mut *tx)
             .await?;
-            self.touch_sensor(tx, facility, sensor, heard).await?;
+            touch(touches, facility, sensor, heard);
             return Ok(Ingested::New(Vec::new()));
         }
         let event_id = msg.event_id().to_string();
-        let inserted = sqlx::query(
-            "INSERT INTO events (event_id, kind, facility_id, sensor_id, observed_at, received_at, payload, key, seq)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(&event_id)
-        .bind(msg.kind().as_str())
-        .bind(facility)
-        .bind(sensor)
-        .bind(ts(msg.observed_at()))
-        .bind(ts(received_at))
-        .bind(payload)
-        .bind(seal.key)
-        .bind(seal.seq)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
+        if !inserted {
             let same: Option<(bool,)> =
                 sqlx::query_as("SELECT payload = ? FROM events WHERE event_id = ?")
                     .bind(payload)
@@ -529,14 +677,16 @@ impl Store {
         let mut alerts = Vec::new();
         match msg {
             Message::Gap(g) => {
-                self.apply_gap(tx, g, &mut alerts).await?;
-                self.touch_sensor(tx, facility, sensor, heard).await?;
+                Self::apply_gap(gaps, g, &mut alerts);
+                touch(touches, facility, sensor, heard);
             }
             Message::Jammer(j) => {
                 self.apply_jammer(tx, j, &mut alerts).await?;
-                self.touch_sensor(tx, facility, sensor, heard).await?;
+                touch(touches, facility, sensor, heard);
             }
             Message::Status(s) => {
+                // The events before it in the batch touched the sensor first.
+                Self::flush_touch(tx, touches, facility, sensor).await?;
                 self.apply_status(tx, s, payload, heard, &mut alerts)
                     .await?;
             }
@@ -616,14 +766,17 @@ impl Store {
         Ok(())
     }
 
-    async fn touch_sensor(
-        &self,
+    /// Writes what the batch heard of sensor (`facility`, `sensor`) so far: events prove it
+    /// alive only if it has said hello (the status carries its zone).
+    async fn flush_touch(
         tx: &mut sqlx::SqliteConnection,
+        touches: &mut Touches,
         facility: &str,
         sensor: &str,
-        heard: OffsetDateTime,
     ) -> Result<(), sqlx::Error> {
-        // Events prove the sensor alive only if it has said hello; the status carries its zone.
+        let Some(heard) = touches.remove(&(facility.to_string(), sensor.to_string())) else {
+            return Ok(());
+        };
         sqlx::query(
             "UPDATE sensors SET last_seen = max(last_seen, ?) WHERE facility_id = ? AND sensor_id = ?",
         )
@@ -635,73 +788,30 @@ impl Store {
         Ok(())
     }
 
-    async fn apply_gap(
-        &self,
-        tx: &mut sqlx::SqliteConnection,
-        g: &GapEvent,
-        alerts: &mut Vec<Alert>,
-    ) -> Result<(), sqlx::Error> {
-        let prev: Option<(String, String, String)> = sqlx::query_as(
-            "SELECT state, severity, updated_at FROM gaps WHERE facility_id = ? AND sensor_id = ? AND gap_key = ?",
-        )
-        .bind(&g.facility_id)
-        .bind(&g.sensor_id)
-        .bind(&g.gap_key)
-        .fetch_optional(&mut *tx)
-        .await?;
+    /// Applies a gap event to the batch's picture of its gap (`gaps`, read from the table
+    /// once per batch and written back at its end): an older event delivered late is history
+    /// only; a gap that opens critical, or becomes critical, raises an alert.
+    fn apply_gap(gaps: &mut GapRows, g: &GapEvent, alerts: &mut Vec<Alert>) {
+        let key = (
+            g.facility_id.clone(),
+            g.sensor_id.clone(),
+            g.gap_key.clone(),
+        );
         let at = ts(g.observed_at);
-        if prev.as_ref().is_some_and(|(_, _, upd)| *upd > at) {
-            return Ok(()); // an older event delivered late: history only
+        let prev = gaps.rows.get(&key).and_then(Option::as_ref);
+        if prev.is_some_and(|p| p.updated_at > at) {
+            return; // an older event delivered late: history only
         }
+        let was_critical_open =
+            prev.is_some_and(|p| p.state != GapState::Closed && p.severity == Severity::Critical);
+        // A gap's opening is kept through its updates; a closed gap that comes back opens anew.
+        let opened_at = match prev {
+            Some(p) if !(p.state == GapState::Closed && g.state != GapState::Closed) => {
+                p.opened_at.clone()
+            }
+            _ => at.clone(),
+        };
         let cell = g.cell.clone().unwrap_or_default();
-        let state = wire(&g.state);
-        let severity = wire(&g.severity);
-        let closed_at = (g.state == GapState::Closed).then(|| at.clone());
-        sqlx::query(
-            "INSERT INTO gaps (facility_id, sensor_id, gap_key, state, zone, band, technology, detector,
-             center_hz, bandwidth_hz, pci, earfcn, nr_arfcn, arfcn, bsic, power_dbm, floor_dbm, margin_db,
-             severity, opened_at, updated_at, closed_at, last_event_id)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (facility_id, sensor_id, gap_key) DO UPDATE SET state = excluded.state,
-             zone = excluded.zone, band = excluded.band, technology = excluded.technology,
-             detector = excluded.detector, center_hz = excluded.center_hz,
-             bandwidth_hz = excluded.bandwidth_hz, pci = excluded.pci, earfcn = excluded.earfcn,
-             nr_arfcn = excluded.nr_arfcn, arfcn = excluded.arfcn, bsic = excluded.bsic,
-             power_dbm = excluded.power_dbm, floor_dbm = excluded.floor_dbm,
-             margin_db = excluded.margin_db, severity = excluded.severity,
-             opened_at = CASE WHEN gaps.state = 'closed' AND excluded.state != 'closed'
-                              THEN excluded.opened_at ELSE gaps.opened_at END,
-             updated_at = excluded.updated_at, closed_at = excluded.closed_at,
-             last_event_id = excluded.last_event_id",
-        )
-        .bind(&g.facility_id)
-        .bind(&g.sensor_id)
-        .bind(&g.gap_key)
-        .bind(&state)
-        .bind(&g.zone)
-        .bind(&g.band)
-        .bind(g.technology.as_str())
-        .bind(wire(&g.detector))
-        .bind(g.center_hz)
-        .bind(g.bandwidth_hz)
-        .bind(cell.pci.map(i64::from))
-        .bind(cell.earfcn.map(i64::from))
-        .bind(cell.nr_arfcn.map(i64::from))
-        .bind(cell.arfcn.map(i64::from))
-        .bind(cell.bsic.map(i64::from))
-        .bind(g.power_dbm)
-        .bind(g.floor_dbm)
-        .bind(g.margin_db)
-        .bind(&severity)
-        .bind(&at)
-        .bind(&at)
-        .bind(closed_at)
-        .bind(g.event_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        let was_critical_open = prev
-            .as_ref()
-            .is_some_and(|(st, sev, _)| st != "closed" && sev == "critical");
         if g.state != GapState::Closed && g.severity == Severity::Critical && !was_critical_open {
             alerts.push(Alert::CriticalGap {
                 facility_id: g.facility_id.clone(),
@@ -712,6 +822,136 @@ impl Store {
                 pci: cell.pci,
                 margin_db: g.margin_db,
             });
+        }
+        gaps.rows.insert(
+            key.clone(),
+            Some(GapNow {
+                state: g.state,
+                severity: g.severity,
+                opened_at,
+                closed_at: (g.state == GapState::Closed).then(|| at.clone()),
+                updated_at: at,
+                event: Some(g.clone()),
+            }),
+        );
+        gaps.changed.insert(key);
+    }
+
+    /// Reads the current state of every gap the batch's gap events name, one statement per
+    /// sensor.
+    async fn read_gaps(
+        tx: &mut sqlx::SqliteConnection,
+        batch: &[Item<'_>],
+    ) -> Result<GapRows, sqlx::Error> {
+        let mut wanted: std::collections::BTreeMap<(String, String), Vec<String>> =
+            std::collections::BTreeMap::new();
+        for item in batch {
+            if let Item::Accept {
+                msg: Message::Gap(g),
+                ..
+            } = *item
+            {
+                let keys = wanted
+                    .entry((g.facility_id.clone(), g.sensor_id.clone()))
+                    .or_default();
+                if !keys.contains(&g.gap_key) {
+                    keys.push(g.gap_key.clone());
+                }
+            }
+        }
+        let mut out = GapRows::default();
+        for ((facility, sensor), keys) in wanted {
+            for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+                let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                    "SELECT gap_key, state, severity, updated_at, opened_at FROM gaps WHERE facility_id = ",
+                );
+                q.push_bind(&facility)
+                    .push(" AND sensor_id = ")
+                    .push_bind(&sensor)
+                    .push(" AND gap_key IN (");
+                let mut sep = q.separated(", ");
+                for k in chunk {
+                    sep.push_bind(k);
+                }
+                sep.push_unseparated(")");
+                for k in chunk {
+                    out.rows
+                        .insert((facility.clone(), sensor.clone(), k.clone()), None);
+                }
+                for r in q.build().fetch_all(&mut *tx).await? {
+                    let key: String = r.get("gap_key");
+                    out.rows.insert(
+                        (facility.clone(), sensor.clone(), key),
+                        Some(GapNow {
+                            state: from_wire(&r, "state")?,
+                            severity: from_wire(&r, "severity")?,
+                            updated_at: r.get("updated_at"),
+                            opened_at: r.get("opened_at"),
+                            closed_at: None,
+                            event: None,
+                        }),
+                    );
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes the gaps the batch changed, in a statement per chunk.
+    async fn write_gaps(
+        tx: &mut sqlx::SqliteConnection,
+        gaps: &GapRows,
+    ) -> Result<(), sqlx::Error> {
+        let rows: Vec<(&GapNow, &GapEvent)> = gaps
+            .changed
+            .iter()
+            .filter_map(|k| gaps.rows.get(k).and_then(Option::as_ref))
+            .filter_map(|r| r.event.as_ref().map(|e| (r, e)))
+            .collect();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO gaps (facility_id, sensor_id, gap_key, state, zone, band, technology, detector,
+                 center_hz, bandwidth_hz, pci, earfcn, nr_arfcn, arfcn, bsic, power_dbm, floor_dbm, margin_db,
+                 severity, opened_at, updated_at, closed_at, last_event_id) ",
+            );
+            q.push_values(chunk, |mut b, (r, g)| {
+                let cell = g.cell.clone().unwrap_or_default();
+                b.push_bind(g.facility_id.clone())
+                    .push_bind(g.sensor_id.clone())
+                    .push_bind(g.gap_key.clone())
+                    .push_bind(wire(&r.state))
+                    .push_bind(g.zone.clone())
+                    .push_bind(g.band.clone())
+                    .push_bind(g.technology.as_str())
+                    .push_bind(wire(&g.detector))
+                    .push_bind(g.center_hz)
+                    .push_bind(g.bandwidth_hz)
+                    .push_bind(cell.pci.map(i64::from))
+                    .push_bind(cell.earfcn.map(i64::from))
+                    .push_bind(cell.nr_arfcn.map(i64::from))
+                    .push_bind(cell.arfcn.map(i64::from))
+                    .push_bind(cell.bsic.map(i64::from))
+                    .push_bind(g.power_dbm)
+                    .push_bind(g.floor_dbm)
+                    .push_bind(g.margin_db)
+                    .push_bind(wire(&r.severity))
+                    .push_bind(r.opened_at.clone())
+                    .push_bind(r.updated_at.clone())
+                    .push_bind(r.closed_at.clone())
+                    .push_bind(g.event_id.to_string());
+            });
+            q.push(
+                " ON CONFLICT (facility_id, sensor_id, gap_key) DO UPDATE SET state = excluded.state,
+                 zone = excluded.zone, band = excluded.band, technology = excluded.technology,
+                 detector = excluded.detector, center_hz = excluded.center_hz,
+                 bandwidth_hz = excluded.bandwidth_hz, pci = excluded.pci, earfcn = excluded.earfcn,
+                 nr_arfcn = excluded.nr_arfcn, arfcn = excluded.arfcn, bsic = excluded.bsic,
+                 power_dbm = excluded.power_dbm, floor_dbm = excluded.floor_dbm,
+                 margin_db = excluded.margin_db, severity = excluded.severity,
+                 opened_at = excluded.opened_at, updated_at = excluded.updated_at,
+                 closed_at = excluded.closed_at, last_event_id = excluded.last_event_id",
+            );
+            q.build().execute(&mut *tx).await?;
         }
         Ok(())
     }
@@ -1046,5 +1286,194 @@ mod tests {
         let b: Vec<_> = from_dir.iter().map(key).collect();
         assert_eq!(a.len(), MIGRATIONS.len());
         assert_eq!(a, b);
+    }
+
+    fn gap(n: u32, margin_db: f64) -> Message {
+        let at = OffsetDateTime::from_unix_timestamp(1_800_000_000 + i64::from(n)).expect("t");
+        Message::Gap(GapEvent {
+            schema: protocol::GAP_SCHEMA.into(),
+            event_id: protocol::event_id(at, format!("gap {n} {margin_db}").as_bytes()),
+            facility_id: "f".into(),
+            sensor_id: "s".into(),
+            observed_at: at,
+            gap_key: format!("B7/lte/{n}"),
+            state: GapState::Open,
+            zone: "z".into(),
+            band: "B7".into(),
+            technology: Technology::Lte,
+            center_hz: 2.655e9,
+            bandwidth_hz: 9e6,
+            cell: None,
+            power_dbm: None,
+            floor_dbm: None,
+            power_dbfs: -40.0,
+            floor_dbfs: -70.0,
+            margin_db,
+            severity: Severity::from_margin_db(margin_db),
+            detector: Detector::Energy,
+            evidence: None,
+        })
+    }
+
+    /// What a batch does with each message of it, whatever else the batch holds: a message is
+    /// stored once, its resend is a duplicate, other bytes under a number already used are a
+    /// replay, other bytes under a stored event id a conflict; and the next batch agrees.
+    #[tokio::test]
+    async fn a_batch_stores_each_message_once_and_refuses_replays_and_conflicts() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(&dir.path().join("s.db")).await.expect("open");
+        let (a, b) = (gap(1, 12.0), gap(2, 4.0));
+        // Event `a` again under another number and other bytes: a conflict of event ids.
+        let a_other = a.clone();
+        let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("t");
+        let item = |msg: &'static Message, payload: &'static str, seq: i64, sha: &'static str| {
+            Item::Accept {
+                topic: "centinela/v1/f/s/gap",
+                msg,
+                payload,
+                seal: Seal {
+                    key: "ed25519:k",
+                    seq,
+                    sha256: sha,
+                },
+                retained: false,
+            }
+        };
+        let (a, b, a_other): (&'static Message, &'static Message, &'static Message) = (
+            Box::leak(Box::new(a)),
+            Box::leak(Box::new(b)),
+            Box::leak(Box::new(a_other)),
+        );
+        let batch = [
+            item(a, "bytes of a", 1, "sha-a"),
+            item(a, "bytes of a", 1, "sha-a"),
+            item(b, "bytes of b", 1, "sha-b"),
+            item(b, "bytes of b", 2, "sha-b"),
+            item(a_other, "other bytes of a", 3, "sha-a2"),
+            Item::Reject {
+                topic: "centinela/v1/f/s/gap",
+                reason: "bad_signature",
+                detail: "a forgery",
+            },
+        ];
+        let got = store.ingest_batch(&batch, at).await.expect("batch");
+        let kinds: Vec<&str> = got
+            .iter()
+            .map(|r| match r {
+                Some(Ingested::New(_)) => "new",
+                Some(Ingested::Duplicate) => "duplicate",
+                Some(Ingested::Conflict) => "conflict",
+                Some(Ingested::Replayed) => "replayed",
+                None => "rejected",
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                "new",
+                "duplicate",
+                "replayed",
+                "new",
+                "conflict",
+                "rejected"
+            ]
+        );
+        let stored: Vec<(String,)> = sqlx::query_as("SELECT payload FROM events ORDER BY payload")
+            .fetch_all(store.pool())
+            .await
+            .expect("events");
+        assert_eq!(
+            stored,
+            [("bytes of a".to_string(),), ("bytes of b".to_string(),)]
+        );
+        let gaps = store
+            .gaps("f", true, &GapFilter::default())
+            .await
+            .expect("gaps");
+        assert_eq!(gaps.len(), 2);
+        assert_eq!(gaps[0].severity, Severity::Critical);
+        // The next batch: the same messages are duplicates, a new number of `b`'s bytes too.
+        let again = store
+            .ingest_batch(&[batch[0], batch[3], item(b, "bytes of b", 9, "sha-b")], at)
+            .await
+            .expect("batch");
+        assert!(
+            again.iter().all(|r| matches!(r, Some(Ingested::Duplicate))),
+            "{again:?}"
+        );
+        let (max_seq, seen): (i64, i64) =
+            sqlx::query_as("SELECT max_seq, seen FROM sequence_counts WHERE sensor_id = 's'")
+                .fetch_one(store.pool())
+                .await
+                .expect("counts");
+        assert_eq!(
+            (max_seq, seen),
+            (9, 4),
+            "numbers 1, 2, 3 and 9 were received"
+        );
+    }
+
+    /// One gap's events in one batch are applied in order, as if one batch each: a close and a
+    /// reopening give the reopening's time as the gap's opening, each opening at `critical`
+    /// alerts, and an older event delivered late changes nothing.
+    #[tokio::test]
+    async fn a_gap_opened_closed_and_reopened_in_one_batch_ends_as_the_last_event_left_it() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(&dir.path().join("s.db")).await.expect("open");
+        let ev = |n: i64, state: GapState| -> &'static Message {
+            let Message::Gap(mut g) = gap(1, 12.0) else {
+                unreachable!()
+            };
+            g.observed_at = OffsetDateTime::from_unix_timestamp(1_800_000_000 + n).expect("t");
+            g.state = state;
+            g.event_id = protocol::event_id(g.observed_at, format!("{n}").as_bytes());
+            Box::leak(Box::new(Message::Gap(g)))
+        };
+        let msgs = [
+            ev(10, GapState::Open),
+            ev(20, GapState::Closed),
+            ev(30, GapState::Open),
+            ev(40, GapState::Update),
+            ev(25, GapState::Closed),
+        ];
+        let batch: Vec<Item<'_>> = msgs
+            .iter()
+            .enumerate()
+            .map(|(k, m)| Item::Accept {
+                topic: "centinela/v1/f/s/gap",
+                msg: m,
+                payload: Box::leak(format!("payload {k}").into_boxed_str()),
+                seal: Seal {
+                    key: "ed25519:k",
+                    seq: k as i64 + 1,
+                    sha256: Box::leak(format!("sha {k}").into_boxed_str()),
+                },
+                retained: false,
+            })
+            .collect();
+        let at = OffsetDateTime::from_unix_timestamp(1_800_000_100).expect("t");
+        let got = store.ingest_batch(&batch, at).await.expect("batch");
+        let alerts: usize = got
+            .iter()
+            .map(|r| match r {
+                Some(Ingested::New(a)) => a.len(),
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(alerts, 2, "the opening and the reopening: {got:?}");
+        let rows = store
+            .gaps("f", false, &GapFilter::default())
+            .await
+            .expect("gaps");
+        assert_eq!(rows.len(), 1);
+        let g = &rows[0];
+        assert_eq!(g.state, GapState::Update);
+        assert_eq!(g.opened_at, ts(msgs_time(30)));
+        assert_eq!(g.updated_at, ts(msgs_time(40)));
+        assert_eq!(g.closed_at, None);
+    }
+
+    fn msgs_time(n: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000 + n).expect("t")
     }
 }
