@@ -374,7 +374,7 @@ fn check_event(
     }
     if let Some(reg) = registry {
         match reg.get(&facility, &sensor).and_then(|e| e.key) {
-            Some(k) if k == env.key => {}
+            Some(k) if env.key.is(&k) => {}
             _ => {
                 return Err((
                     format!("{env_key} is not the key the configuration registers for this sensor"),

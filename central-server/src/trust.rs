@@ -231,16 +231,17 @@ impl Registry {
                 sensor,
             });
         };
-        if env.key != key {
+        if !env.key.is(&key) {
             return Err(TrustError::WrongKey {
                 topic: topic.to_string(),
                 key: env.key.to_string(),
             });
         }
-        env.verify(topic).map_err(|source| TrustError::Envelope {
-            topic: topic.to_string(),
-            source,
-        })?;
+        env.verify_with(&key, topic)
+            .map_err(|source| TrustError::Envelope {
+                topic: topic.to_string(),
+                source,
+            })?;
         if env.seq == 0 || i64::try_from(env.seq).is_err() {
             return Err(TrustError::Envelope {
                 topic: topic.to_string(),

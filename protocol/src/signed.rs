@@ -106,18 +106,60 @@ impl FromStr for PublicKey {
 
     /// Parses `ed25519:<base64 of 32 bytes>`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.parse::<KeyId>()?.parse()
+    }
+}
+
+/// The key an envelope names: its 32 bytes as sent, not yet known to be a point of Ed25519
+/// (finding that out costs a square root). A receiver that knows the sensor's key compares the
+/// bytes ([`KeyId::is`]) and verifies with the key it parsed once ([`Envelope::verify_with`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct KeyId([u8; 32]);
+
+impl KeyId {
+    /// Whether these are the bytes of `key`.
+    #[must_use]
+    pub fn is(&self, key: &PublicKey) -> bool {
+        self.0 == key.to_bytes()
+    }
+
+    /// The key these bytes name.
+    ///
+    /// # Errors
+    /// [`SignedError::Key`] when they are not a point of Ed25519.
+    pub fn parse(&self) -> Result<PublicKey, SignedError> {
+        VerifyingKey::from_bytes(&self.0)
+            .map(PublicKey)
+            .map_err(|_| SignedError::Key("not a point of Ed25519".into()))
+    }
+}
+
+impl FromStr for KeyId {
+    type Err = SignedError;
+
+    /// Reads `ed25519:<base64 of 32 bytes>`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         let b64 = s
             .strip_prefix(KEY_PREFIX)
             .ok_or_else(|| SignedError::Key(format!("a public key starts with `{KEY_PREFIX}`")))?;
         let bytes = B64
             .decode(b64)
             .map_err(|e| SignedError::Key(format!("public key is not base64: {e}")))?;
-        let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+        bytes.try_into().map(Self).map_err(|b: Vec<u8>| {
             SignedError::Key(format!("a public key is 32 bytes, not {}", b.len()))
-        })?;
-        VerifyingKey::from_bytes(&bytes)
-            .map(Self)
-            .map_err(|_| SignedError::Key("not a point of Ed25519".into()))
+        })
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{KEY_PREFIX}{}", B64.encode(self.0))
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({self})")
     }
 }
 
@@ -276,8 +318,8 @@ struct Wire<'a> {
 /// the payload exactly as they came.
 #[derive(Debug, Clone, Copy)]
 pub struct Envelope<'a> {
-    /// The key that says it signed.
-    pub key: PublicKey,
+    /// The key that says it signed (its bytes; see [`KeyId`]).
+    pub key: KeyId,
     /// The sensor's sequence number.
     pub seq: u64,
     /// The message, verbatim.
@@ -321,7 +363,7 @@ impl<'a> Envelope<'a> {
                 why: format!("unknown envelope `{}`", w.signed.escape_default()),
             });
         }
-        let key: PublicKey = w
+        let key: KeyId = w
             .key
             .parse()
             .map_err(|e: SignedError| SignedError::Malformed {
@@ -353,8 +395,23 @@ impl<'a> Envelope<'a> {
     /// # Errors
     /// `BadSignature`.
     pub fn verify(&self, topic: &str) -> Result<(), SignedError> {
-        self.key
-            .0
+        let key = self.key.parse().map_err(|e| SignedError::Malformed {
+            field: "key",
+            why: e.to_string(),
+        })?;
+        self.verify_with(&key, topic)
+    }
+
+    /// [`Envelope::verify`] with `key`, parsed once by the receiver: `BadSignature` when the
+    /// envelope names another key.
+    ///
+    /// # Errors
+    /// `BadSignature`.
+    pub fn verify_with(&self, key: &PublicKey, topic: &str) -> Result<(), SignedError> {
+        if !self.key.is(key) {
+            return Err(SignedError::BadSignature);
+        }
+        key.0
             .verify_strict(
                 &signed_bytes(topic, self.seq, self.key_text, self.msg),
                 &self.sig,
@@ -407,7 +464,7 @@ mod tests {
         let e = Envelope::open(&p).expect("open");
         assert_eq!(e.msg, MSG, "the message's bytes, spaces and all");
         assert_eq!(e.seq, 7);
-        assert_eq!(e.key, k.public());
+        assert!(e.key.is(&k.public()));
         e.verify(TOPIC).expect("verifies");
     }
 
@@ -426,6 +483,43 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn verifying_with_the_receivers_key_refuses_an_envelope_naming_another() {
+        let (k, other) = (
+            SensorKey::generate().expect("key"),
+            SensorKey::generate().expect("key"),
+        );
+        let sealed = k.seal(TOPIC, 7, MSG).expect("seal");
+        let e = Envelope::open(&sealed).expect("open");
+        e.verify_with(&k.public(), TOPIC).expect("its own key");
+        assert_eq!(
+            e.verify_with(&other.public(), TOPIC),
+            Err(SignedError::BadSignature)
+        );
+        // Bytes that are no point of Ed25519 are read, and refused when verified.
+        let zero = sealed_with_key(
+            &sealed,
+            "ed25519:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+        );
+        let z = Envelope::open(&zero).expect("32 bytes are read");
+        assert!(matches!(
+            z.verify(TOPIC),
+            Err(SignedError::Malformed { field: "key", .. }) | Err(SignedError::BadSignature)
+        ));
+        assert_eq!(
+            z.verify_with(&k.public(), TOPIC),
+            Err(SignedError::BadSignature)
+        );
+    }
+
+    /// `sealed` with its `key` field replaced by `key`.
+    fn sealed_with_key(sealed: &[u8], key: &str) -> Vec<u8> {
+        let text = String::from_utf8(sealed.to_vec()).expect("utf8");
+        let start = text.find("\"key\":\"").expect("key field") + 7;
+        let end = start + text[start..].find('"').expect("end");
+        format!("{}{key}{}", &text[..start], &text[end..]).into_bytes()
     }
 
     #[test]
