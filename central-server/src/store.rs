@@ -543,10 +543,11 @@ impl Store {
         seqs: &[Option<bool>],
         received_at: OffsetDateTime,
     ) -> Result<Vec<bool>, sqlx::Error> {
-        let events: Vec<(&Message, &str, Seal<'_>)> = batch
+        // Per item, the event it would store: every accepted message but spectra and replays.
+        let admitted: Vec<Option<(&Message, &str, Seal<'_>)>> = batch
             .iter()
             .zip(seqs)
-            .filter_map(|(i, seq)| match *i {
+            .map(|(i, seq)| match *i {
                 Item::Accept {
                     msg, payload, seal, ..
                 } if seq.is_some() && !matches!(msg, Message::Spectrum(_)) => {
@@ -555,6 +556,7 @@ impl Store {
                 _ => None,
             })
             .collect();
+        let events: Vec<(&Message, &str, Seal<'_>)> = admitted.iter().flatten().copied().collect();
         let at = ts(received_at);
         let mut fresh: std::collections::HashSet<String> = std::collections::HashSet::new();
         for chunk in events.chunks(ROWS_PER_STATEMENT) {
@@ -578,17 +580,9 @@ impl Store {
                 fresh.insert(r.get("event_id"));
             }
         }
-        Ok(batch
+        Ok(admitted
             .iter()
-            .zip(seqs)
-            .map(|(i, seq)| match *i {
-                Item::Accept { msg, .. }
-                    if seq.is_some() && !matches!(msg, Message::Spectrum(_)) =>
-                {
-                    fresh.remove(&msg.event_id().to_string())
-                }
-                _ => false,
-            })
+            .map(|a| a.is_some_and(|(msg, _, _)| fresh.remove(&msg.event_id().to_string())))
             .collect())
     }
 

@@ -612,8 +612,8 @@ fn nr_cells_shifted(
     nr_bands.sort_by(|a, b| a.width_hz().total_cmp(&b.width_hz()));
     // Trim the capture so that its length maps exactly onto every searcher's rate.
     let mut out: Vec<(CarrierObs, dsp::cell::nr_search::NrCell)> = Vec::new();
-    // Rates whose resampler holds this capture.
-    let mut loaded: Vec<f64> = Vec::new();
+    // The resamplers (by index) that hold this capture.
+    let mut loaded: Vec<usize> = Vec::new();
     // Above 3 GHz each search centre is a raster point: a known oscillator error narrows the
     // search, and each SSB found there measures it again.
     let raster_exact = capture.center_hz >= 3e9;
@@ -643,40 +643,35 @@ fn nr_cells_shifted(
             if let Some(c) = from_hz {
                 points.sort_by(|a, b| (a - c).abs().total_cmp(&(b - c).abs()));
             }
-            if !loaded.iter().any(|r| (*r - rate).abs() < 1.0) {
+            // This rate's resampler (kept from capture to capture), loaded with this capture once.
+            let at = match searchers
+                .resamplers
+                .iter()
+                .position(|(r, _)| (*r - rate).abs() < 1.0)
+            {
+                Some(i) => i,
+                None => {
+                    searchers
+                        .resamplers
+                        .push((rate, dsp::resample::Resampler::default()));
+                    searchers.resamplers.len() - 1
+                }
+            };
+            if !loaded.contains(&at) {
                 let Some((_, q)) = ratio_parts(rate / fs) else {
                     continue;
                 };
                 // One SSB period (and a little) is all a search uses.
                 let keep = capture.samples.len().min((0.021 * fs) as usize);
                 let n = keep - keep % q as usize;
-                let at = match searchers
-                    .resamplers
-                    .iter()
-                    .position(|(r, _)| (*r - rate).abs() < 1.0)
-                {
-                    Some(i) => i,
-                    None => {
-                        searchers
-                            .resamplers
-                            .push((rate, dsp::resample::Resampler::default()));
-                        searchers.resamplers.len() - 1
-                    }
-                };
                 searchers.resamplers[at].1.load(
                     &capture.samples[..n],
                     fs,
                     &mut searchers.workspace,
                 );
-                loaded.push(rate);
+                loaded.push(at);
             }
-            let Some((_, resampler)) = searchers
-                .resamplers
-                .iter()
-                .find(|(r, _)| (*r - rate).abs() < 1.0)
-            else {
-                continue;
-            };
+            let resampler = &searchers.resamplers[at].1;
             for (p, f) in points
                 .iter()
                 .flat_map(|&p| shifts_hz.iter().map(move |d| (p, p + d)))
