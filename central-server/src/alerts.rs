@@ -1,14 +1,22 @@
-//! Alerts: a critical gap, a jammer band going down, a sensor going offline. Each is a log line
-//! (target `alert`) and, when configured, a JSON POST to a webhook.
+//! Alerts: a critical gap, a jammer band going down, a sensor going offline, a tamper attempt.
+//! Each is a log line (target `alert`) and, when configured, a JSON POST to a webhook.
+//!
+//! An alert is a row of the database before it is said: the transaction that changes the state
+//! behind it records it ([`Raised`]), so several servers on one database raise it once, and the
+//! server that recorded it claims its sending. Once said, its row records how ([`Outcome`]): a
+//! webhook that fails is tried again later, by whichever server claims the alert then, up to
+//! [`MAX_ATTEMPTS`] times; an alert whose server died before saying it is claimed by another
+//! when its claim runs out.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::metrics::Metrics;
 
 /// Something a supervisor must hear about now.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "alert", rename_all = "snake_case")]
 pub enum Alert {
     /// A gap opened (or grew) with critical severity.
@@ -66,7 +74,87 @@ pub enum Alert {
     },
 }
 
+/// An alert recorded in the database, to be said.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Raised {
+    /// Its row.
+    pub id: i64,
+    /// How many times it has been tried, this one included.
+    pub attempt: i64,
+    /// The alert.
+    pub alert: Alert,
+}
+
+/// How saying an alert ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The webhook took it.
+    Sent,
+    /// No webhook is configured: the log line is all.
+    Logged,
+    /// The webhook refused it [`MAX_ATTEMPTS`] times.
+    Failed,
+}
+
+impl Outcome {
+    /// The word stored in the alert's row.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sent => "sent",
+            Self::Logged => "logged",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// Attempts at a webhook before an alert is given up (logged as failed, counted).
+pub const MAX_ATTEMPTS: i64 = 8;
+
+/// Where alerts' rows are settled: the store.
+#[async_trait::async_trait]
+pub trait Ledger: Send + Sync + std::fmt::Debug {
+    /// The alert was said.
+    ///
+    /// # Errors
+    /// The database.
+    async fn settle(&self, id: i64, outcome: Outcome) -> Result<(), String>;
+
+    /// The webhook failed: the alert waits `after` and is claimed again by any server.
+    ///
+    /// # Errors
+    /// The database.
+    async fn postpone(&self, id: i64, after: Duration) -> Result<(), String>;
+}
+
 impl Alert {
+    /// The facility and sensor it is about.
+    #[must_use]
+    pub fn source(&self) -> (&str, &str) {
+        match self {
+            Self::CriticalGap {
+                facility_id,
+                sensor_id,
+                ..
+            }
+            | Self::JammerDown {
+                facility_id,
+                sensor_id,
+                ..
+            }
+            | Self::Tamper {
+                facility_id,
+                sensor_id,
+                ..
+            }
+            | Self::SensorOffline {
+                facility_id,
+                sensor_id,
+                ..
+            } => (facility_id, sensor_id),
+        }
+    }
+
     /// Label for counters.
     #[must_use]
     pub fn label(&self) -> &'static str {
@@ -121,18 +209,19 @@ impl Alert {
     }
 }
 
-/// Sends alerts to the log and the webhook.
+/// Says alerts: to the log and the webhook, then settles their rows in the ledger.
 #[derive(Debug, Clone)]
 pub struct Alerter {
     webhook: Option<String>,
     client: reqwest::Client,
     metrics: Metrics,
+    ledger: Arc<dyn Ledger>,
 }
 
 impl Alerter {
-    /// An alerter posting to `webhook` when given.
+    /// An alerter posting to `webhook` when given, settling alerts in `ledger`.
     #[must_use]
-    pub fn new(webhook: Option<String>, metrics: Metrics) -> Self {
+    pub fn new(webhook: Option<String>, metrics: Metrics, ledger: Arc<dyn Ledger>) -> Self {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
@@ -141,28 +230,79 @@ impl Alerter {
             webhook,
             client,
             metrics,
+            ledger,
         }
     }
 
-    /// Raises alerts: logs each at once; the webhook posts run in the background.
-    pub fn raise(&self, alerts: Vec<Alert>) {
-        for a in alerts {
-            tracing::warn!(target: "alert", "{}", a.sentence());
-            self.metrics.alert(a.label());
-            if let Some(url) = self.webhook.clone() {
-                let client = self.client.clone();
-                let metrics = self.metrics.clone();
-                tokio::spawn(async move {
-                    let r = client.post(&url).json(&a).send().await;
-                    match r.map(|r| r.error_for_status()) {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(e)) | Err(e) => {
-                            metrics.webhook_failed();
-                            tracing::warn!("webhook {url}: {e}");
+    /// Says alerts: logs each at once (a later attempt says so); the webhook posts and the
+    /// settling run in the background.
+    pub fn raise(&self, alerts: Vec<Raised>) {
+        for r in alerts {
+            if r.attempt <= 1 {
+                tracing::warn!(target: "alert", "{}", r.alert.sentence());
+                self.metrics.alert(r.alert.label());
+            } else {
+                tracing::info!(
+                    target: "alert",
+                    "(attempt {} of alert {}) {}",
+                    r.attempt,
+                    r.id,
+                    r.alert.sentence()
+                );
+            }
+            let this = self.clone();
+            tokio::spawn(async move { this.deliver(r).await });
+        }
+    }
+
+    async fn deliver(&self, r: Raised) {
+        let settled = match &self.webhook {
+            None => self.ledger.settle(r.id, Outcome::Logged).await,
+            Some(url) => {
+                // The alert's row id goes with it (in the body and as an idempotency key): a
+                // server that dies between the webhook's answer and settling the row leaves the
+                // alert to another, which sends it again under the same id.
+                let mut body = serde_json::to_value(&r.alert).unwrap_or_default();
+                if let Some(o) = body.as_object_mut() {
+                    o.insert("alert_id".into(), r.id.into());
+                }
+                let res = self
+                    .client
+                    .post(url)
+                    .header("Idempotency-Key", format!("centinela-alert-{}", r.id))
+                    .json(&body)
+                    .send()
+                    .await;
+                match res.map(reqwest::Response::error_for_status) {
+                    Ok(Ok(_)) => self.ledger.settle(r.id, Outcome::Sent).await,
+                    Ok(Err(e)) | Err(e) => {
+                        self.metrics.webhook_failed();
+                        tracing::warn!(
+                            "webhook {url} (alert {}, attempt {} of {MAX_ATTEMPTS}): {e}",
+                            r.id,
+                            r.attempt
+                        );
+                        if r.attempt >= MAX_ATTEMPTS {
+                            tracing::error!(
+                                target: "alert",
+                                "alert {} given up after {MAX_ATTEMPTS} attempts at the webhook: {}",
+                                r.id,
+                                r.alert.sentence()
+                            );
+                            self.ledger.settle(r.id, Outcome::Failed).await
+                        } else {
+                            // 5 s, 10 s, 20 s, … up to 10 minutes.
+                            let after = Duration::from_secs(5 << r.attempt.clamp(0, 7) as u32)
+                                .min(Duration::from_secs(600));
+                            self.ledger.postpone(r.id, after).await
                         }
                     }
-                });
+                }
             }
+        };
+        if let Err(e) = settled {
+            // Its claim runs out and another attempt says it again.
+            tracing::warn!("settling alert {}: {e}", r.id);
         }
     }
 }

@@ -6,27 +6,29 @@
 //! still have its event. Numbers a sensor used that never arrived are listed as missing
 //! messages. The report is text for people (Spanish, then English) or JSON.
 //!
-//! Run it on a copy of the database: it opens the file read-only and changes nothing.
+//! Run it on a copy of a SQLite file (it opens the file read-only and changes nothing), or on
+//! a PostgreSQL database while servers write to it: it reads one snapshot, in a read-only
+//! transaction.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
 
 use protocol::signed::Envelope;
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyConnection, Row};
 use time::OffsetDateTime;
 
 use crate::ServerError;
+use crate::db::{Database, sqlite_url};
 use crate::store::{parse_ts, ts};
 use crate::trust::Registry;
 
 /// What to audit.
 #[derive(Debug, Clone)]
 pub struct AuditOptions {
-    /// The database file (a copy).
-    pub db: PathBuf,
+    /// The database: a copy of a SQLite file, or a PostgreSQL URL.
+    pub db: Database,
     /// Only this facility.
     pub facility: Option<String>,
     /// Only messages received at or after this time.
@@ -78,10 +80,10 @@ pub struct SensorSequence {
 /// The audit's findings.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// The file audited.
+    /// The database audited.
     pub db: String,
-    /// SHA-256 of the file's bytes when audited.
-    pub db_sha256: String,
+    /// SHA-256 of the SQLite file's bytes when audited (none for PostgreSQL).
+    pub db_sha256: Option<String>,
     /// When the audit ran.
     pub audited_at: String,
     /// Facility filter.
@@ -117,11 +119,9 @@ impl Report {
         let mut o = String::new();
         let _ = writeln!(o, "Auditoría de Centinela / Centinela audit");
         let _ = writeln!(o, "  base de datos / database: {}", self.db);
-        let _ = writeln!(
-            o,
-            "  SHA-256 del archivo / file SHA-256: {}",
-            self.db_sha256
-        );
+        if let Some(sha) = &self.db_sha256 {
+            let _ = writeln!(o, "  SHA-256 del archivo / file SHA-256: {sha}");
+        }
         let _ = writeln!(o, "  auditada / audited at: {}", self.audited_at);
         if let Some(f) = &self.facility {
             let _ = writeln!(o, "  establecimiento / facility: {f}");
@@ -203,26 +203,42 @@ impl Report {
     }
 }
 
-async fn open_read_only(path: &Path) -> Result<SqlitePool, ServerError> {
+/// One read-only connection: a SQLite file opened read-only, or a PostgreSQL session whose
+/// transactions are read-only.
+async fn open_read_only(db: &Database) -> Result<sqlx::AnyPool, ServerError> {
     let bad = |e: sqlx::Error| ServerError::Database {
-        path: path.display().to_string(),
+        path: db.to_string(),
         source: e,
     };
-    if !path.is_file() {
-        return Err(ServerError::Config(vec![format!(
-            "{}: no such database file",
-            path.display()
-        )]));
+    sqlx::any::install_default_drivers();
+    match db {
+        Database::Sqlite(path) => {
+            if !path.is_file() {
+                return Err(ServerError::Config(vec![format!(
+                    "{}: no such database file",
+                    path.display()
+                )]));
+            }
+            AnyPoolOptions::new()
+                .max_connections(1)
+                .connect(&sqlite_url(path, "ro"))
+                .await
+                .map_err(bad)
+        }
+        Database::Postgres(url) => AnyPoolOptions::new()
+            .max_connections(1)
+            .after_connect(|c, _| {
+                Box::pin(async move {
+                    sqlx::raw_sql("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                        .execute(c)
+                        .await
+                        .map(|_| ())
+                })
+            })
+            .connect(url)
+            .await
+            .map_err(bad),
     }
-    let opts = SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true)
-        .create_if_missing(false);
-    SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(opts)
-        .await
-        .map_err(bad)
 }
 
 /// Runs the audit.
@@ -231,26 +247,38 @@ async fn open_read_only(path: &Path) -> Result<SqlitePool, ServerError> {
 /// A file that cannot be opened or read as a Centinela database.
 pub async fn audit(opts: &AuditOptions) -> Result<Report, ServerError> {
     let db_err = |e: sqlx::Error| ServerError::Database {
-        path: opts.db.display().to_string(),
+        path: opts.db.to_string(),
         source: e,
     };
-    let bytes = std::fs::read(&opts.db)
-        .map_err(|e| ServerError::Config(vec![format!("{}: {e}", opts.db.display())]))?;
-    let db_sha256 = protocol::payload_sha256(&bytes);
-    drop(bytes);
+    let db_sha256 = match opts.db.file() {
+        Some(path) if path.is_file() => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| ServerError::Config(vec![format!("{}: {e}", path.display())]))?;
+            Some(protocol::payload_sha256(&bytes))
+        }
+        _ => None,
+    };
     let pool = open_read_only(&opts.db).await?;
+    let mut tx = pool.begin().await.map_err(db_err)?;
+    if opts.db.engine() == crate::db::Engine::Postgres {
+        // One snapshot for every query: servers may be writing while the audit reads.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+    }
     let since = opts.since.map(ts);
     let rows = sqlx::query(
         "SELECT e.event_id, e.kind, e.facility_id, e.sensor_id, e.observed_at, e.payload, e.key,
                 e.seq, s.sha256 AS recorded_sha256
          FROM events e LEFT JOIN sequences s ON s.facility_id = e.facility_id
               AND s.sensor_id = e.sensor_id AND s.key = e.key AND s.seq = e.seq
-         WHERE (?1 IS NULL OR e.facility_id = ?1) AND (?2 IS NULL OR e.received_at >= ?2)
+         WHERE ($1 IS NULL OR e.facility_id = $1) AND ($2 IS NULL OR e.received_at >= $2)
          ORDER BY e.facility_id, e.sensor_id, e.seq, e.event_id",
     )
     .bind(&opts.facility)
     .bind(&since)
-    .fetch_all(&pool)
+    .fetch_all(&mut *tx)
     .await
     .map_err(db_err)?;
     let mut failures = Vec::new();
@@ -281,12 +309,12 @@ pub async fn audit(opts: &AuditOptions) -> Result<Report, ServerError> {
          LEFT JOIN events e ON e.facility_id = s.facility_id AND e.sensor_id = s.sensor_id
               AND e.key = s.key AND e.seq = s.seq
          WHERE e.event_id IS NULL AND s.kind IN ('gap', 'jammer', 'status')
-           AND (?1 IS NULL OR s.facility_id = ?1) AND (?2 IS NULL OR s.received_at >= ?2)
+           AND ($1 IS NULL OR s.facility_id = $1) AND ($2 IS NULL OR s.received_at >= $2)
          ORDER BY s.facility_id, s.sensor_id, s.seq",
     )
     .bind(&opts.facility)
     .bind(&since)
-    .fetch_all(&pool)
+    .fetch_all(&mut *tx)
     .await
     .map_err(db_err)?;
     for r in &orphans {
@@ -305,10 +333,11 @@ pub async fn audit(opts: &AuditOptions) -> Result<Report, ServerError> {
             ),
         });
     }
-    let sequences = sequences(&pool, opts).await.map_err(db_err)?;
+    let sequences = sequences(&mut tx, opts).await.map_err(db_err)?;
+    let _ = tx.rollback().await;
     pool.close().await;
     Ok(Report {
-        db: opts.db.display().to_string(),
+        db: opts.db.to_string(),
         db_sha256,
         audited_at: ts(OffsetDateTime::now_utc()),
         facility: opts.facility.clone(),
@@ -321,10 +350,7 @@ pub async fn audit(opts: &AuditOptions) -> Result<Report, ServerError> {
 }
 
 /// Checks one stored event; the problem in English and Spanish.
-fn check_event(
-    r: &sqlx::sqlite::SqliteRow,
-    registry: Option<&Registry>,
-) -> Result<(), (String, String)> {
+fn check_event(r: &sqlx::any::AnyRow, registry: Option<&Registry>) -> Result<(), (String, String)> {
     let event_id: String = r.get("event_id");
     let kind: String = r.get("kind");
     let facility: String = r.get("facility_id");
@@ -416,18 +442,18 @@ fn check_event(
 }
 
 async fn sequences(
-    pool: &SqlitePool,
+    tx: &mut AnyConnection,
     opts: &AuditOptions,
 ) -> Result<Vec<SensorSequence>, sqlx::Error> {
     let since = opts.since.map(ts);
     let rows = sqlx::query(
         "SELECT facility_id, sensor_id, key, seq FROM sequences
-         WHERE (?1 IS NULL OR facility_id = ?1) AND (?2 IS NULL OR received_at >= ?2)
+         WHERE ($1 IS NULL OR facility_id = $1) AND ($2 IS NULL OR received_at >= $2)
          ORDER BY facility_id, sensor_id, key, seq",
     )
     .bind(&opts.facility)
     .bind(&since)
-    .fetch_all(pool)
+    .fetch_all(tx)
     .await?;
     let mut by: BTreeMap<(String, String, String), Vec<i64>> = BTreeMap::new();
     for r in rows {

@@ -30,7 +30,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use protocol::Secret;
 use serde::Serialize;
-use sqlx::{Row as _, SqlitePool};
+use sqlx::{AnyPool, Row as _};
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
@@ -454,7 +454,7 @@ fn check_new_password(pw: &Secret) -> Result<(), String> {
 /// The users and tokens in a store.
 #[derive(Debug, Clone)]
 pub struct Users {
-    pool: SqlitePool,
+    pool: AnyPool,
 }
 
 impl Users {
@@ -499,7 +499,7 @@ impl Users {
         let hash = hash_password(password.expose())?;
         let mut tx = self.pool.begin().await.map_err(db)?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO users (name, role, password, created_at) VALUES (?, ?, ?, ?) \
+            "INSERT INTO users (name, role, password, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT(name) DO NOTHING RETURNING id",
         )
         .bind(name)
@@ -512,7 +512,7 @@ impl Users {
         .ok_or_else(|| format!("user `{name}` already exists"))?;
         for f in facilities {
             sqlx::query(
-                "INSERT OR IGNORE INTO user_facilities (user_id, facility_id) VALUES (?, ?)",
+                "INSERT INTO user_facilities (user_id, facility_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             )
             .bind(id)
             .bind(f)
@@ -543,7 +543,7 @@ impl Users {
     /// # Errors
     /// The database.
     pub async fn exists(&self, name: &str) -> Result<bool, String> {
-        sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE name = ?")
+        sqlx::query_scalar::<_, i64>("SELECT id FROM users WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.pool)
             .await
@@ -552,7 +552,7 @@ impl Users {
     }
 
     async fn id_of(&self, name: &str) -> Result<i64, String> {
-        sqlx::query_scalar("SELECT id FROM users WHERE name = ?")
+        sqlx::query_scalar("SELECT id FROM users WHERE name = $1")
             .bind(name)
             .fetch_optional(&self.pool)
             .await
@@ -574,7 +574,7 @@ impl Users {
         let id = self.id_of(name).await?;
         let hash = hash_password(password.expose())?;
         let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query("UPDATE users SET password = ?, failures = 0, locked_until = 0 WHERE id = ?")
+        sqlx::query("UPDATE users SET password = $1, failures = 0, locked_until = 0 WHERE id = $2")
             .bind(&hash)
             .bind(id)
             .execute(&mut *tx)
@@ -600,8 +600,8 @@ impl Users {
     ) -> Result<(), String> {
         let id = self.id_of(name).await?;
         let mut tx = self.pool.begin().await.map_err(db)?;
-        sqlx::query("UPDATE users SET disabled = ? WHERE id = ?")
-            .bind(disabled)
+        sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
+            .bind(i64::from(disabled))
             .bind(id)
             .execute(&mut *tx)
             .await
@@ -639,7 +639,7 @@ impl Users {
         ));
         let mut tx = self.pool.begin().await.map_err(db)?;
         let id: i64 = sqlx::query_scalar(
-            "INSERT INTO tokens (user_id, label, scope, digest, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO tokens (user_id, label, scope, digest, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
         .bind(user)
         .bind(label)
@@ -671,7 +671,7 @@ impl Users {
         let user = self.id_of(name).await?;
         let mut tx = self.pool.begin().await.map_err(db)?;
         let n = sqlx::query(
-            "UPDATE tokens SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL",
+            "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
         )
         .bind(ts(now()))
         .bind(token)
@@ -709,7 +709,7 @@ impl Users {
         let user = self.id_of(name).await?;
         let mut tx = self.pool.begin().await.map_err(db)?;
         let ids: Vec<i64> = sqlx::query_scalar(
-            "UPDATE tokens SET revoked_at = ? WHERE user_id = ? AND label = ? AND revoked_at IS NULL RETURNING id",
+            "UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND label = $3 AND revoked_at IS NULL RETURNING id",
         )
         .bind(ts(now()))
         .bind(user)
@@ -748,7 +748,7 @@ impl Users {
             let id: i64 = r.get("id");
             let locked: i64 = r.get("locked_until");
             let tokens = sqlx::query(
-                "SELECT id, label, scope, revoked_at, last_used_at FROM tokens WHERE user_id = ? ORDER BY id",
+                "SELECT id, label, scope, revoked_at, last_used_at FROM tokens WHERE user_id = $1 ORDER BY id",
             )
             .bind(id)
             .fetch_all(&self.pool)
@@ -770,7 +770,7 @@ impl Users {
                 name: r.get("name"),
                 role: r.get("role"),
                 facilities: facilities_of(&self.pool, id).await.map_err(db)?,
-                disabled: r.get::<bool, _>("disabled"),
+                disabled: r.get::<i64, _>("disabled") != 0,
                 locked_until: (locked > t).then(|| {
                     OffsetDateTime::from_unix_timestamp(locked)
                         .map_or_else(|_| locked.to_string(), ts)
@@ -798,8 +798,8 @@ fn db(e: sqlx::Error) -> String {
 }
 
 /// Ends every session of a user.
-async fn end_sessions(tx: &mut sqlx::SqliteConnection, user: i64) -> Result<(), String> {
-    sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+async fn end_sessions(tx: &mut sqlx::AnyConnection, user: i64) -> Result<(), String> {
+    sqlx::query("DELETE FROM sessions WHERE user_id = $1")
         .bind(user)
         .execute(tx)
         .await
@@ -807,9 +807,9 @@ async fn end_sessions(tx: &mut sqlx::SqliteConnection, user: i64) -> Result<(), 
         .map_err(db)
 }
 
-async fn facilities_of(pool: &SqlitePool, user: i64) -> Result<Vec<String>, sqlx::Error> {
+async fn facilities_of(pool: &AnyPool, user: i64) -> Result<Vec<String>, sqlx::Error> {
     sqlx::query_scalar(
-        "SELECT facility_id FROM user_facilities WHERE user_id = ? ORDER BY facility_id",
+        "SELECT facility_id FROM user_facilities WHERE user_id = $1 ORDER BY facility_id",
     )
     .bind(user)
     .fetch_all(pool)
@@ -817,7 +817,7 @@ async fn facilities_of(pool: &SqlitePool, user: i64) -> Result<Vec<String>, sqlx
 }
 
 async fn log_in(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut sqlx::AnyConnection,
     actor: &str,
     action: &str,
     target: &str,
@@ -825,7 +825,7 @@ async fn log_in(
     remote: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO security_log (at, actor, action, target, detail, remote) VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO security_log (at, actor, action, target, detail, remote) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(ts(now()))
     .bind(actor)
@@ -866,9 +866,9 @@ pub async fn security_log_lines(
     limit: u32,
 ) -> Result<Vec<serde_json::Value>, sqlx::Error> {
     Ok(sqlx::query(
-        "SELECT id, at, actor, action, target, detail, remote FROM security_log ORDER BY id DESC LIMIT ?",
+        "SELECT id, at, actor, action, target, detail, remote FROM security_log ORDER BY id DESC LIMIT $1",
     )
-    .bind(limit)
+    .bind(i64::from(limit))
     .fetch_all(store.pool())
     .await?
     .into_iter()
@@ -887,18 +887,18 @@ pub async fn security_log_lines(
 }
 
 async fn principal_of_user(
-    pool: &SqlitePool,
+    pool: &AnyPool,
     user: i64,
     token: Option<(i64, Scope)>,
 ) -> Result<Option<Principal>, sqlx::Error> {
-    let Some(r) = sqlx::query("SELECT name, role, disabled FROM users WHERE id = ?")
+    let Some(r) = sqlx::query("SELECT name, role, disabled FROM users WHERE id = $1")
         .bind(user)
         .fetch_optional(pool)
         .await?
     else {
         return Ok(None);
     };
-    if r.get::<bool, _>("disabled") {
+    if r.get::<i64, _>("disabled") != 0 {
         return Ok(None);
     }
     let Ok(role) = Role::parse(&r.get::<String, _>("role")) else {
@@ -940,14 +940,14 @@ pub async fn authenticate(s: &AppState, parts: &mut Parts) -> Result<Principal, 
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| unauthorized("bad_token", "Authorization must be `Bearer TOKEN`"))?;
         let row = sqlx::query(
-            "SELECT id, user_id, scope, revoked_at IS NOT NULL AS revoked, last_used_at FROM tokens WHERE digest = ?",
+            "SELECT id, user_id, scope, CASE WHEN revoked_at IS NULL THEN 0 ELSE 1 END AS revoked, last_used_at FROM tokens WHERE digest = $1",
         )
         .bind(digest(token.trim()))
         .fetch_optional(pool)
         .await
         .map_err(|e| unavailable(&e))?
         .ok_or_else(|| unauthorized("bad_token", "unknown API token"))?;
-        if row.get::<bool, _>("revoked") {
+        if row.get::<i64, _>("revoked") != 0 {
             return Err(unauthorized("revoked_token", "this API token was revoked"));
         }
         let id: i64 = row.get("id");
@@ -965,7 +965,7 @@ pub async fn authenticate(s: &AppState, parts: &mut Parts) -> Result<Principal, 
             .and_then(|l| crate::store::parse_ts(&l).ok())
             .is_none_or(|l| t - l > time::Duration::minutes(1));
         if stale {
-            let _ = sqlx::query("UPDATE tokens SET last_used_at = ? WHERE id = ?")
+            let _ = sqlx::query("UPDATE tokens SET last_used_at = $1 WHERE id = $2")
                 .bind(ts(t))
                 .bind(id)
                 .execute(pool)
@@ -1193,7 +1193,7 @@ async fn check_login(
     }
     let pool = s.store.pool();
     let row = sqlx::query(
-        "SELECT id, password, disabled, failures, locked_until FROM users WHERE name = ?",
+        "SELECT id, password, disabled, failures, locked_until FROM users WHERE name = $1",
     )
     .bind(name)
     .fetch_optional(pool)
@@ -1211,7 +1211,7 @@ async fn check_login(
     let t = unix(now());
     let row = row.ok_or_else(|| Failure::new("login_failed", "unknown user", true))?;
     let id: i64 = row.get("id");
-    if row.get::<bool, _>("disabled") {
+    if row.get::<i64, _>("disabled") != 0 {
         return Err(Failure::new("login_failed", "disabled", true));
     }
     if row.get::<i64, _>("locked_until") > t {
@@ -1220,7 +1220,7 @@ async fn check_login(
     if !ok {
         let failures = row.get::<i64, _>("failures") + 1;
         let lock = failures >= LOCK_AFTER;
-        let r = sqlx::query("UPDATE users SET failures = ?, locked_until = ? WHERE id = ?")
+        let r = sqlx::query("UPDATE users SET failures = $1, locked_until = $2 WHERE id = $3")
             .bind(if lock { 0 } else { failures })
             .bind(if lock {
                 t + i64::try_from(LOCK_FOR.as_secs()).unwrap_or(900)
@@ -1238,7 +1238,7 @@ async fn check_login(
             ..Failure::new("login_failed", "wrong password", true)
         });
     }
-    let _ = sqlx::query("UPDATE users SET failures = 0, locked_until = 0 WHERE id = ?")
+    let _ = sqlx::query("UPDATE users SET failures = 0, locked_until = 0 WHERE id = $1")
         .bind(id)
         .execute(pool)
         .await;
@@ -1254,7 +1254,7 @@ pub async fn logout(s: &AppState, session: &tower_sessions::Session, remote: Opt
     let uid: Option<i64> = session.get("uid").await.ok().flatten();
     let _ = session.flush().await;
     if let Some(uid) = uid {
-        let name: Option<String> = sqlx::query_scalar("SELECT name FROM users WHERE id = ?")
+        let name: Option<String> = sqlx::query_scalar("SELECT name FROM users WHERE id = $1")
             .bind(uid)
             .fetch_optional(s.store.pool())
             .await
@@ -1270,7 +1270,7 @@ pub async fn logout(s: &AppState, session: &tower_sessions::Session, remote: Opt
 /// id: a copy of the database does not hand out live sessions.
 #[derive(Debug, Clone)]
 pub struct SessionDb {
-    pool: SqlitePool,
+    pool: AnyPool,
 }
 
 impl SessionDb {
@@ -1293,9 +1293,9 @@ impl SessionDb {
             .map_err(|e| session_store::Error::Encode(e.to_string()))?;
         let uid = r.data.get("uid").and_then(serde_json::Value::as_i64);
         let sql = if insert_only {
-            "INSERT INTO sessions (digest, user_id, data, expires) VALUES (?, ?, ?, ?) ON CONFLICT(digest) DO NOTHING"
+            "INSERT INTO sessions (digest, user_id, data, expires) VALUES ($1, $2, $3, $4) ON CONFLICT(digest) DO NOTHING"
         } else {
-            "INSERT INTO sessions (digest, user_id, data, expires) VALUES (?, ?, ?, ?) \
+            "INSERT INTO sessions (digest, user_id, data, expires) VALUES ($1, $2, $3, $4) \
              ON CONFLICT(digest) DO UPDATE SET user_id = excluded.user_id, data = excluded.data, expires = excluded.expires"
         };
         let n = sqlx::query(sql)
@@ -1314,7 +1314,7 @@ impl SessionDb {
 #[async_trait::async_trait]
 impl SessionStore for SessionDb {
     async fn create(&self, r: &mut Record) -> session_store::Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE expires <= ?")
+        sqlx::query("DELETE FROM sessions WHERE expires <= $1")
             .bind(unix(now()))
             .execute(&self.pool)
             .await
@@ -1331,7 +1331,7 @@ impl SessionStore for SessionDb {
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let row: Option<(String, i64)> =
-            sqlx::query_as("SELECT data, expires FROM sessions WHERE digest = ? AND expires > ?")
+            sqlx::query_as("SELECT data, expires FROM sessions WHERE digest = $1 AND expires > $2")
                 .bind(digest(&id.to_string()))
                 .bind(unix(now()))
                 .fetch_optional(&self.pool)
@@ -1349,7 +1349,7 @@ impl SessionStore for SessionDb {
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
-        sqlx::query("DELETE FROM sessions WHERE digest = ?")
+        sqlx::query("DELETE FROM sessions WHERE digest = $1")
             .bind(digest(&id.to_string()))
             .execute(&self.pool)
             .await

@@ -43,12 +43,24 @@ pub struct ServerSection {
     /// Password for the external broker.
     pub broker_password: Option<protocol::Secret>,
     /// MQTT client id of the ingest session (persistent: the broker keeps events while the
-    /// server is down).
+    /// server is down). In a group (`shared_group`) each server's id is this and its
+    /// `instance`.
     pub client_id: String,
-    /// SQLite file.
-    pub db: PathBuf,
+    /// Several servers sharing ingest: each subscribes as a member of this MQTT v5 shared
+    /// subscription group (`$share/{group}/…`), and the broker hands each message to one of
+    /// them. They must share one PostgreSQL database. Their sessions end with their connection
+    /// (Mosquitto hands a group's messages in turn to every member that has a session,
+    /// connected or not: a dead member's share would wait for it), so what a server that dies
+    /// had in flight is sent again by the agents, which keep every event until its receipt.
+    pub shared_group: Option<String>,
+    /// This server's name in a group: its client id's suffix, and the name it claims alerts
+    /// under (default: the host name and the process id).
+    pub instance: Option<String>,
+    /// The database: a SQLite file (the default), or `postgres://user@host:port/dbname` (no
+    /// password in the URL: PostgreSQL's `PGPASSWORD` or `~/.pgpass` gives it).
+    pub db: crate::db::Database,
     /// The server's own files (the broker's password and ACL files, its secrets); default: the
-    /// database file's directory.
+    /// SQLite file's directory, or the working directory with PostgreSQL.
     pub data_dir: Option<PathBuf>,
     /// HTTP listen address. Off loopback it must be HTTPS (`tls_cert`, `tls_key`): the
     /// dashboard's passwords, cookies and tokens never cross a network in the clear.
@@ -86,7 +98,9 @@ impl Default for ServerSection {
             broker_username: None,
             broker_password: None,
             client_id: "centinela-server".into(),
-            db: PathBuf::from("centinela.db"),
+            shared_group: None,
+            instance: None,
+            db: crate::db::Database::Sqlite(PathBuf::from("centinela.db")),
             data_dir: None,
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tls_cert: None,
@@ -171,12 +185,46 @@ pub struct JammerSite {
 }
 
 impl ServerSection {
-    /// The data directory: `data_dir`, or the database file's directory.
+    /// This server's name in its group: `instance`, else the host name and the process id.
+    #[must_use]
+    pub fn instance_name(&self) -> String {
+        self.instance.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "server".into());
+            let host: String = host
+                .chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                        c
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            format!("{host}-{}", std::process::id())
+        })
+    }
+
+    /// The ingest session's client id: `client_id`, and in a group its instance name too.
+    #[must_use]
+    pub fn ingest_client_id(&self) -> String {
+        match &self.shared_group {
+            Some(_) => format!("{}-{}", self.client_id, self.instance_name()),
+            None => self.client_id.clone(),
+        }
+    }
+
+    /// The data directory: `data_dir`, or the SQLite file's directory (the working directory
+    /// with PostgreSQL).
     #[must_use]
     pub fn data_dir(&self) -> PathBuf {
         self.data_dir.clone().unwrap_or_else(|| {
             self.db
-                .parent()
+                .file()
+                .and_then(std::path::Path::parent)
                 .filter(|p| !p.as_os_str().is_empty())
                 .map_or_else(|| PathBuf::from("."), std::path::Path::to_path_buf)
         })
@@ -250,6 +298,33 @@ impl ServerConfig {
                 self.server.http
             )),
             _ => {}
+        }
+        if let Some(g) = &self.server.shared_group {
+            if g.is_empty() || g.contains(['/', '+', '#']) {
+                p.push(format!(
+                    "{origin}: server.shared_group `{g}` must be a non-empty name without /, + or #"
+                ));
+            }
+            if self.server.broker.is_none() {
+                p.push(format!(
+                    "{origin}: server.shared_group needs an external broker (server.broker): servers of a group share one broker, and the embedded one dies with its server"
+                ));
+            }
+            if self.server.db.engine() != crate::db::Engine::Postgres {
+                p.push(format!(
+                    "{origin}: server.shared_group needs PostgreSQL (server.db = \"postgres://…\"): servers of a group share one database"
+                ));
+            }
+        }
+        if let Some(i) = &self.server.instance
+            && (i.is_empty()
+                || !i
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+        {
+            p.push(format!(
+                "{origin}: server.instance `{i}` must be letters, digits, -, _ or ."
+            ));
         }
         if let Some(w) = &self.server.webhook
             && !w.starts_with("http://")

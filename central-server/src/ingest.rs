@@ -61,6 +61,19 @@ pub struct IngestOptions {
     pub registry: std::sync::Arc<Registry>,
     /// At most one tamper alert per sensor in this long.
     pub tamper_interval: Duration,
+    /// The shared-subscription group of several servers (`None`: this server alone).
+    pub shared_group: Option<String>,
+}
+
+impl IngestOptions {
+    /// The subscription: every Centinela topic, as a member of the group when there is one.
+    #[must_use]
+    pub fn filter(&self) -> String {
+        match &self.shared_group {
+            Some(g) => format!("$share/{g}/{FILTER}"),
+            None => FILTER.to_string(),
+        }
+    }
 }
 
 /// Most messages stored in one transaction.
@@ -73,7 +86,7 @@ struct Done {
     epoch: u64,
     batch: Vec<Publish>,
     receipts: Vec<(String, Vec<u8>)>,
-    alerts: Vec<crate::alerts::Alert>,
+    alerts: Vec<crate::alerts::Raised>,
 }
 
 /// Runs the ingest session until `shutdown` turns true.
@@ -85,8 +98,12 @@ pub async fn run(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut mo = MqttOptions::new(opts.client_id.clone(), opts.host.clone(), opts.port);
-    mo.set_clean_start(false)
-        .set_session_expiry_interval(Some(7 * 24 * 3600))
+    // Alone, the session outlives the connection: the broker queues for a server that is down.
+    // In a group it ends with the connection: the broker hands the group's messages to the
+    // members it still has, and what a dead member had in flight comes again from the agents.
+    let shared = opts.shared_group.is_some();
+    mo.set_clean_start(shared)
+        .set_session_expiry_interval((!shared).then_some(7 * 24 * 3600))
         .set_manual_acks(true)
         .set_keep_alive(Duration::from_secs(10))
         .set_max_packet_size(Some(MAX_PACKET_BYTES))
@@ -164,7 +181,7 @@ pub async fn run(
                         tracing::error!("ingest: the broker refused the session: {:?}", ack.code);
                         continue;
                     }
-                    if connected_once && !ack.session_present {
+                    if connected_once && !ack.session_present && !shared {
                         metrics.session_lost();
                         tracing::warn!(
                             target: "alert",
@@ -179,8 +196,9 @@ pub async fn run(
                         opts.port,
                         opts.client_id
                     );
-                    if let Err(e) = client.try_subscribe(FILTER, QoS::AtLeastOnce) {
-                        tracing::error!("subscribing to {FILTER}: {e}");
+                    let filter = opts.filter();
+                    if let Err(e) = client.try_subscribe(filter.clone(), QoS::AtLeastOnce) {
+                        tracing::error!("subscribing to {filter}: {e}");
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
@@ -546,6 +564,7 @@ async fn store_batch(
     let _ = turn.stored.send(());
     let (results, committed_at) = results;
     let mut alerts = Vec::new();
+    let mut tampers: Vec<Alert> = Vec::new();
     let tampered = |alerts: &mut Vec<Alert>, topic: &str, reason: &'static str, detail: String| {
         let Ok((facility, sensor, _)) = protocol::parse_topic(topic) else {
             return;
@@ -563,7 +582,7 @@ async fn store_batch(
         if let Decoded::Bad(Refusal::Trust(e)) = d
             && e.is_tamper()
         {
-            tampered(&mut alerts, topic, e.reason(), e.to_string());
+            tampered(&mut tampers, topic, e.reason(), e.to_string());
         }
     }
     let mut per_sensor: BTreeMap<(String, String), Vec<ReceiptItem>> = BTreeMap::new();
@@ -576,7 +595,7 @@ async fn store_batch(
                     seq: seq.unsigned_abs(),
                 };
                 refused(&e, e.reason());
-                tampered(&mut alerts, topic, e.reason(), e.to_string());
+                tampered(&mut tampers, topic, e.reason(), e.to_string());
                 (Outcome::Rejected, Some(e.to_string()), Some(m.event_id()))
             }
             (Decoded::Good { msg: m, .. }, Some(Ingested::New(a))) => {
@@ -628,6 +647,18 @@ async fn store_batch(
                 sha256: protocol::payload_sha256(&p.payload),
                 reason: reason.map(|r| r.chars().take(300).collect()),
             });
+    }
+    // At most one tamper alert per sensor and interval across every server of the database
+    // (this server's own limiter keeps a flood of forgeries off the database).
+    for t in tampers {
+        match store
+            .claim_tamper(t, committed_at, opts.tamper_interval)
+            .await
+        {
+            Ok(Some(r)) => alerts.push(r),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("recording a tamper alert: {e}"),
+        }
     }
     let receipts = per_sensor
         .into_iter()

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod credentials;
+pub mod db;
 pub mod http;
 pub mod ingest;
 pub mod map;
@@ -153,10 +154,18 @@ impl Server {
         let store = Store::open(&cfg.server.db)
             .await
             .map_err(|e| ServerError::Database {
-                path: cfg.server.db.display().to_string(),
+                path: cfg.server.db.to_string(),
                 source: e,
             })?;
-        tracing::info!("storing in SQLite {}", cfg.server.db.display());
+        let instance = cfg.server.instance_name();
+        let store = store.claiming_as(&instance);
+        tracing::info!("storing in {}", cfg.server.db);
+        if let Some(g) = &cfg.server.shared_group {
+            tracing::info!(
+                "member `{instance}` of the shared ingest group `{g}` (client id `{}`)",
+                cfg.server.ingest_client_id()
+            );
+        }
         let registry = trust::Registry::from_config(&cfg);
         let (registered, live) = registry.counts();
         if live == 0 {
@@ -168,20 +177,25 @@ impl Server {
                 "{live} of {registered} registered sensor(s) enrolled (key, not revoked)"
             );
         }
-        let alerter = Alerter::new(cfg.server.webhook.clone(), metrics.clone());
+        let alerter = Alerter::new(
+            cfg.server.webhook.clone(),
+            metrics.clone(),
+            Arc::new(store.clone()),
+        );
         let (tx, rx) = watch::channel(false);
         let mut tasks = Vec::new();
         tasks.push(tokio::spawn(ingest::run(
             ingest::IngestOptions {
                 host: broker.0.clone(),
                 port: broker.1,
-                client_id: cfg.server.client_id.clone(),
+                client_id: cfg.server.ingest_client_id(),
                 credentials,
                 tls,
                 max_clock_skew: Duration::from_secs_f64(cfg.server.max_clock_skew_s),
                 max_event_age: Duration::from_secs_f64(cfg.server.max_event_age_days * 86_400.0),
                 registry: Arc::new(registry),
                 tamper_interval: Duration::from_secs_f64(cfg.server.tamper_alert_interval_s),
+                shared_group: cfg.server.shared_group.clone(),
             },
             store.clone(),
             metrics.clone(),
@@ -209,6 +223,28 @@ impl Server {
                 }
             }));
         }
+        {
+            // Alerts no server has said: a server died before settling its claim, or a webhook
+            // failed and its wait is over. Whichever server claims one says it.
+            let store = store.clone();
+            let alerter = alerter.clone();
+            let mut rx = rx.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs(5)) => {}
+                        _ = rx.changed() => break,
+                    }
+                    match store
+                        .claim_alerts(time::OffsetDateTime::now_utc(), 100)
+                        .await
+                    {
+                        Ok(a) => alerter.raise(a),
+                        Err(e) => tracing::error!("claiming unsent alerts: {e}"),
+                    }
+                }
+            }));
+        }
         let tls = match (&cfg.server.tls_cert, &cfg.server.tls_key) {
             (Some(c), Some(k)) => {
                 Some(tls::acceptor(c, k).map_err(|e| ServerError::Config(vec![e]))?)
@@ -220,7 +256,10 @@ impl Server {
         match auth::Users::new(&store).any().await {
             Ok(false) => tracing::warn!(
                 "no dashboard user yet: every request will be refused (add one: central-server user add NAME --role admin --db {})",
-                cfg.server.db.display()
+                serde_json::to_value(&cfg.server.db)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
             ),
             Ok(true) => {}
             Err(e) => tracing::error!("users: {e}"),

@@ -56,9 +56,18 @@ struct ServeArgs {
     /// Listen address of the embedded broker.
     #[arg(long)]
     mqtt: Option<std::net::SocketAddr>,
-    /// SQLite file.
+    /// The database: a SQLite file, or postgres://user@host:port/dbname (the password in
+    /// PGPASSWORD or ~/.pgpass, never in the URL).
     #[arg(long)]
-    db: Option<PathBuf>,
+    db: Option<central_server::db::Database>,
+    /// The server's own files: the broker's password and ACL files, its secrets (default: the
+    /// SQLite file's directory; with PostgreSQL, the working directory).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// This server's name in a shared ingest group (server.instance; default: host name and
+    /// process id).
+    #[arg(long)]
+    instance: Option<String>,
     /// HTTP listen address.
     #[arg(long)]
     http: Option<std::net::SocketAddr>,
@@ -68,7 +77,7 @@ struct ServeArgs {
 struct UserArgs {
     /// The database (default: the configuration's server.db, else centinela.db).
     #[arg(long, global = true)]
-    db: Option<PathBuf>,
+    db: Option<central_server::db::Database>,
     /// The server's configuration: facilities given to a user must be in it.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
@@ -155,12 +164,12 @@ async fn user(a: UserArgs) -> Result<(), ServerError> {
     let cfg = a.config.as_deref().map(load).transpose()?;
     let db =
         a.db.or_else(|| cfg.as_ref().map(|c| c.server.db.clone()))
-            .unwrap_or_else(|| PathBuf::from("centinela.db"));
+            .unwrap_or_else(|| central_server::db::Database::Sqlite(PathBuf::from("centinela.db")));
     let store =
         central_server::store::Store::open(&db)
             .await
             .map_err(|e| ServerError::Database {
-                path: db.display().to_string(),
+                path: db.to_string(),
                 source: e,
             })?;
     let users = Users::new(&store);
@@ -182,7 +191,9 @@ async fn user(a: UserArgs) -> Result<(), ServerError> {
                     if c.facility(f).is_none() {
                         return Err(fail(format!(
                             "facility `{f}` is not in {}",
-                            a.config.as_deref().unwrap_or(db.as_path()).display()
+                            a.config
+                                .as_deref()
+                                .map_or_else(|| db.to_string(), |p| p.display().to_string())
                         )));
                     }
                 }
@@ -293,9 +304,10 @@ async fn user(a: UserArgs) -> Result<(), ServerError> {
 
 #[derive(Debug, clap::Args)]
 struct AuditArgs {
-    /// The database file (SQLite).
+    /// The database: a copy of the SQLite file, or postgres://user@host:port/dbname (read in
+    /// one read-only snapshot while servers write).
     #[arg(long)]
-    db: PathBuf,
+    db: central_server::db::Database,
     /// Only this facility.
     #[arg(long)]
     facility: Option<String>,
@@ -389,6 +401,12 @@ async fn serve(a: ServeArgs) -> Result<(), ServerError> {
     }
     if let Some(d) = a.db {
         cfg.server.db = d;
+    }
+    if let Some(d) = a.data_dir {
+        cfg.server.data_dir = Some(d);
+    }
+    if let Some(i) = a.instance {
+        cfg.server.instance = Some(i);
     }
     if let Some(h) = a.http {
         cfg.server.http = h;

@@ -1,22 +1,23 @@
 //! Storage: every accepted message once (by `event_id`), and the current state derived from
-//! them: gaps, jammer health and sensors. SQLite by default through sqlx, whose PostgreSQL
-//! driver takes the same queries when the system scales out.
-
-use std::path::Path;
+//! them: gaps, jammer health and sensors. SQLite by default, PostgreSQL for a national
+//! deployment, both through sqlx's `Any` driver with the same queries ([`crate::db`]).
 
 use protocol::{
     Detector, GapEvent, GapState, JammerEvent, JammerStateWire, Message, SensorState, Severity,
     Technology,
 };
 use serde::Serialize;
-use sqlx::Row;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::alerts::Alert;
+use crate::alerts::{Alert, Raised};
+use crate::db::{Database, Engine, Rows};
+
+fn unix(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp()
+}
 
 /// Fixed-width UTC timestamps, so that text order is time order.
 #[must_use]
@@ -42,24 +43,89 @@ pub fn parse_ts(s: &str) -> Result<OffsetDateTime, String> {
     OffsetDateTime::parse(s, &Rfc3339).map_err(|e| format!("`{s}` is not RFC 3339: {e}"))
 }
 
-/// The schema's migrations, embedded in the binary: version, the description sqlx derives from the
-/// file name, and the SQL (checksummed by sqlx as its `migrate!` macro would, so databases made by
-/// earlier builds open unchanged; a test compares them with the directory).
-const MIGRATIONS: [(i64, &str, &str); 4] = [
-    (1, "init", include_str!("../migrations/0001_init.sql")),
+/// The schema's migrations for each engine, embedded in the binary: version, the description
+/// sqlx derives from the file name, and the SQL (checksummed by sqlx as its `migrate!` macro
+/// would, so databases made by earlier builds open unchanged; a test compares them with the
+/// directories). Both engines have the same versions, meaning the same schema.
+type Migrations = [(i64, &'static str, &'static str); 6];
+
+const SQLITE_MIGRATIONS: Migrations = [
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
     (
         2,
         "status order",
-        include_str!("../migrations/0002_status_order.sql"),
+        include_str!("../migrations/sqlite/0002_status_order.sql"),
     ),
-    (3, "signed", include_str!("../migrations/0003_signed.sql")),
-    (4, "users", include_str!("../migrations/0004_users.sql")),
+    (
+        3,
+        "signed",
+        include_str!("../migrations/sqlite/0003_signed.sql"),
+    ),
+    (
+        4,
+        "users",
+        include_str!("../migrations/sqlite/0004_users.sql"),
+    ),
+    (
+        5,
+        "columns",
+        include_str!("../migrations/sqlite/0005_columns.sql"),
+    ),
+    (
+        6,
+        "alerts",
+        include_str!("../migrations/sqlite/0006_alerts.sql"),
+    ),
 ];
 
-fn migrator() -> sqlx::migrate::Migrator {
+const POSTGRES_MIGRATIONS: Migrations = [
+    (
+        1,
+        "init",
+        include_str!("../migrations/postgres/0001_init.sql"),
+    ),
+    (
+        2,
+        "status order",
+        include_str!("../migrations/postgres/0002_status_order.sql"),
+    ),
+    (
+        3,
+        "signed",
+        include_str!("../migrations/postgres/0003_signed.sql"),
+    ),
+    (
+        4,
+        "users",
+        include_str!("../migrations/postgres/0004_users.sql"),
+    ),
+    (
+        5,
+        "columns",
+        include_str!("../migrations/postgres/0005_columns.sql"),
+    ),
+    (
+        6,
+        "alerts",
+        include_str!("../migrations/postgres/0006_alerts.sql"),
+    ),
+];
+
+fn migrations(engine: Engine) -> &'static Migrations {
+    match engine {
+        Engine::Sqlite => &SQLITE_MIGRATIONS,
+        Engine::Postgres => &POSTGRES_MIGRATIONS,
+    }
+}
+
+fn migrator(engine: Engine) -> sqlx::migrate::Migrator {
     use sqlx::migrate::{Migration, MigrationType, Migrator};
     Migrator::with_migrations(
-        MIGRATIONS
+        migrations(engine)
             .iter()
             .map(|&(version, description, sql)| {
                 Migration::new(
@@ -77,14 +143,21 @@ fn migrator() -> sqlx::migrate::Migrator {
 /// The store.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    engine: Engine,
+    /// The name this server claims alerts under (several servers may share the database).
+    claimant: std::sync::Arc<str>,
 }
+
+/// How long a server's claim on an alert it is sending lasts: past it, another server says the
+/// alert (the first one died before settling it).
+pub const ALERT_LEASE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What ingesting a message did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Ingested {
-    /// Stored; the alerts it raised.
-    New(Vec<Alert>),
+    /// Stored; the alerts it raised (recorded, claimed by this server).
+    New(Vec<Raised>),
     /// Already stored under this `event_id`, with the same bytes: nothing changed.
     Duplicate,
     /// Already stored under this `event_id` with other bytes: nothing changed, and this delivery
@@ -186,10 +259,7 @@ pub enum Item<'a> {
 /// A column holding one of the protocol's lowercase names (`open`, `critical`, `lte`, …),
 /// decoded as its enum: a row the protocol cannot name is a decoding error of that column, not a
 /// string for every reader to match.
-fn from_wire<T: serde::de::DeserializeOwned>(
-    r: &sqlx::sqlite::SqliteRow,
-    column: &str,
-) -> Result<T, sqlx::Error> {
+fn from_wire<T: serde::de::DeserializeOwned>(r: &AnyRow, column: &str) -> Result<T, sqlx::Error> {
     let text: String = r.try_get(column)?;
     serde_json::from_value(serde_json::Value::String(text)).map_err(|e| sqlx::Error::ColumnDecode {
         index: column.to_string(),
@@ -317,13 +387,13 @@ fn wire<T: Serialize>(v: &T) -> String {
 }
 
 async fn reject(
-    tx: &mut sqlx::SqliteConnection,
+    tx: &mut AnyConnection,
     received_at: OffsetDateTime,
     topic: &str,
     reason: &str,
     detail: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO rejects (received_at, topic, reason, detail) VALUES (?, ?, ?, ?)")
+    sqlx::query("INSERT INTO rejects (received_at, topic, reason, detail) VALUES ($1, $2, $3, $4)")
         .bind(ts(received_at))
         .bind(topic.chars().take(256).collect::<String>())
         .bind(reason)
@@ -334,29 +404,49 @@ async fn reject(
 }
 
 impl Store {
-    /// Opens (creating if needed) the SQLite file and runs the migrations.
+    /// Opens the database (creating a SQLite file when missing) and runs the migrations. Several
+    /// servers may open one PostgreSQL database at once: sqlx's migrator takes a lock while it
+    /// migrates.
     ///
     /// # Errors
     /// Opening or migrating the database.
-    pub async fn open(path: &Path) -> Result<Self, sqlx::Error> {
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(std::time::Duration::from_secs(10));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await?;
-        migrator().run(&pool).await?;
-        Ok(Self { pool })
+    pub async fn open(db: &Database) -> Result<Self, sqlx::Error> {
+        let connections = match db.engine() {
+            Engine::Sqlite => 4,
+            Engine::Postgres => 8,
+        };
+        let pool = db.connect(connections).await?;
+        migrator(db.engine()).run(&pool).await?;
+        Ok(Self {
+            pool,
+            engine: db.engine(),
+            claimant: std::sync::Arc::from("centinela-server"),
+        })
     }
 
-    /// The pool, for health checks.
+    /// The same store, claiming alerts under `name` (each server of a group its own).
     #[must_use]
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn claiming_as(mut self, name: &str) -> Self {
+        self.claimant = std::sync::Arc::from(name);
+        self
+    }
+
+    /// The name this store claims alerts under.
+    #[must_use]
+    pub fn claimant(&self) -> &str {
+        &self.claimant
+    }
+
+    /// The pool, for health checks and the user registry.
+    #[must_use]
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    /// The engine behind the store.
+    #[must_use]
+    pub fn engine(&self) -> Engine {
+        self.engine
     }
 
     /// Stores a batch in one transaction (one commit), in order: accepted messages once each
@@ -371,6 +461,7 @@ impl Store {
         received_at: OffsetDateTime,
     ) -> Result<Vec<Option<Ingested>>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
+        self.lock_sensors(&mut tx, batch).await?;
         // The batch's sequence numbers and events go in a statement per chunk each, not one per
         // message: with the database's own thread behind every statement, the round trips were
         // most of ingest's time.
@@ -432,8 +523,9 @@ impl Store {
         for ((facility, sensor, key), (max_seq, seen)) in counts {
             sqlx::query(
                 "INSERT INTO sequence_counts (facility_id, sensor_id, key, max_seq, seen)
-                 VALUES (?, ?, ?, ?, ?) ON CONFLICT (facility_id, sensor_id, key) DO UPDATE SET
-                 max_seq = max(sequence_counts.max_seq, excluded.max_seq),
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (facility_id, sensor_id, key) DO UPDATE SET
+                 max_seq = CASE WHEN excluded.max_seq > sequence_counts.max_seq
+                                THEN excluded.max_seq ELSE sequence_counts.max_seq END,
                  seen = sequence_counts.seen + excluded.seen",
             )
             .bind(facility)
@@ -458,11 +550,49 @@ impl Store {
         Ok(out)
     }
 
+    /// Several servers share a PostgreSQL database: each sensor's current state (gaps, jammer
+    /// bands, liveness, sequence counts) is read and written by one transaction at a time. A
+    /// batch takes a transaction-scoped advisory lock per sensor it holds, in one order (so two
+    /// batches never wait on each other in a circle), before it reads anything; another
+    /// server's batch of the same sensor waits for this one's commit. SQLite has one writer.
+    async fn lock_sensors(
+        &self,
+        tx: &mut AnyConnection,
+        batch: &[Item<'_>],
+    ) -> Result<(), sqlx::Error> {
+        if self.engine != Engine::Postgres {
+            return Ok(());
+        }
+        let mut keys: Vec<i64> = batch
+            .iter()
+            .filter_map(|i| match *i {
+                Item::Accept { msg, .. } => {
+                    let (facility, sensor) = msg.source();
+                    Some(sensor_lock_key(facility, sensor))
+                }
+                Item::Reject { .. } => None,
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+            // Volatile functions of the select list run after ORDER BY (PostgreSQL 9.6 on):
+            // the locks are taken in key order.
+            let mut q = Rows::new("SELECT pg_advisory_xact_lock(k) FROM (");
+            q.values(chunk, |r, k| {
+                r.bind(*k);
+            });
+            q.push(") AS v(k) ORDER BY k");
+            q.build().fetch_all(&mut *tx).await?;
+        }
+        Ok(())
+    }
+
     /// Records the sequence number of every accepted message of `batch`, in order: per item,
     /// `Some(true)` when it is new, `Some(false)` when these same bytes used it before (a
     /// resend), `None` when other bytes did (a replay) or the item is a reject.
     async fn sequences(
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut AnyConnection,
         batch: &[Item<'_>],
         received_at: OffsetDateTime,
     ) -> Result<Vec<Option<bool>>, sqlx::Error> {
@@ -477,18 +607,18 @@ impl Store {
         let mut fresh: std::collections::HashSet<(String, String, String, i64)> =
             std::collections::HashSet::new();
         for chunk in accepted.chunks(ROWS_PER_STATEMENT) {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            let mut q = Rows::new(
                 "INSERT INTO sequences (facility_id, sensor_id, key, seq, kind, sha256, received_at) ",
             );
-            q.push_values(chunk, |mut b, (msg, seal)| {
+            q.values(chunk, |b, (msg, seal)| {
                 let (facility, sensor) = msg.source();
-                b.push_bind(facility)
-                    .push_bind(sensor)
-                    .push_bind(seal.key)
-                    .push_bind(seal.seq)
-                    .push_bind(msg.kind().as_str())
-                    .push_bind(seal.sha256)
-                    .push_bind(&at);
+                b.bind(facility.to_string())
+                    .bind(sensor.to_string())
+                    .bind(seal.key.to_string())
+                    .bind(seal.seq)
+                    .bind(msg.kind().as_str().to_string())
+                    .bind(seal.sha256.to_string())
+                    .bind(at.clone());
             });
             q.push(" ON CONFLICT DO NOTHING RETURNING facility_id, sensor_id, key, seq");
             for r in q.build().fetch_all(&mut *tx).await? {
@@ -518,18 +648,17 @@ impl Store {
                 out.push(Some(true));
                 continue;
             }
-            let same: Option<(bool,)> = sqlx::query_as(
-                "SELECT sha256 = ? FROM sequences
-                 WHERE facility_id = ? AND sensor_id = ? AND key = ? AND seq = ?",
+            let used: Option<(String,)> = sqlx::query_as(
+                "SELECT sha256 FROM sequences
+                 WHERE facility_id = $1 AND sensor_id = $2 AND key = $3 AND seq = $4",
             )
-            .bind(seal.sha256)
             .bind(facility)
             .bind(sensor)
             .bind(seal.key)
             .bind(seal.seq)
             .fetch_optional(&mut *tx)
             .await?;
-            out.push(same.is_some_and(|(s,)| s).then_some(false));
+            out.push(used.is_some_and(|(s,)| s == seal.sha256).then_some(false));
         }
         Ok(out)
     }
@@ -538,7 +667,7 @@ impl Store {
     /// in order: per item, whether its event was stored now (the first of the batch with its
     /// `event_id`, and none stored before).
     async fn insert_events(
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut AnyConnection,
         batch: &[Item<'_>],
         seqs: &[Option<bool>],
         received_at: OffsetDateTime,
@@ -560,20 +689,25 @@ impl Store {
         let at = ts(received_at);
         let mut fresh: std::collections::HashSet<String> = std::collections::HashSet::new();
         for chunk in events.chunks(ROWS_PER_STATEMENT) {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO events (event_id, kind, facility_id, sensor_id, observed_at, received_at, payload, key, seq) ",
+            let mut q = Rows::new(
+                "INSERT INTO events (event_id, kind, facility_id, sensor_id, observed_at, received_at, payload, key, seq,
+                 band, technology, zone) ",
             );
-            q.push_values(chunk, |mut b, (msg, payload, seal)| {
+            q.values(chunk, |b, (msg, payload, seal)| {
                 let (facility, sensor) = msg.source();
-                b.push_bind(msg.event_id().to_string())
-                    .push_bind(msg.kind().as_str())
-                    .push_bind(facility)
-                    .push_bind(sensor)
-                    .push_bind(ts(msg.observed_at()))
-                    .push_bind(&at)
-                    .push_bind(*payload)
-                    .push_bind(seal.key)
-                    .push_bind(seal.seq);
+                let (band, technology, zone) = filtered_by(msg);
+                b.bind(msg.event_id().to_string())
+                    .bind(msg.kind().as_str().to_string())
+                    .bind(facility.to_string())
+                    .bind(sensor.to_string())
+                    .bind(ts(msg.observed_at()))
+                    .bind(at.clone())
+                    .bind(payload.to_string())
+                    .bind(seal.key.to_string())
+                    .bind(seal.seq)
+                    .bind(band.map(str::to_string))
+                    .bind(technology.map(str::to_string))
+                    .bind(zone.map(str::to_string));
             });
             q.push(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
             for r in q.build().fetch_all(&mut *tx).await? {
@@ -588,7 +722,7 @@ impl Store {
 
     async fn apply(
         &self,
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut AnyConnection,
         a: Applied<'_>,
         received_at: OffsetDateTime,
         counts: &mut SeqCounts,
@@ -630,7 +764,7 @@ impl Store {
         };
         if let Message::Spectrum(s) = msg {
             sqlx::query(
-                "INSERT INTO spectra (facility_id, sensor_id, observed_at, payload) VALUES (?, ?, ?, ?)
+                "INSERT INTO spectra (facility_id, sensor_id, observed_at, payload) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (facility_id, sensor_id) DO UPDATE SET observed_at = excluded.observed_at,
                  payload = excluded.payload WHERE excluded.observed_at >= spectra.observed_at",
             )
@@ -645,19 +779,18 @@ impl Store {
         }
         let event_id = msg.event_id().to_string();
         if !inserted {
-            let same: Option<(bool,)> =
-                sqlx::query_as("SELECT payload = ? FROM events WHERE event_id = ?")
-                    .bind(payload)
+            let stored: Option<(String,)> =
+                sqlx::query_as("SELECT payload FROM events WHERE event_id = $1")
                     .bind(&event_id)
                     .fetch_optional(&mut *tx)
                     .await?;
-            if same.is_some_and(|(s,)| s) {
+            if stored.is_some_and(|(p,)| p == payload) {
                 return Ok(Ingested::Duplicate);
             }
             // Received and refused: its number is not missing, and no event holds it.
             sqlx::query(
                 "UPDATE sequences SET kind = 'conflict'
-                 WHERE facility_id = ? AND sensor_id = ? AND key = ? AND seq = ? AND sha256 = ?",
+                 WHERE facility_id = $1 AND sensor_id = $2 AND key = $3 AND seq = $4 AND sha256 = $5",
             )
             .bind(facility)
             .bind(sensor)
@@ -686,7 +819,41 @@ impl Store {
             }
             _ => {}
         }
-        Ok(Ingested::New(alerts))
+        let raised = self.record_alerts(tx, alerts, received_at).await?;
+        Ok(Ingested::New(raised))
+    }
+
+    /// Records alerts in the transaction that raised them, claimed by this server.
+    async fn record_alerts(
+        &self,
+        tx: &mut AnyConnection,
+        alerts: Vec<Alert>,
+        now: OffsetDateTime,
+    ) -> Result<Vec<Raised>, sqlx::Error> {
+        let mut out = Vec::with_capacity(alerts.len());
+        let lease = unix(now) + i64::try_from(ALERT_LEASE.as_secs()).unwrap_or(30);
+        for alert in alerts {
+            let (facility, sensor) = alert.source();
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO alerts (raised_at, kind, facility_id, sensor_id, body, claimed_by,
+                 claimed_until, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, 1) RETURNING id",
+            )
+            .bind(ts(now))
+            .bind(alert.label())
+            .bind(facility)
+            .bind(sensor)
+            .bind(serde_json::to_string(&alert).unwrap_or_default())
+            .bind(self.claimant.to_string())
+            .bind(lease)
+            .fetch_one(&mut *tx)
+            .await?;
+            out.push(Raised {
+                id,
+                attempt: 1,
+                alert,
+            });
+        }
+        Ok(out)
     }
 
     /// A status changes the sensor's state only when it is newer than the last one applied: an
@@ -695,14 +862,14 @@ impl Store {
     /// late, never marks a newer connection offline.
     async fn apply_status(
         &self,
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut AnyConnection,
         s: &protocol::StatusEvent,
         payload: &str,
         heard: OffsetDateTime,
         alerts: &mut Vec<Alert>,
     ) -> Result<(), sqlx::Error> {
         let prev: Option<(String, String, Option<String>)> = sqlx::query_as(
-            "SELECT state, status_at, connected_at FROM sensors WHERE facility_id = ? AND sensor_id = ?",
+            "SELECT state, status_at, connected_at FROM sensors WHERE facility_id = $1 AND sensor_id = $2",
         )
         .bind(&s.facility_id)
         .bind(&s.sensor_id)
@@ -725,14 +892,17 @@ impl Store {
         let online = s.state == SensorState::Online;
         sqlx::query(
             "INSERT INTO sensors (facility_id, sensor_id, zone, state, position_x, position_y,
-             heartbeat_s, last_seen, status, status_at, connected_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             heartbeat_s, last_seen, status, status_at, connected_at, will_seq)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13)
              ON CONFLICT (facility_id, sensor_id) DO UPDATE SET zone = excluded.zone,
              state = excluded.state, position_x = excluded.position_x,
              position_y = excluded.position_y, heartbeat_s = excluded.heartbeat_s,
-             last_seen = max(sensors.last_seen, excluded.last_seen), status = excluded.status,
-             status_at = max(sensors.status_at, excluded.status_at),
-             connected_at = CASE WHEN ?12 THEN coalesce(excluded.connected_at, sensors.connected_at)
+             last_seen = CASE WHEN excluded.last_seen > sensors.last_seen
+                              THEN excluded.last_seen ELSE sensors.last_seen END,
+             status = excluded.status, will_seq = excluded.will_seq,
+             status_at = CASE WHEN excluded.status_at > sensors.status_at
+                              THEN excluded.status_at ELSE sensors.status_at END,
+             connected_at = CASE WHEN $12 THEN coalesce(excluded.connected_at, sensors.connected_at)
                                  ELSE sensors.connected_at END",
         )
         .bind(&s.facility_id)
@@ -747,6 +917,7 @@ impl Store {
         .bind(&at)
         .bind(if online { connected } else { None })
         .bind(online)
+        .bind(s.will_seq.and_then(|n| i64::try_from(n).ok()))
         .execute(&mut *tx)
         .await?;
         if !online && prev.as_ref().is_some_and(|(st, _, _)| st == "online") {
@@ -763,7 +934,7 @@ impl Store {
     /// Writes what the batch heard of sensor (`facility`, `sensor`) so far: events prove it
     /// alive only if it has said hello (the status carries its zone).
     async fn flush_touch(
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut AnyConnection,
         touches: &mut Touches,
         facility: &str,
         sensor: &str,
@@ -772,7 +943,8 @@ impl Store {
             return Ok(());
         };
         sqlx::query(
-            "UPDATE sensors SET last_seen = max(last_seen, ?) WHERE facility_id = ? AND sensor_id = ?",
+            "UPDATE sensors SET last_seen = $1
+             WHERE facility_id = $2 AND sensor_id = $3 AND last_seen < $1",
         )
         .bind(ts(heard))
         .bind(facility)
@@ -833,10 +1005,7 @@ impl Store {
 
     /// Reads the current state of every gap the batch's gap events name, one statement per
     /// sensor.
-    async fn read_gaps(
-        tx: &mut sqlx::SqliteConnection,
-        batch: &[Item<'_>],
-    ) -> Result<GapRows, sqlx::Error> {
+    async fn read_gaps(tx: &mut AnyConnection, batch: &[Item<'_>]) -> Result<GapRows, sqlx::Error> {
         let mut wanted: std::collections::BTreeMap<(String, String), Vec<String>> =
             std::collections::BTreeMap::new();
         for item in batch {
@@ -856,18 +1025,20 @@ impl Store {
         let mut out = GapRows::default();
         for ((facility, sensor), keys) in wanted {
             for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-                let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                let mut q = Rows::new(
                     "SELECT gap_key, state, severity, updated_at, opened_at FROM gaps WHERE facility_id = ",
                 );
-                q.push_bind(&facility)
+                q.bind(facility.clone())
                     .push(" AND sensor_id = ")
-                    .push_bind(&sensor)
+                    .bind(sensor.clone())
                     .push(" AND gap_key IN (");
-                let mut sep = q.separated(", ");
-                for k in chunk {
-                    sep.push_bind(k);
+                for (i, k) in chunk.iter().enumerate() {
+                    if i > 0 {
+                        q.push(", ");
+                    }
+                    q.bind(k.clone());
                 }
-                sep.push_unseparated(")");
+                q.push(")");
                 for k in chunk {
                     out.rows
                         .insert((facility.clone(), sensor.clone(), k.clone()), None);
@@ -892,10 +1063,7 @@ impl Store {
     }
 
     /// Writes the gaps the batch changed, in a statement per chunk.
-    async fn write_gaps(
-        tx: &mut sqlx::SqliteConnection,
-        gaps: &GapRows,
-    ) -> Result<(), sqlx::Error> {
+    async fn write_gaps(tx: &mut AnyConnection, gaps: &GapRows) -> Result<(), sqlx::Error> {
         let rows: Vec<(&GapNow, &GapEvent)> = gaps
             .changed
             .iter()
@@ -903,36 +1071,36 @@ impl Store {
             .filter_map(|r| r.event.as_ref().map(|e| (r, e)))
             .collect();
         for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            let mut q = Rows::new(
                 "INSERT INTO gaps (facility_id, sensor_id, gap_key, state, zone, band, technology, detector,
                  center_hz, bandwidth_hz, pci, earfcn, nr_arfcn, arfcn, bsic, power_dbm, floor_dbm, margin_db,
                  severity, opened_at, updated_at, closed_at, last_event_id) ",
             );
-            q.push_values(chunk, |mut b, (r, g)| {
+            q.values(chunk, |b, (r, g)| {
                 let cell = g.cell.clone().unwrap_or_default();
-                b.push_bind(g.facility_id.clone())
-                    .push_bind(g.sensor_id.clone())
-                    .push_bind(g.gap_key.clone())
-                    .push_bind(wire(&r.state))
-                    .push_bind(g.zone.clone())
-                    .push_bind(g.band.clone())
-                    .push_bind(g.technology.as_str())
-                    .push_bind(wire(&g.detector))
-                    .push_bind(g.center_hz)
-                    .push_bind(g.bandwidth_hz)
-                    .push_bind(cell.pci.map(i64::from))
-                    .push_bind(cell.earfcn.map(i64::from))
-                    .push_bind(cell.nr_arfcn.map(i64::from))
-                    .push_bind(cell.arfcn.map(i64::from))
-                    .push_bind(cell.bsic.map(i64::from))
-                    .push_bind(g.power_dbm)
-                    .push_bind(g.floor_dbm)
-                    .push_bind(g.margin_db)
-                    .push_bind(wire(&r.severity))
-                    .push_bind(r.opened_at.clone())
-                    .push_bind(r.updated_at.clone())
-                    .push_bind(r.closed_at.clone())
-                    .push_bind(g.event_id.to_string());
+                b.bind(g.facility_id.clone())
+                    .bind(g.sensor_id.clone())
+                    .bind(g.gap_key.clone())
+                    .bind(wire(&r.state))
+                    .bind(g.zone.clone())
+                    .bind(g.band.clone())
+                    .bind(g.technology.as_str().to_string())
+                    .bind(wire(&g.detector))
+                    .bind(g.center_hz)
+                    .bind(g.bandwidth_hz)
+                    .bind(cell.pci.map(i64::from))
+                    .bind(cell.earfcn.map(i64::from))
+                    .bind(cell.nr_arfcn.map(i64::from))
+                    .bind(cell.arfcn.map(i64::from))
+                    .bind(cell.bsic.map(i64::from))
+                    .bind(g.power_dbm)
+                    .bind(g.floor_dbm)
+                    .bind(g.margin_db)
+                    .bind(wire(&r.severity))
+                    .bind(r.opened_at.clone())
+                    .bind(r.updated_at.clone())
+                    .bind(r.closed_at.clone())
+                    .bind(g.event_id.to_string());
             });
             q.push(
                 " ON CONFLICT (facility_id, sensor_id, gap_key) DO UPDATE SET state = excluded.state,
@@ -952,12 +1120,12 @@ impl Store {
 
     async fn apply_jammer(
         &self,
-        tx: &mut sqlx::SqliteConnection,
+        tx: &mut AnyConnection,
         j: &JammerEvent,
         alerts: &mut Vec<Alert>,
     ) -> Result<(), sqlx::Error> {
         let prev: Option<(String, String)> = sqlx::query_as(
-            "SELECT state, updated_at FROM jammers WHERE facility_id = ? AND sensor_id = ? AND band = ?",
+            "SELECT state, updated_at FROM jammers WHERE facility_id = $1 AND sensor_id = $2 AND band = $3",
         )
         .bind(&j.facility_id)
         .bind(&j.sensor_id)
@@ -971,7 +1139,7 @@ impl Store {
         let state = wire(&j.state);
         sqlx::query(
             "INSERT INTO jammers (facility_id, sensor_id, band, zone, state, noise_rise_db,
-             covered_fraction, updated_at, last_event_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+             covered_fraction, updated_at, last_event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (facility_id, sensor_id, band) DO UPDATE SET zone = excluded.zone,
              state = excluded.state, noise_rise_db = excluded.noise_rise_db,
              covered_fraction = excluded.covered_fraction, updated_at = excluded.updated_at,
@@ -1006,9 +1174,9 @@ impl Store {
     /// Database failures.
     pub async fn rejects(&self, limit: u32) -> Result<Vec<serde_json::Value>, sqlx::Error> {
         let rows: Vec<(String, String, String, String)> = sqlx::query_as(
-            "SELECT received_at, topic, reason, detail FROM rejects ORDER BY id DESC LIMIT ?",
+            "SELECT received_at, topic, reason, detail FROM rejects ORDER BY id DESC LIMIT $1",
         )
-        .bind(limit)
+        .bind(i64::from(limit))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -1030,20 +1198,20 @@ impl Store {
         f: &GapFilter,
     ) -> Result<Vec<GapRow>, sqlx::Error> {
         let rows = sqlx::query(
-            "SELECT * FROM gaps WHERE facility_id = ?1 AND (?2 = 0 OR state != 'closed')
-             AND (?3 IS NULL OR band = ?3) AND (?4 IS NULL OR technology = ?4)
-             AND (?5 IS NULL OR zone = ?5) AND (?6 IS NULL OR updated_at >= ?6)
-             AND (?7 IS NULL OR updated_at < ?7)
-             ORDER BY margin_db DESC, sensor_id, gap_key LIMIT ?8",
+            "SELECT * FROM gaps WHERE facility_id = $1 AND ($2 = 0 OR state != 'closed')
+             AND ($3 IS NULL OR band = $3) AND ($4 IS NULL OR technology = $4)
+             AND ($5 IS NULL OR zone = $5) AND ($6 IS NULL OR updated_at >= $6)
+             AND ($7 IS NULL OR updated_at < $7)
+             ORDER BY margin_db DESC, sensor_id, gap_key LIMIT $8",
         )
         .bind(facility)
-        .bind(active)
+        .bind(i64::from(active))
         .bind(&f.band)
         .bind(&f.technology)
         .bind(&f.zone)
         .bind(f.since.map(ts))
         .bind(f.until.map(ts))
-        .bind(f.limit.unwrap_or(10_000))
+        .bind(i64::from(f.limit.unwrap_or(10_000)))
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -1086,12 +1254,11 @@ impl Store {
         f: &GapFilter,
     ) -> Result<Vec<serde_json::Value>, sqlx::Error> {
         let rows: Vec<(String,)> = sqlx::query_as(
-            "SELECT payload FROM events WHERE facility_id = ?1 AND kind = 'gap'
-             AND (?2 IS NULL OR observed_at >= ?2) AND (?3 IS NULL OR observed_at < ?3)
-             AND (?4 IS NULL OR coalesce(json_extract(payload, '$.msg.band'), json_extract(payload, '$.band')) = ?4)
-             AND (?5 IS NULL OR coalesce(json_extract(payload, '$.msg.technology'), json_extract(payload, '$.technology')) = ?5)
-             AND (?6 IS NULL OR coalesce(json_extract(payload, '$.msg.zone'), json_extract(payload, '$.zone')) = ?6)
-             ORDER BY observed_at DESC, event_id DESC LIMIT ?7",
+            "SELECT payload FROM events WHERE facility_id = $1 AND kind = 'gap'
+             AND ($2 IS NULL OR observed_at >= $2) AND ($3 IS NULL OR observed_at < $3)
+             AND ($4 IS NULL OR band = $4) AND ($5 IS NULL OR technology = $5)
+             AND ($6 IS NULL OR zone = $6)
+             ORDER BY observed_at DESC, event_id DESC LIMIT $7",
         )
         .bind(facility)
         .bind(f.since.map(ts))
@@ -1099,7 +1266,7 @@ impl Store {
         .bind(&f.band)
         .bind(&f.technology)
         .bind(&f.zone)
-        .bind(f.limit.unwrap_or(1000))
+        .bind(i64::from(f.limit.unwrap_or(1000)))
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -1114,7 +1281,7 @@ impl Store {
     /// Database failures.
     pub async fn jammers(&self, facility: &str) -> Result<Vec<JammerRow>, sqlx::Error> {
         let rows =
-            sqlx::query("SELECT * FROM jammers WHERE facility_id = ? ORDER BY band, sensor_id")
+            sqlx::query("SELECT * FROM jammers WHERE facility_id = $1 ORDER BY band, sensor_id")
                 .bind(facility)
                 .fetch_all(&self.pool)
                 .await?;
@@ -1143,19 +1310,19 @@ impl Store {
             "SELECT s.*,
                (SELECT max(c.max_seq) FROM sequence_counts c
                  WHERE c.facility_id = s.facility_id AND c.sensor_id = s.sensor_id) AS last_seq,
-               (SELECT coalesce(sum(c.max_seq - c.seen), 0) FROM sequence_counts c
-                 WHERE c.facility_id = s.facility_id AND c.sensor_id = s.sensor_id)
+               CAST((SELECT coalesce(sum(c.max_seq - c.seen), 0) FROM sequence_counts c
+                 WHERE c.facility_id = s.facility_id AND c.sensor_id = s.sensor_id) AS BIGINT)
                -- An online sensor's Last Will holds a number in reserve until it is sent.
                - (CASE WHEN s.state = 'online'
-                       AND json_extract(s.status, '$.msg.will_seq') IS NOT NULL
+                       AND s.will_seq IS NOT NULL
                        AND NOT EXISTS (SELECT 1 FROM sequences q
                             WHERE q.facility_id = s.facility_id AND q.sensor_id = s.sensor_id
-                              AND q.seq = json_extract(s.status, '$.msg.will_seq'))
-                       AND json_extract(s.status, '$.msg.will_seq') < (SELECT max(c.max_seq)
+                              AND q.seq = s.will_seq)
+                       AND s.will_seq < (SELECT max(c.max_seq)
                             FROM sequence_counts c WHERE c.facility_id = s.facility_id
                               AND c.sensor_id = s.sensor_id)
                   THEN 1 ELSE 0 END) AS missing
-             FROM sensors s WHERE (?1 IS NULL OR s.facility_id = ?1) ORDER BY s.facility_id, s.sensor_id",
+             FROM sensors s WHERE ($1 IS NULL OR s.facility_id = $1) ORDER BY s.facility_id, s.sensor_id",
         )
         .bind(facility)
         .fetch_all(&self.pool)
@@ -1181,7 +1348,10 @@ impl Store {
             .collect()
     }
 
-    /// Marks offline the online sensors not heard from for `factor` heartbeats; returns alerts.
+    /// Marks offline the online sensors not heard from for `factor` heartbeats; returns their
+    /// alerts, recorded and claimed by this server. Every server of a group runs it: a sensor
+    /// goes offline, and its alert is recorded, by the one whose update finds it still online
+    /// and unheard since it looked.
     ///
     /// # Errors
     /// Database failures.
@@ -1189,37 +1359,145 @@ impl Store {
         &self,
         now: OffsetDateTime,
         factor: f64,
-    ) -> Result<Vec<Alert>, sqlx::Error> {
+    ) -> Result<Vec<Raised>, sqlx::Error> {
+        let online: Vec<(String, String, String, f64, String)> = sqlx::query_as(
+            "SELECT facility_id, sensor_id, zone, heartbeat_s, last_seen FROM sensors
+             WHERE state = 'online'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let mut alerts = Vec::new();
-        for s in self.sensors(None).await? {
-            if s.state != SensorState::Online {
-                continue;
-            }
-            let Ok(seen) = parse_ts(&s.last_seen) else {
+        for (facility_id, sensor_id, zone, heartbeat_s, last_seen) in online {
+            let Ok(seen) = parse_ts(&last_seen) else {
                 continue;
             };
             let silent = (now - seen).as_seconds_f64();
-            if silent > factor * s.heartbeat_s {
-                let n = sqlx::query(
-                    "UPDATE sensors SET state = 'offline' WHERE facility_id = ? AND sensor_id = ? AND state = 'online' AND last_seen = ?",
-                )
-                .bind(&s.facility_id)
-                .bind(&s.sensor_id)
-                .bind(&s.last_seen)
-                .execute(&self.pool)
-                .await?
-                .rows_affected();
-                if n > 0 {
-                    alerts.push(Alert::SensorOffline {
-                        facility_id: s.facility_id,
-                        sensor_id: s.sensor_id,
-                        zone: s.zone,
-                        reason: format!("silent for {silent:.0} s"),
-                    });
+            if silent <= factor * heartbeat_s {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            let n = sqlx::query(
+                "UPDATE sensors SET state = 'offline' WHERE facility_id = $1 AND sensor_id = $2 AND state = 'online' AND last_seen = $3",
+            )
+            .bind(&facility_id)
+            .bind(&sensor_id)
+            .bind(&last_seen)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if n > 0 {
+                let alert = Alert::SensorOffline {
+                    facility_id,
+                    sensor_id,
+                    zone,
+                    reason: format!("silent for {silent:.0} s"),
+                };
+                alerts.extend(self.record_alerts(&mut tx, vec![alert], now).await?);
+            }
+            tx.commit().await?;
+        }
+        Ok(alerts)
+    }
+
+    /// Records a tamper alert for the sensor it names unless one was recorded, by any server,
+    /// within `interval`; `None` when one was.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn claim_tamper(
+        &self,
+        alert: Alert,
+        now: OffsetDateTime,
+        interval: std::time::Duration,
+    ) -> Result<Option<Raised>, sqlx::Error> {
+        let (facility, sensor) = alert.source();
+        let t = unix(now);
+        let before = t - i64::try_from(interval.as_secs()).unwrap_or(i64::MAX / 2);
+        let mut tx = self.pool.begin().await?;
+        let won = sqlx::query(
+            "INSERT INTO tamper_alerts (facility_id, sensor_id, last_at) VALUES ($1, $2, $3)
+             ON CONFLICT (facility_id, sensor_id) DO UPDATE SET last_at = excluded.last_at
+             WHERE tamper_alerts.last_at <= $4",
+        )
+        .bind(facility.to_string())
+        .bind(sensor.to_string())
+        .bind(t)
+        .bind(before)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if !won {
+            return Ok(None);
+        }
+        let raised = self.record_alerts(&mut tx, vec![alert], now).await?;
+        tx.commit().await?;
+        Ok(raised.into_iter().next())
+    }
+
+    /// Claims, for this server, up to `limit` alerts that no server has said and whose claim
+    /// has run out (their server died, or their webhook failed and their wait is over).
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn claim_alerts(
+        &self,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Raised>, sqlx::Error> {
+        let t = unix(now);
+        let lease = t + i64::try_from(ALERT_LEASE.as_secs()).unwrap_or(30);
+        // PostgreSQL: rows another server is claiming right now are skipped, not waited for.
+        let pick = match self.engine {
+            Engine::Postgres => {
+                "SELECT id FROM alerts WHERE outcome IS NULL AND claimed_until < $3
+                 ORDER BY id LIMIT $4 FOR UPDATE SKIP LOCKED"
+            }
+            Engine::Sqlite => {
+                "SELECT id FROM alerts WHERE outcome IS NULL AND claimed_until < $3
+                 ORDER BY id LIMIT $4"
+            }
+        };
+        let rows: Vec<(i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE alerts SET claimed_by = $1, claimed_until = $2, attempts = attempts + 1
+             WHERE id IN ({pick}) RETURNING id, attempts, body"
+        )))
+        .bind(self.claimant.to_string())
+        .bind(lease)
+        .bind(t)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (id, attempt, body) in rows {
+            match serde_json::from_str(&body) {
+                Ok(alert) => out.push(Raised { id, attempt, alert }),
+                Err(e) => {
+                    tracing::error!("alert {id}: its stored body does not read as an alert: {e}");
+                    let _ = self.settle_alert(id, crate::alerts::Outcome::Failed).await;
                 }
             }
         }
-        Ok(alerts)
+        out.sort_by_key(|r| r.id);
+        Ok(out)
+    }
+
+    /// Records how saying alert `id` ended.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn settle_alert(
+        &self,
+        id: i64,
+        outcome: crate::alerts::Outcome,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query("UPDATE alerts SET outcome = $1, sent_at = $2 WHERE id = $3")
+            .bind(outcome.as_str())
+            .bind(ts(OffsetDateTime::now_utc()))
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     /// Number of stored events of each kind.
@@ -1238,7 +1516,7 @@ impl Store {
     /// Database failures.
     pub async fn spectra(&self, facility: &str) -> Result<Vec<serde_json::Value>, sqlx::Error> {
         let rows: Vec<(String,)> =
-            sqlx::query_as("SELECT payload FROM spectra WHERE facility_id = ? ORDER BY sensor_id")
+            sqlx::query_as("SELECT payload FROM spectra WHERE facility_id = $1 ORDER BY sensor_id")
                 .bind(facility)
                 .fetch_all(&self.pool)
                 .await?;
@@ -1246,6 +1524,54 @@ impl Store {
             .into_iter()
             .filter_map(|(p,)| message_json(&p))
             .collect())
+    }
+}
+
+/// The advisory lock of a sensor's state: the first eight bytes of the SHA-256 of
+/// `centinela-sensor\0{facility}\0{sensor}` (a collision only makes two sensors wait for each
+/// other).
+fn sensor_lock_key(facility: &str, sensor: &str) -> i64 {
+    use sha2_11::Digest as _;
+    let mut h = sha2_11::Sha256::new();
+    h.update(b"centinela-sensor\0");
+    h.update(facility.as_bytes());
+    h.update(b"\0");
+    h.update(sensor.as_bytes());
+    let d = h.finalize();
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&d[..8]);
+    i64::from_be_bytes(b)
+}
+
+#[async_trait::async_trait]
+impl crate::alerts::Ledger for Store {
+    async fn settle(&self, id: i64, outcome: crate::alerts::Outcome) -> Result<(), String> {
+        self.settle_alert(id, outcome)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn postpone(&self, id: i64, after: std::time::Duration) -> Result<(), String> {
+        let until = unix(OffsetDateTime::now_utc()) + i64::try_from(after.as_secs()).unwrap_or(600);
+        sqlx::query(
+            "UPDATE alerts SET claimed_by = NULL, claimed_until = $1 WHERE id = $2 AND outcome IS NULL",
+        )
+        .bind(until)
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+    }
+}
+
+/// The band, technology and zone a message is filtered by in the history (as columns).
+fn filtered_by(msg: &Message) -> (Option<&str>, Option<&str>, Option<&str>) {
+    match msg {
+        Message::Gap(g) => (Some(&g.band), Some(g.technology.as_str()), Some(&g.zone)),
+        Message::Jammer(j) => (Some(&j.band), None, Some(&j.zone)),
+        Message::Status(s) => (None, None, Some(&s.zone)),
+        _ => (None, None, None),
     }
 }
 
@@ -1258,15 +1584,11 @@ fn message_json(payload: &str) -> Option<serde_json::Value> {
 mod tests {
     use super::*;
 
-    /// The embedded list is the migrations directory as sqlx reads it: same versions, names and
-    /// checksums (a migration added to the directory but not to the list fails here).
+    /// The embedded lists are the migrations directories as sqlx reads them: same versions,
+    /// names and checksums (a migration added to a directory but not to its list fails here),
+    /// and both engines have the same versions and names.
     #[tokio::test]
-    async fn embedded_migrations_match_the_directory() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
-        let from_dir = sqlx::migrate::Migrator::new(dir)
-            .await
-            .expect("migrations dir");
-        let embedded = migrator();
+    async fn embedded_migrations_match_the_directories() {
         let key = |m: &sqlx::migrate::Migration| {
             (
                 m.version,
@@ -1276,10 +1598,33 @@ mod tests {
                 format!("{:?}", m.migration_type),
             )
         };
-        let a: Vec<_> = embedded.iter().map(key).collect();
-        let b: Vec<_> = from_dir.iter().map(key).collect();
-        assert_eq!(a.len(), MIGRATIONS.len());
-        assert_eq!(a, b);
+        let mut names = Vec::new();
+        for (engine, dir) in [(Engine::Sqlite, "sqlite"), (Engine::Postgres, "postgres")] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(dir);
+            let from_dir = sqlx::migrate::Migrator::new(dir)
+                .await
+                .expect("migrations dir");
+            let embedded = migrator(engine);
+            let a: Vec<_> = embedded.iter().map(key).collect();
+            let b: Vec<_> = from_dir.iter().map(key).collect();
+            assert_eq!(a.len(), migrations(engine).len());
+            assert_eq!(a, b, "{engine:?}");
+            names.push(a.iter().map(|k| (k.0, k.1.clone())).collect::<Vec<_>>());
+        }
+        assert_eq!(names[0], names[1], "both engines have the same migrations");
+    }
+
+    /// A store on a new database of the engine: a SQLite file in `dir`, or a database in the
+    /// test process's PostgreSQL cluster (`None` when PostgreSQL is not installed and not
+    /// required).
+    async fn open(engine: Engine, dir: &std::path::Path) -> Option<Store> {
+        let db = match engine {
+            Engine::Sqlite => Database::Sqlite(dir.join("s.db")),
+            Engine::Postgres => Database::Postgres(centinela_tests::pg::test_database().await?),
+        };
+        Some(Store::open(&db).await.expect("open"))
     }
 
     fn gap(n: u32, margin_db: f64) -> Message {
@@ -1314,8 +1659,16 @@ mod tests {
     /// replay, other bytes under a stored event id a conflict; and the next batch agrees.
     #[tokio::test]
     async fn a_batch_stores_each_message_once_and_refuses_replays_and_conflicts() {
+        for engine in [Engine::Sqlite, Engine::Postgres] {
+            batch_outcomes(engine).await;
+        }
+    }
+
+    async fn batch_outcomes(engine: Engine) {
         let dir = tempfile::tempdir().expect("tmp");
-        let store = Store::open(&dir.path().join("s.db")).await.expect("open");
+        let Some(store) = open(engine, dir.path()).await else {
+            return;
+        };
         let (a, b) = (gap(1, 12.0), gap(2, 4.0));
         // Event `a` again under another number and other bytes: a conflict of event ids.
         let a_other = a.clone();
@@ -1412,8 +1765,16 @@ mod tests {
     /// alerts, and an older event delivered late changes nothing.
     #[tokio::test]
     async fn a_gap_opened_closed_and_reopened_in_one_batch_ends_as_the_last_event_left_it() {
+        for engine in [Engine::Sqlite, Engine::Postgres] {
+            gap_in_one_batch(engine).await;
+        }
+    }
+
+    async fn gap_in_one_batch(engine: Engine) {
         let dir = tempfile::tempdir().expect("tmp");
-        let store = Store::open(&dir.path().join("s.db")).await.expect("open");
+        let Some(store) = open(engine, dir.path()).await else {
+            return;
+        };
         let ev = |n: i64, state: GapState| -> &'static Message {
             let Message::Gap(mut g) = gap(1, 12.0) else {
                 unreachable!()
@@ -1465,6 +1826,176 @@ mod tests {
         assert_eq!(g.opened_at, ts(msgs_time(30)));
         assert_eq!(g.updated_at, ts(msgs_time(40)));
         assert_eq!(g.closed_at, None);
+    }
+
+    /// Two servers on one PostgreSQL database store, at the same moment, batches of the same
+    /// sensor: server A the opening of 40 critical gaps, server B a later update of each.
+    /// Whatever the order of their commits, each gap ends as the later event left it and raises
+    /// one alert, not one per server (without the per-sensor lock both read no gap, both alert,
+    /// and the older event can overwrite the newer).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn two_servers_storing_one_sensor_at_once_raise_each_alert_once() {
+        let Some(url) = centinela_tests::pg::test_database().await else {
+            return;
+        };
+        let db = Database::Postgres(url);
+        let a = Store::open(&db).await.expect("open").claiming_as("a");
+        let b = Store::open(&db).await.expect("open").claiming_as("b");
+        const KEYS: i64 = 40;
+        let mut seq = 0i64;
+        for round in 0..5i64 {
+            let mut opens = Vec::new();
+            let mut updates = Vec::new();
+            for k in 0..KEYS {
+                for (later, out) in [(0i64, &mut opens), (1, &mut updates)] {
+                    let Message::Gap(mut g) = gap(1, 15.0) else {
+                        unreachable!()
+                    };
+                    g.gap_key = format!("B7/lte/r{round}k{k}");
+                    g.state = if later == 0 {
+                        GapState::Open
+                    } else {
+                        GapState::Update
+                    };
+                    g.observed_at = msgs_time(round * 1000 + k * 2 + later);
+                    g.event_id = protocol::event_id(
+                        g.observed_at,
+                        format!("{round} {k} {later}").as_bytes(),
+                    );
+                    seq += 1;
+                    out.push((
+                        Box::leak(Box::new(Message::Gap(g))) as &'static Message,
+                        seq,
+                    ));
+                }
+            }
+            let items = |v: &[(&'static Message, i64)]| -> Vec<Item<'static>> {
+                v.iter()
+                    .map(|(m, n)| Item::Accept {
+                        topic: "centinela/v1/f/s/gap",
+                        msg: m,
+                        payload: Box::leak(format!("payload {n}").into_boxed_str()),
+                        seal: Seal {
+                            key: "ed25519:k",
+                            seq: *n,
+                            sha256: Box::leak(format!("sha {n}").into_boxed_str()),
+                        },
+                        retained: false,
+                    })
+                    .collect()
+            };
+            let (ia, ib) = (items(&opens), items(&updates));
+            let at = msgs_time(round * 1000 + 500);
+            let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(2));
+            let (sa, sb) = (a.clone(), b.clone());
+            let (ba, bb) = (barrier.clone(), barrier.clone());
+            let ta = tokio::spawn(async move {
+                ba.wait().await;
+                sa.ingest_batch(&ia, at).await
+            });
+            let tb = tokio::spawn(async move {
+                bb.wait().await;
+                sb.ingest_batch(&ib, at).await
+            });
+            let (ra, rb) = (ta.await.expect("a"), tb.await.expect("b"));
+            let alerts: usize = ra
+                .expect("a stores")
+                .into_iter()
+                .chain(rb.expect("b stores"))
+                .map(|r| match r {
+                    Some(Ingested::New(a)) => a.len(),
+                    _ => 0,
+                })
+                .sum();
+            assert_eq!(
+                alerts, KEYS as usize,
+                "round {round}: one alert per gap, whichever server stored first"
+            );
+            let rows = a
+                .gaps("f", true, &GapFilter::default())
+                .await
+                .expect("gaps");
+            for k in 0..KEYS {
+                let key = format!("B7/lte/r{round}k{k}");
+                let g = rows.iter().find(|g| g.gap_key == key).expect("gap stored");
+                assert_eq!(g.state, GapState::Update, "{key}: the later event wins");
+                assert_eq!(
+                    g.updated_at,
+                    ts(msgs_time(round * 1000 + k * 2 + 1)),
+                    "{key}"
+                );
+                // Opened by the opening, or by the update when it was stored first (the opening
+                // then came late: history only).
+                assert!(
+                    [0, 1]
+                        .map(|l| ts(msgs_time(round * 1000 + k * 2 + l)))
+                        .contains(&g.opened_at),
+                    "{key}: {}",
+                    g.opened_at
+                );
+            }
+        }
+        let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM alerts")
+            .fetch_one(a.pool())
+            .await
+            .expect("alerts");
+        assert_eq!(recorded, 5 * KEYS, "one recorded alert per gap");
+    }
+
+    /// Every server's watchdog looks for silent sensors at once: each silent sensor goes
+    /// offline once, with one alert, and a claim on it that ran out goes to one server.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn every_servers_watchdog_marks_a_silent_sensor_offline_once() {
+        let Some(url) = centinela_tests::pg::test_database().await else {
+            return;
+        };
+        let db = Database::Postgres(url);
+        let a = Store::open(&db).await.expect("open").claiming_as("a");
+        let b = Store::open(&db).await.expect("open").claiming_as("b");
+        let long_ago = ts(msgs_time(0));
+        for n in 0..30 {
+            sqlx::query(
+                "INSERT INTO sensors (facility_id, sensor_id, zone, state, heartbeat_s, last_seen,
+                 status, status_at) VALUES ('f', $1, 'z', 'online', 5, $2, '{}', $2)",
+            )
+            .bind(format!("s{n}"))
+            .bind(&long_ago)
+            .execute(a.pool())
+            .await
+            .expect("sensor");
+        }
+        let now = msgs_time(3600);
+        let (ra, rb) = tokio::join!(a.expire_sensors(now, 3.0), b.expire_sensors(now, 3.0));
+        let (ra, rb) = (ra.expect("a"), rb.expect("b"));
+        assert_eq!(
+            ra.len() + rb.len(),
+            30,
+            "one alert per sensor: {} + {}",
+            ra.len(),
+            rb.len()
+        );
+        let mut sensors: Vec<String> = ra
+            .iter()
+            .chain(&rb)
+            .map(|r| r.alert.source().1.to_string())
+            .collect();
+        sensors.sort();
+        sensors.dedup();
+        assert_eq!(sensors.len(), 30);
+        // Neither settles its alerts (both died): once their claims run out, one server
+        // claims each, and a second look finds nothing.
+        let later = now + time::Duration::seconds(60);
+        let (ca, cb) = tokio::join!(a.claim_alerts(later, 100), b.claim_alerts(later, 100));
+        let (ca, cb) = (ca.expect("a"), cb.expect("b"));
+        assert_eq!(
+            ca.len() + cb.len(),
+            30,
+            "each claimed once: {} + {}",
+            ca.len(),
+            cb.len()
+        );
+        assert!(ca.iter().chain(&cb).all(|r| r.attempt == 2));
+        assert!(a.claim_alerts(later, 100).await.expect("again").is_empty());
     }
 
     fn msgs_time(n: i64) -> OffsetDateTime {

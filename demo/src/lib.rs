@@ -36,6 +36,10 @@ pub struct DemoArgs {
     /// Working directory for the SQLite file, the outboxes and the scene.
     #[arg(long, default_value = "centinela-demo")]
     pub dir: PathBuf,
+    /// The database instead of `DIR/centinela.db`: another SQLite file, or
+    /// postgres://user@host:port/dbname (the password in PGPASSWORD or ~/.pgpass).
+    #[arg(long)]
+    pub db: Option<central_server::db::Database>,
     /// Print the simulator's ground truth (which zones leak, per cell) as JSON and exit.
     #[arg(long)]
     pub truth: bool,
@@ -228,7 +232,10 @@ pub fn server_config(
         server: ServerSection {
             broker: None,
             embedded_broker: args.mqtt,
-            db: args.dir.join("centinela.db"),
+            db: args.db.clone().unwrap_or_else(|| {
+                central_server::db::Database::Sqlite(args.dir.join("centinela.db"))
+            }),
+            data_dir: Some(args.dir.clone()),
             http: args.http,
             ..ServerSection::default()
         },
@@ -355,7 +362,7 @@ impl Demo {
         let store = central_server::store::Store::open(&cfg.server.db)
             .await
             .map_err(|e| ServerError::Database {
-                path: cfg.server.db.display().to_string(),
+                path: cfg.server.db.to_string(),
                 source: e,
             })?;
         let admin = demo_admin(&store).await;

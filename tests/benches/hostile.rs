@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 use centinela_tests::live::{
     Feeder, Fleet, Sealer, ServerProcess, count_in_db, gap, stored_ids, test_key,
 };
+use centinela_tests::testdb::{Backend, TestDb};
 use centinela_tests::{Mosquitto, free_port};
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
@@ -198,7 +199,7 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn server(&self, name: &str, broker: Option<u16>) -> (ServerProcess, PathBuf, u16) {
+    fn server(&self, name: &str, broker: Option<u16>) -> (ServerProcess, TestDb, u16) {
         let db = self.dir.path().join(format!("{name}.db"));
         let mqtt = free_port();
         let mut args = vec!["--db".to_string(), db.display().to_string()];
@@ -220,6 +221,11 @@ impl Ctx {
             &args,
             &self.dir.path().join(format!("{name}.log")),
         );
+        let db = TestDb {
+            backend: Backend::Sqlite,
+            db: central_server::db::Database::Sqlite(db),
+            dir: self.dir.path().to_path_buf(),
+        };
         (s, db, broker.unwrap_or(mqtt))
     }
 }

@@ -165,7 +165,7 @@ async fn main() {
         server: ServerSection {
             broker: Some(format!("mqtt://127.0.0.1:{}", mq.port)),
             http: SocketAddr::from(([127, 0, 0, 1], 0)),
-            db: dir.path().join("load.db"),
+            db: central_server::db::Database::Sqlite(dir.path().join("load.db")),
             client_id: "load-server".into(),
             ..ServerSection::default()
         },
@@ -268,7 +268,7 @@ async fn main() {
 
 async fn latencies(server: &Server, facility: &str) -> Vec<f64> {
     let rows: Vec<(String, String)> =
-        sqlx::query_as("SELECT observed_at, received_at FROM events WHERE facility_id = ?")
+        sqlx::query_as("SELECT observed_at, received_at FROM events WHERE facility_id = $1")
             .bind(facility)
             .fetch_all(server.store.pool())
             .await

@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 pub mod browser;
 pub mod fuzz;
 pub mod live;
+pub mod pg;
+pub mod testdb;
 
 /// The folder of shared test data: `CENTINELA_TESTDATA`, else `../shared/data` beside the
 /// checkout. `None` (with a message on stderr) when absent, unless `CENTINELA_REQUIRE_TESTDATA`

@@ -7,6 +7,7 @@ use std::process::{Child, Command};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::testdb::TestDb;
 use central_server::Server;
 use central_server::config::{Facility, SensorSite, ServerConfig, ServerSection, Zone};
 use protocol::signed::{PublicKey, SensorKey};
@@ -203,7 +204,7 @@ pub fn zones() -> Vec<Zone> {
     centinela_demo::facility().zones
 }
 
-/// Starts a server in this process with an SQLite file at `db`, the sensors of `fleet`
+/// Starts a server in this process on the test database `db`, the sensors of `fleet`
 /// registered, HTTP on a free loopback port, ingesting from Mosquitto on `broker_port` or from
 /// its own embedded broker (on a free port) when `None`.
 ///
@@ -211,7 +212,7 @@ pub fn zones() -> Vec<Zone> {
 /// When it does not start.
 pub async fn start_server(
     broker_port: Option<u16>,
-    db: &Path,
+    db: &TestDb,
     client_id: &str,
     fleet: &Fleet,
 ) -> Server {
@@ -219,23 +220,24 @@ pub async fn start_server(
 }
 
 /// The configuration [`start_server`] uses: the broker on `broker_port` (or the embedded one),
-/// the database `db`, the registry of `fleet` (whose broker files it writes beside `db`).
+/// the database `db`, the registry of `fleet` (whose broker files it writes in the test
+/// database's directory, the server's data directory).
 #[must_use]
 pub fn server_config(
     broker_port: Option<u16>,
-    db: &Path,
+    db: &TestDb,
     client_id: &str,
     fleet: &Fleet,
 ) -> ServerConfig {
     let loopback0 = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let data = db.parent().unwrap_or(Path::new(".")).to_path_buf();
-    fleet.write_broker(&data.join("broker"));
+    fleet.write_broker(&db.dir.join("broker"));
     ServerConfig {
         server: ServerSection {
             broker: broker_port.map(|p| format!("mqtt://127.0.0.1:{p}")),
             embedded_broker: loopback0,
             client_id: client_id.into(),
-            db: db.to_path_buf(),
+            db: db.db.clone(),
+            data_dir: Some(db.dir.clone()),
             http: loopback0,
             ..ServerSection::default()
         },
@@ -269,7 +271,15 @@ pub async fn admin_token(server: &Server) -> String {
     let mut tokens = TOKENS.lock().await;
     let key = (server.http_addr, PathBuf::from(server.url()));
     if let Some(t) = tokens.get(&key) {
-        return t.clone();
+        // A server that stopped may have left its address to another one, on another database.
+        let known = client_with(t)
+            .get(format!("http://{}/api/me", server.http_addr))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if known {
+            return t.clone();
+        }
     }
     let users = Users::new(&server.store);
     if !users.exists("test-admin").await.expect("users") {
@@ -674,50 +684,34 @@ impl Drop for ServerProcess {
     }
 }
 
-/// A read-only connection to a server's SQLite file (WAL mode lets a reader in while it runs).
+/// How many events of the given kind a server's database holds (read while it runs).
 ///
 /// # Panics
-/// When the file cannot be opened.
-async fn read_only(db: &Path) -> sqlx::SqliteConnection {
-    use sqlx::ConnectOptions;
-    sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db)
-        .read_only(true)
-        .connect()
-        .await
-        .unwrap_or_else(|e| panic!("{}: {e}", db.display()))
-}
-
-/// How many events of the given kind an SQLite file of the server holds (read while it runs).
-///
-/// # Panics
-/// When the file cannot be read.
-pub async fn count_in_db(db: &Path, kind: &str) -> u64 {
-    use sqlx::Connection;
-    let mut c = read_only(db).await;
-    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM events WHERE kind = ?")
+/// When the database cannot be read.
+pub async fn count_in_db(db: &TestDb, kind: &str) -> u64 {
+    let pool = db.reader().await;
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE kind = $1")
         .bind(kind)
-        .fetch_one(&mut c)
+        .fetch_one(&pool)
         .await
-        .unwrap_or_else(|e| panic!("{}: {e}", db.display()));
-    let _ = c.close().await;
+        .unwrap_or_else(|e| panic!("{}: {e}", db.db));
+    pool.close().await;
     n.max(0) as u64
 }
 
-/// Event ids of the given kind stored in an SQLite file of the server (read while it runs).
+/// Event ids of the given kind stored in a server's database (read while it runs).
 ///
 /// # Panics
-/// When the file cannot be read.
-pub async fn stored_ids(db: &Path, kind: &str) -> Vec<String> {
-    use sqlx::Connection;
-    let mut c = read_only(db).await;
-    let rows: Vec<(String,)> = sqlx::query_as("SELECT event_id FROM events WHERE kind = ?")
+/// When the database cannot be read.
+pub async fn stored_ids(db: &TestDb, kind: &str) -> Vec<String> {
+    let pool = db.reader().await;
+    let rows: Vec<String> = sqlx::query_scalar("SELECT event_id FROM events WHERE kind = $1")
         .bind(kind)
-        .fetch_all(&mut c)
+        .fetch_all(&pool)
         .await
-        .unwrap_or_else(|e| panic!("{}: {e}", db.display()));
-    let _ = c.close().await;
-    rows.into_iter().map(|(id,)| id).collect()
+        .unwrap_or_else(|e| panic!("{}: {e}", db.db));
+    pool.close().await;
+    rows
 }
 
 /// Seals messages as test sensors would: each sensor's [`test_key`] and its own counter (in

@@ -8,16 +8,20 @@ use std::time::Duration;
 
 use centinela_tests::free_port;
 use centinela_tests::live::{Feeder, Fleet, ServerProcess, count_in_db, wait_for};
-use sqlx::ConnectOptions;
+use centinela_tests::testdb::{Backend, TestDb};
 
 use crate::BIN;
 
 const FAC: &str = "audit-prison";
 
-fn audit(db: &Path, config: &Path) -> (i32, String) {
+centinela_tests::on_both_databases!(
+    audit_passes_an_honest_copy_and_names_the_event_one_changed_byte_breaks
+);
+
+fn audit(db: &TestDb, config: &Path) -> (i32, String) {
     let out = Command::new(BIN)
         .args(["audit", "--db"])
-        .arg(db)
+        .arg(db.arg())
         .arg("--config")
         .arg(config)
         .output()
@@ -28,46 +32,27 @@ fn audit(db: &Path, config: &Path) -> (i32, String) {
     )
 }
 
-async fn write(db: &Path, sql: &str, bind: &str) {
-    let mut c = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db)
-        .connect()
-        .await
-        .expect("open copy");
-    let n = sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-        .bind(bind.to_string())
-        .execute(&mut c)
-        .await
-        .expect("tamper")
-        .rows_affected();
-    assert_eq!(n, 1, "{sql}");
+async fn server_says_offline(db: &TestDb) -> bool {
+    let pool = db.reader().await;
+    let state: Option<String> =
+        sqlx::query_scalar("SELECT state FROM sensors WHERE sensor_id = 'audited'")
+            .fetch_optional(&pool)
+            .await
+            .ok()
+            .flatten();
+    pool.close().await;
+    state.as_deref() == Some("offline")
 }
 
-async fn server_says_offline(db: &Path) -> bool {
-    let Ok(mut c) = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db)
-        .read_only(true)
-        .connect()
-        .await
-    else {
-        return false;
-    };
-    sqlx::query_as::<_, (String,)>("SELECT state FROM sensors WHERE sensor_id = 'audited'")
-        .fetch_optional(&mut c)
-        .await
-        .ok()
-        .flatten()
-        .is_some_and(|(s,)| s == "offline")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn audit_passes_an_honest_copy_and_names_the_event_one_changed_byte_breaks() {
+async fn audit_passes_an_honest_copy_and_names_the_event_one_changed_byte_breaks(b: Backend) {
     let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
     let fleet = Fleet::new().with(FAC, &["audited"]);
     let config = dir.path().join("server.toml");
     std::fs::write(&config, fleet.toml()).expect("config");
     fleet.write_broker(&dir.path().join("broker"));
-    let db = dir.path().join("c.db");
     let mqtt = free_port();
     let mut server = ServerProcess::start(
         Path::new(BIN),
@@ -75,7 +60,9 @@ async fn audit_passes_an_honest_copy_and_names_the_event_one_changed_byte_breaks
             "--config".into(),
             config.display().to_string(),
             "--db".into(),
-            db.display().to_string(),
+            db.arg(),
+            "--data-dir".into(),
+            dir.path().display().to_string(),
             "--mqtt".into(),
             format!("127.0.0.1:{mqtt}"),
         ],
@@ -130,8 +117,7 @@ async fn audit_passes_an_honest_copy_and_names_the_event_one_changed_byte_breaks
         "the password is in the log:\n{log}"
     );
 
-    let copy = dir.path().join("copy.db");
-    std::fs::copy(&db, &copy).expect("copy");
+    let copy = db.copy("copy").await;
     let (code, report) = audit(&copy, &config);
     eprintln!("{report}");
     assert_eq!(code, 0, "an honest copy passes: {report}");
@@ -146,14 +132,14 @@ async fn audit_passes_an_honest_copy_and_names_the_event_one_changed_byte_breaks
 
     // One byte of one stored payload changed: a margin of 21 dB said to be 91.
     let victim = sent[5].to_string();
-    let tampered = dir.path().join("tampered.db");
-    std::fs::copy(&db, &tampered).expect("copy");
-    write(
-        &tampered,
-        "UPDATE events SET payload = replace(payload, '\"margin_db\":2', '\"margin_db\":9') WHERE event_id = ?",
-        &victim,
-    )
-    .await;
+    let tampered = db.copy("tampered").await;
+    let n = tampered
+        .execute(
+            "UPDATE events SET payload = replace(payload, '\"margin_db\":2', '\"margin_db\":9') WHERE event_id = $1",
+            &victim,
+        )
+        .await;
+    assert_eq!(n, 1, "one event changed");
     let (code, report) = audit(&tampered, &config);
     eprintln!("{report}");
     assert_eq!(code, 1, "a changed byte fails: {report}");
@@ -166,14 +152,14 @@ async fn audit_passes_an_honest_copy_and_names_the_event_one_changed_byte_breaks
     );
 
     // An event deleted: its number is still recorded with its digest.
-    let deleted = dir.path().join("deleted.db");
-    std::fs::copy(&db, &deleted).expect("copy");
-    write(
-        &deleted,
-        "DELETE FROM events WHERE event_id = ?",
-        &sent[7].to_string(),
-    )
-    .await;
+    let deleted = db.copy("deleted").await;
+    let n = deleted
+        .execute(
+            "DELETE FROM events WHERE event_id = $1",
+            &sent[7].to_string(),
+        )
+        .await;
+    assert_eq!(n, 1, "one event deleted");
     let (code, report) = audit(&deleted, &config);
     assert_eq!(code, 1, "a deleted event fails: {report}");
     assert!(report.contains("no longer in the database"), "{report}");

@@ -9,15 +9,23 @@
 //! last PUBACK of 3,000 events lost 707, 1,141 and 836; SIGKILL of Mosquitto lost 19 to 1,685
 //! per run; the real agent wrote 165 events and 88 were stored.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use centinela_tests::live::{
     Feeder, Fleet, ServerProcess, assert_exactly_once, count_in_db, stored_ids, wait_for,
 };
+use centinela_tests::testdb::{Backend, TestDb};
 use centinela_tests::{Mosquitto, free_port};
 
 use crate::BIN;
+centinela_tests::on_both_databases!(
+    sigkill_of_the_server_in_the_embedded_default_loses_nothing,
+    sigkill_of_mosquitto_mid_stream_loses_nothing,
+    a_full_broker_queue_loses_nothing,
+    a_real_agent_loses_nothing_when_the_server_freezes_and_dies,
+);
+
 const FAC: &str = "crash-prison";
 const EVENTS: u32 = 3000;
 
@@ -37,15 +45,15 @@ fn fleet() -> Fleet {
     )
 }
 
-/// The server binary with its SQLite file in `dir` and `fleet` registered, on the embedded
-/// broker at port `mqtt` or ingesting from the broker at `broker`.
+/// The server binary on database `db` (its files in `db.dir`) with `fleet` registered, on the
+/// embedded broker at port `mqtt` or ingesting from the broker at `broker`.
 fn start_server(
-    dir: &Path,
+    db: &TestDb,
     fleet: &Fleet,
     mqtt: Option<u16>,
     broker: Option<u16>,
-) -> (ServerProcess, PathBuf) {
-    let db = dir.join("c.db");
+) -> ServerProcess {
+    let dir = db.dir.as_path();
     let config = dir.join("server.toml");
     std::fs::write(&config, fleet.toml()).expect("configuration");
     fleet.write_broker(&dir.join("broker"));
@@ -53,7 +61,9 @@ fn start_server(
         "--config".to_string(),
         config.display().to_string(),
         "--db".to_string(),
-        db.display().to_string(),
+        db.arg(),
+        "--data-dir".to_string(),
+        dir.display().to_string(),
     ];
     if let Some(p) = mqtt {
         a.extend(["--mqtt".into(), format!("127.0.0.1:{p}")]);
@@ -61,8 +71,7 @@ fn start_server(
     if let Some(p) = broker {
         a.extend(["--broker".into(), format!("mqtt://127.0.0.1:{p}")]);
     }
-    let s = ServerProcess::start(Path::new(BIN), &a, &dir.join("server.log"));
-    (s, db)
+    ServerProcess::start(Path::new(BIN), &a, &dir.join("server.log"))
 }
 
 /// When in a run the server is killed.
@@ -74,11 +83,13 @@ enum KillAt {
     Stored(usize),
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_of_the_server_in_the_embedded_default_loses_nothing() {
+async fn sigkill_of_the_server_in_the_embedded_default_loses_nothing(b: Backend) {
     let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
     let mqtt = free_port();
-    let (mut server, db) = start_server(dir.path(), &fleet(), Some(mqtt), None);
+    let mut server = start_server(&db, &fleet(), Some(mqtt), None);
     let mut sent_all = Vec::new();
     for (run, at) in [
         KillAt::LastPuback,
@@ -139,13 +150,15 @@ async fn sigkill_of_the_server_in_the_embedded_default_loses_nothing() {
     server.stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_of_mosquitto_mid_stream_loses_nothing() {
+async fn sigkill_of_mosquitto_mid_stream_loses_nothing(b: Backend) {
     let Some(mut mq) = Mosquitto::start() else {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let (mut server, db) = start_server(dir.path(), &fleet(), None, Some(mq.port));
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
+    let mut server = start_server(&db, &fleet(), None, Some(mq.port));
     let mut sent_all = Vec::new();
     for (run, k) in [300usize, 1500, 2700].into_iter().enumerate() {
         let sensor = format!("mosquitto-{run}");
@@ -203,13 +216,15 @@ async fn sigkill_of_mosquitto_mid_stream_loses_nothing() {
 /// 1,000; before receipts one run in six lost 495 events to it): the overflow is dropped
 /// silently and acknowledged, and the agent, still holding every event without a receipt, sends
 /// them again once the server is back.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_broker_queue_loses_nothing() {
+async fn a_full_broker_queue_loses_nothing(b: Backend) {
     let Some(mq) = Mosquitto::start_with("max_queued_messages 100") else {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let (mut server, db) = start_server(dir.path(), &fleet(), None, Some(mq.port));
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
+    let mut server = start_server(&db, &fleet(), None, Some(mq.port));
     let mut feeder = Feeder::start(
         &dir.path().join("outbox"),
         mq.port,
@@ -243,13 +258,15 @@ async fn a_full_broker_queue_loses_nothing() {
 /// A real agent (simulated radio of the demo facility) while the server is frozen (SIGSTOP) for
 /// 12 s and then, as the agent drains its outbox, killed (SIGKILL), three times: every event the
 /// agent wrote is stored once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_real_agent_loses_nothing_when_the_server_freezes_and_dies() {
+async fn a_real_agent_loses_nothing_when_the_server_freezes_and_dies(b: Backend) {
     let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
     let mqtt = free_port();
     let key = centinela_demo::enroll(dir.path(), "patio").expect("key");
     let fleet = fleet().key(centinela_demo::FACILITY, "patio", "patio", key);
-    let (mut server, db) = start_server(dir.path(), &fleet, Some(mqtt), None);
+    let mut server = start_server(&db, &fleet, Some(mqtt), None);
     let scene = toml::to_string(&centinela_demo::scene()).expect("scene");
     std::fs::write(dir.path().join("scene.toml"), scene).expect("scene");
     let mut cfg = centinela_demo::agent_config(

@@ -4,6 +4,7 @@
 
 mod audit;
 mod crash;
+mod group;
 
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_central-server");

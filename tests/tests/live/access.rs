@@ -6,12 +6,15 @@
 use std::time::Duration;
 
 use centinela_tests::live::{self, Fleet, client_with};
+use centinela_tests::testdb::Backend;
 use central_server::Server;
 use central_server::auth::{Role, Scope, Users};
 use central_server::config::{ServerConfig, ServerSection};
 use protocol::Secret;
 use reqwest::StatusCode;
 use serde_json::Value;
+
+centinela_tests::on_both_databases!(every_route_is_private_and_scoped_to_the_users_facilities,);
 
 const NORTE: &str = "norte";
 const SUR: &str = "sur";
@@ -118,11 +121,13 @@ async fn status(c: &reqwest::Client, url: &str, cookie: Option<&str>) -> StatusC
     req.send().await.expect("http").status()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_route_is_private_and_scoped_to_the_users_facilities() {
+async fn every_route_is_private_and_scoped_to_the_users_facilities(b: Backend) {
     let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
     let fleet = Fleet::new().with(NORTE, &["s1"]).with(SUR, &["s2"]);
-    let server = live::start_server(None, &dir.path().join("c.db"), "srv-access", &fleet).await;
+    let server = live::start_server(None, &db, "srv-access", &fleet).await;
     let users = Users::new(&server.store);
     let add = |name: &'static str, role: Role, f: &'static [&'static str]| {
         let users = users.clone();
@@ -365,7 +370,7 @@ async fn https_serves_secure_cookies_and_plain_http_stays_on_loopback() {
     let cfg = |http: std::net::SocketAddr, tls: bool, db: &str| ServerConfig {
         server: ServerSection {
             embedded_broker: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-            db: dir.path().join(db),
+            db: central_server::db::Database::Sqlite(dir.path().join(db)),
             http,
             tls_cert: tls.then(|| dir.path().join("server.pem")),
             tls_key: tls.then(|| dir.path().join("server.key")),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use centinela_tests::Mosquitto;
 use centinela_tests::live::{self, Feeder, Fleet, Sealer, counter, gap, get, wait_for};
+use centinela_tests::testdb::Backend;
 use central_server::Server;
 use protocol::{
     GapState, Outcome, Receipt, STATUS_SCHEMA, SensorHealth, SensorState, StatusEvent, event_id,
@@ -15,6 +16,16 @@ use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::Packet;
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
 use time::OffsetDateTime;
+
+centinela_tests::on_both_databases!(
+    interleaved_malformed_messages_do_not_wedge_the_embedded_broker,
+    interleaved_malformed_messages_do_not_wedge_mosquitto,
+    a_flood_of_odd_topics_neither_wedges_ingest_nor_grows_the_metrics,
+    a_message_dated_in_the_future_cannot_rewrite_the_present,
+    sensors_go_offline_on_time_and_only_by_their_own_connection,
+    a_takeover_of_the_servers_session_loses_nothing_on_the_embedded_broker,
+    a_takeover_of_the_servers_session_loses_nothing_on_mosquitto,
+);
 
 const FAC: &str = "test-prison";
 
@@ -160,10 +171,13 @@ async fn stored_gaps(server: &Server) -> i64 {
 /// valid events are stored and the ingest session never drops. (rumqttd drops a session whose
 /// acknowledgements leave out of order: before, 162 of 500 were stored and the session dropped
 /// 113 times, and the later event never arrived.)
-async fn interleaved_valid_and_malformed(broker_port: Option<u16>) {
+async fn interleaved_valid_and_malformed(b: Backend, broker_port: Option<u16>) {
     let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
     let fleet = Fleet::new().with(FAC, &["mix"]);
-    let server = live::start_server(broker_port, &dir.path().join("c.db"), "srv-mix", &fleet).await;
+    let server = live::start_server(broker_port, &db, "srv-mix", &fleet).await;
     let port = broker_port.unwrap_or(server.broker.1);
     let raw = Raw::connect(port, "mix");
     for n in 0..500u32 {
@@ -228,27 +242,27 @@ async fn interleaved_valid_and_malformed(broker_port: Option<u16>) {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interleaved_malformed_messages_do_not_wedge_the_embedded_broker() {
-    interleaved_valid_and_malformed(None).await;
+async fn interleaved_malformed_messages_do_not_wedge_the_embedded_broker(b: Backend) {
+    interleaved_valid_and_malformed(b, None).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interleaved_malformed_messages_do_not_wedge_mosquitto() {
+async fn interleaved_malformed_messages_do_not_wedge_mosquitto(b: Backend) {
     let Some(mq) = Mosquitto::start() else {
         return;
     };
-    interleaved_valid_and_malformed(Some(mq.port)).await;
+    interleaved_valid_and_malformed(b, Some(mq.port)).await;
 }
 
 /// 20,000 malformed messages, most on odd topics, with 200 valid events among them: every valid
 /// one is stored, the session holds, and `/metrics` does not grow with the odd topics (before,
 /// each topic's last level became a label: 1.2 KB grew to 1.04 MB).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_flood_of_odd_topics_neither_wedges_ingest_nor_grows_the_metrics() {
+async fn a_flood_of_odd_topics_neither_wedges_ingest_nor_grows_the_metrics(b: Backend) {
     let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
     let fleet = Fleet::new().with(FAC, &["flood"]);
-    let server = live::start_server(None, &dir.path().join("c.db"), "srv-flood", &fleet).await;
+    let server = live::start_server(None, &db, "srv-flood", &fleet).await;
     let raw = Raw::connect(server.broker.1, "flood");
     raw.publish(
         gap_topic("flood"),
@@ -302,11 +316,13 @@ async fn a_flood_of_odd_topics_neither_wedges_ingest_nor_grows_the_metrics() {
 /// A `closed` gap dated 2199 once hid a real leak for good (later honest updates became history
 /// only). Now it is refused for now (a receipt says `deferred`), and the honest update that
 /// follows is the current state.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_dated_in_the_future_cannot_rewrite_the_present() {
+async fn a_message_dated_in_the_future_cannot_rewrite_the_present(b: Backend) {
     let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
     let fleet = Fleet::new().with(FAC, &["yard"]);
-    let server = live::start_server(None, &dir.path().join("c.db"), "srv-future", &fleet).await;
+    let server = live::start_server(None, &db, "srv-future", &fleet).await;
     let raw = Raw::connect(server.broker.1, "yard");
     raw.client
         .subscribe(
@@ -441,11 +457,13 @@ async fn sensor_state(server: &Server, sensor: &str) -> Option<String> {
 /// it is refused, and a sensor that stops talking is offline after three of its (bounded)
 /// heartbeats. The Last Will of an older connection, delivered late, does not mark a newer
 /// connection offline; the Will of the current one does.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sensors_go_offline_on_time_and_only_by_their_own_connection() {
+async fn sensors_go_offline_on_time_and_only_by_their_own_connection(b: Backend) {
     let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
     let fleet = Fleet::new().with(FAC, &["sleeper", "roamer"]);
-    let server = live::start_server(None, &dir.path().join("c.db"), "srv-hb", &fleet).await;
+    let server = live::start_server(None, &db, "srv-hb", &fleet).await;
     let raw = Raw::connect(server.broker.1, "sleeper");
     let t = |s: &StatusEvent| {
         (
@@ -510,11 +528,14 @@ async fn sensors_go_offline_on_time_and_only_by_their_own_connection() {
 /// 200 events never reached the store). Now the takeover is counted and logged, the server
 /// takes its session back, and the agent sends again whatever has no receipt: all 200 are
 /// stored, once.
-async fn takeover(broker_port: Option<u16>) {
+async fn takeover(b: Backend, broker_port: Option<u16>) {
     let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
     let client_id = "centinela-server-takeover";
     let fleet = Fleet::new().with(FAC, &["victim"]);
-    let server = live::start_server(broker_port, &dir.path().join("c.db"), client_id, &fleet).await;
+    let server = live::start_server(broker_port, &db, client_id, &fleet).await;
     let port = broker_port.unwrap_or(server.broker.1);
     let mut feeder = Feeder::start(
         &dir.path().join("outbox"),
@@ -584,15 +605,13 @@ async fn takeover(broker_port: Option<u16>) {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_takeover_of_the_servers_session_loses_nothing_on_the_embedded_broker() {
-    takeover(None).await;
+async fn a_takeover_of_the_servers_session_loses_nothing_on_the_embedded_broker(b: Backend) {
+    takeover(b, None).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_takeover_of_the_servers_session_loses_nothing_on_mosquitto() {
+async fn a_takeover_of_the_servers_session_loses_nothing_on_mosquitto(b: Backend) {
     let Some(mq) = Mosquitto::start() else {
         return;
     };
-    takeover(Some(mq.port)).await;
+    takeover(b, Some(mq.port)).await;
 }

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use centinela_demo::{self as demo, Demo, DemoArgs};
 use centinela_tests::live::{self, Feeder, Fleet, Sealer, wait_for};
+use centinela_tests::testdb::{Backend, TestDb};
 use centinela_tests::{Mosquitto, free_port};
 use central_server::Server;
 use central_server::config::{ServerConfig, ServerSection};
+use central_server::db::Database;
 use protocol::{Kind, event_id, topic};
 use sensor_agent::daemon::outbox::{Entry, Outbox};
 use sensor_agent::daemon::publisher::{self, LinkOptions, StatusSource};
@@ -19,17 +21,35 @@ use serde_json::Value;
 use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc, watch};
 
+centinela_tests::on_both_databases!(
+    broker_outage_every_event_arrives_once,
+    server_restart_loses_and_doubles_nothing,
+    malformed_and_mismatched_messages_are_rejected_and_counted,
+    agent_to_api_through_the_embedded_broker,
+    agent_to_api_through_mosquitto,
+    demo_map_matches_the_simulators_truth_and_the_dashboard_shows_it,
+    ingest_keeps_up_with_a_burst_larger_than_its_window,
+    agent_and_server_links_over_tls,
+    agent_runs_on_a_recorded_sweep,
+    alerts_are_posted_to_the_webhook,
+);
+
 const FAC: &str = "test-prison";
 
 fn loopback0() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-async fn start_server(broker_port: Option<u16>, db: &Path, client_id: &str) -> Server {
+async fn start_server(broker_port: Option<u16>, db: &TestDb, client_id: &str) -> Server {
     start_with(broker_port, db, client_id, &fleet()).await
 }
 
-async fn start_with(broker_port: Option<u16>, db: &Path, client_id: &str, fleet: &Fleet) -> Server {
+async fn start_with(
+    broker_port: Option<u16>,
+    db: &TestDb,
+    client_id: &str,
+    fleet: &Fleet,
+) -> Server {
     live::start_server(broker_port, db, client_id, fleet).await
 }
 
@@ -73,7 +93,7 @@ async fn history_ids(server: &Server) -> Vec<String> {
     )
     .await;
     v.as_array()
-        .expect("array")
+        .unwrap_or_else(|| panic!("the history is not a list: {v}"))
         .iter()
         .map(|e| e["event_id"].as_str().expect("id").to_string())
         .collect()
@@ -83,13 +103,15 @@ fn assert_exactly_once(stored: &[String], sent: &[uuid::Uuid]) {
     live::assert_exactly_once(stored, sent, "gap history");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broker_outage_every_event_arrives_once() {
+async fn broker_outage_every_event_arrives_once(b: Backend) {
     let Some(mut mq) = Mosquitto::start() else {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let server = start_server(Some(mq.port), &dir.path().join("c.db"), "srv-outage").await;
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
+    let server = start_server(Some(mq.port), &db, "srv-outage").await;
     wait_for("the server's session", Duration::from_secs(10), || async {
         server.metrics.connected()
     })
@@ -126,13 +148,14 @@ async fn broker_outage_every_event_arrives_once() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn server_restart_loses_and_doubles_nothing() {
+async fn server_restart_loses_and_doubles_nothing(b: Backend) {
     let Some(mq) = Mosquitto::start() else {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let db = dir.path().join("c.db");
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
     let server = start_server(Some(mq.port), &db, "srv-restart").await;
     wait_for("the server's session", Duration::from_secs(10), || async {
         server.metrics.connected()
@@ -219,10 +242,12 @@ async fn server_restart_loses_and_doubles_nothing() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_and_mismatched_messages_are_rejected_and_counted() {
+async fn malformed_and_mismatched_messages_are_rejected_and_counted(b: Backend) {
     let dir = tempfile::tempdir().expect("dir");
-    let server = start_server(None, &dir.path().join("c.db"), "srv-bad").await;
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
+    let server = start_server(None, &db, "srv-bad").await;
     wait_for("the server's session", Duration::from_secs(10), || async {
         server.metrics.connected()
     })
@@ -329,10 +354,13 @@ async fn malformed_and_mismatched_messages_are_rejected_and_counted() {
 
 /// A real agent (simulated radio at the demo's patio, n78 only) publishes through `broker_port`
 /// (embedded when `None`); the API returns its gap with the cell the agent named.
-async fn agent_to_api(broker_port: Option<u16>) {
+async fn agent_to_api(b: Backend, broker_port: Option<u16>) {
     let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
     let fleet = with_demo_sensor(dir.path(), "patio", "patio");
-    let server = start_with(broker_port, &dir.path().join("c.db"), "srv-agent", &fleet).await;
+    let server = start_with(broker_port, &db, "srv-agent", &fleet).await;
     let scene = toml::to_string(&demo::scene()).expect("scene");
     std::fs::write(dir.path().join("scene.toml"), scene).expect("write");
     let mut cfg = demo::agent_config(
@@ -392,29 +420,30 @@ async fn agent_to_api(broker_port: Option<u16>) {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_to_api_through_the_embedded_broker() {
-    agent_to_api(None).await;
+async fn agent_to_api_through_the_embedded_broker(b: Backend) {
+    agent_to_api(b, None).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_to_api_through_mosquitto() {
+async fn agent_to_api_through_mosquitto(b: Backend) {
     let Some(mq) = Mosquitto::start() else {
         return;
     };
-    agent_to_api(Some(mq.port)).await;
+    agent_to_api(b, Some(mq.port)).await;
     drop(mq);
 }
 
 /// The demo: the map's zones against the simulator's truth, the map files, and the dashboard
 /// in headless Chromium.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_map_matches_the_simulators_truth_and_the_dashboard_shows_it() {
+async fn demo_map_matches_the_simulators_truth_and_the_dashboard_shows_it(b: Backend) {
     let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
     let args = DemoArgs {
         http: loopback0(),
         mqtt: SocketAddr::from(([127, 0, 0, 1], free_port())),
         dir: dir.path().to_path_buf(),
+        db: Some(db.db.clone()),
         truth: false,
     };
     let d = Demo::start(&args).await.expect("demo starts");
@@ -629,13 +658,15 @@ async fn demo_map_matches_the_simulators_truth_and_the_dashboard_shows_it() {
 /// A burst far larger than the ingest session's receive window (3,000 QoS 1 events from four
 /// publishers at once): every event is stored. Before the fix, ingest waited forever on its own
 /// ack channel after about 1,200 messages.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ingest_keeps_up_with_a_burst_larger_than_its_window() {
+async fn ingest_keeps_up_with_a_burst_larger_than_its_window(b: Backend) {
     let Some(mq) = Mosquitto::start() else {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let server = start_server(Some(mq.port), &dir.path().join("c.db"), "srv-burst").await;
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
+    let server = start_server(Some(mq.port), &db, "srv-burst").await;
     wait_for("the server's session", Duration::from_secs(10), || async {
         server.metrics.connected()
     })
@@ -689,13 +720,15 @@ async fn ingest_keeps_up_with_a_burst_larger_than_its_window() {
 /// listener unused; the agent and the server's ingest (`mqtts://`, `broker_tls_ca`) trust that
 /// CA and check the broker's name. An agent or a server that trusts another CA never connects
 /// (a broker in the middle gets nothing), and the server counts the refusal.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_and_server_links_over_tls() {
+async fn agent_and_server_links_over_tls(b: Backend) {
     let Some((_mq, tls_port, ca)) = Mosquitto::start_with_tls() else {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let mut cfg = live::server_config(None, &dir.path().join("c.db"), "srv-tls", &fleet());
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
+    let mut cfg = live::server_config(None, &db, "srv-tls", &fleet());
     cfg.server.broker = Some(format!("mqtts://127.0.0.1:{tls_port}"));
     cfg.server.broker_tls_ca = Some(ca.clone());
     let server = live::start_configured(cfg.clone()).await;
@@ -703,7 +736,8 @@ async fn agent_and_server_links_over_tls() {
     // The same server trusting the wrong CA (the broker's own certificate is not a CA).
     let dir2 = tempfile::tempdir().expect("dir");
     let mut wrong_cfg = cfg.clone();
-    wrong_cfg.server.db = dir2.path().join("w.db");
+    wrong_cfg.server.db = Database::Sqlite(dir2.path().join("w.db"));
+    wrong_cfg.server.data_dir = Some(dir2.path().to_path_buf());
     wrong_cfg.server.client_id = "srv-tls-wrong".into();
     wrong_cfg.server.broker_tls_ca = Some(ca.with_file_name("server.pem"));
     let wrong_server = Server::start(wrong_cfg).await.expect("starts");
@@ -821,9 +855,11 @@ async fn agent_and_server_links_over_tls() {
 /// a radio: the leak in the recording (the demo's uncovered AWS cell) reaches the API, with the
 /// very time and margin the recording's own analysis gave (the agent runs the recording's plan
 /// and settings on the recording's clock).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn agent_runs_on_a_recorded_sweep() {
+async fn agent_runs_on_a_recorded_sweep(b: Backend) {
     let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
     let rec = dir.path().join("b4");
     let args: Vec<std::ffi::OsString> = [
         "sensor-agent",
@@ -860,7 +896,7 @@ async fn agent_runs_on_a_recorded_sweep() {
         .map(|v| v["payload"].clone())
         .expect("the recording's own analysis names PCI 45");
     let fleet = with_demo_sensor(dir.path(), "replayer", "patio");
-    let server = start_with(None, &dir.path().join("c.db"), "srv-sigmf", &fleet).await;
+    let server = start_with(None, &db, "srv-sigmf", &fleet).await;
     let mut cfg = demo::agent_config(
         dir.path(),
         (&server.broker.0, server.broker.1),
@@ -934,7 +970,7 @@ async fn a_taken_port_fails_fast_with_a_clear_message() {
     let err = Server::start(ServerConfig {
         server: ServerSection {
             embedded_broker: taken,
-            db: dir.path().join("c.db"),
+            db: Database::Sqlite(dir.path().join("c.db")),
             http: loopback0(),
             ..ServerSection::default()
         },
@@ -951,7 +987,7 @@ async fn a_taken_port_fails_fast_with_a_clear_message() {
     let err = Server::start(ServerConfig {
         server: ServerSection {
             embedded_broker: loopback0(),
-            db: dir.path().join("c.db"),
+            db: Database::Sqlite(dir.path().join("c.db")),
             http: taken,
             ..ServerSection::default()
         },
@@ -963,8 +999,7 @@ async fn a_taken_port_fails_fast_with_a_clear_message() {
 }
 
 /// Alerts reach a webhook: a critical gap and a jammer band going down, posted as JSON.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn alerts_are_posted_to_the_webhook() {
+async fn alerts_are_posted_to_the_webhook(b: Backend) {
     use axum::routing::post;
     let received: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
     let sink = received.clone();
@@ -984,11 +1019,15 @@ async fn alerts_are_posted_to_the_webhook() {
     let hook = l.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(l, app).await });
     let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
     fleet().write_broker(&dir.path().join("broker"));
     let server = Server::start(ServerConfig {
         server: ServerSection {
             embedded_broker: loopback0(),
-            db: dir.path().join("c.db"),
+            db: db.db.clone(),
+            data_dir: Some(db.dir.clone()),
             http: loopback0(),
             webhook: Some(format!("http://{hook}/hook")),
             ..ServerSection::default()

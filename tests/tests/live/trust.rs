@@ -10,11 +10,19 @@ use std::time::Duration;
 
 use centinela_tests::Mosquitto;
 use centinela_tests::live::{self, Fleet, Sealer, counter, gap, get, test_key, wait_for};
+use centinela_tests::testdb::Backend;
 use protocol::GapState;
 use protocol::signed::SensorKey;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
 use rumqttc::v5::{AsyncClient, Event, MqttOptions};
+
+centinela_tests::on_both_databases!(
+    forgeries_are_refused_counted_and_alerted_on_the_embedded_broker,
+    forgeries_are_refused_counted_and_alerted_through_mosquitto,
+    the_embedded_broker_refuses_anonymous_unknown_and_borrowed_identities,
+    mosquitto_with_broker_config_enforces_each_sensors_rights,
+);
 
 const FAC: &str = "trust-prison";
 
@@ -26,13 +34,15 @@ fn json(g: &protocol::GapEvent) -> Vec<u8> {
     serde_json::to_vec(g).expect("json")
 }
 
-async fn forgeries(broker_port: Option<u16>) {
+async fn forgeries(b: Backend, broker_port: Option<u16>) {
     let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
     let fleet = Fleet::new()
         .with(FAC, &["honest", "insider"])
         .revoked(FAC, "stolen");
-    let server =
-        live::start_server(broker_port, &dir.path().join("c.db"), "srv-trust", &fleet).await;
+    let server = live::start_server(broker_port, &db, "srv-trust", &fleet).await;
     let port = broker_port.unwrap_or(server.broker.1);
     // One client relays the honest sensor's bytes and sends the insider's forgeries.
     let mut o = live::mqtt_options(port, FAC, "insider");
@@ -201,17 +211,15 @@ async fn forgeries(broker_port: Option<u16>) {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forgeries_are_refused_counted_and_alerted_on_the_embedded_broker() {
-    forgeries(None).await;
+async fn forgeries_are_refused_counted_and_alerted_on_the_embedded_broker(b: Backend) {
+    forgeries(b, None).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forgeries_are_refused_counted_and_alerted_through_mosquitto() {
+async fn forgeries_are_refused_counted_and_alerted_through_mosquitto(b: Backend) {
     let Some(mq) = Mosquitto::start() else {
         return;
     };
-    forgeries(Some(mq.port)).await;
+    forgeries(b, Some(mq.port)).await;
 }
 
 /// The PUBACK reason of one QoS 1 publish by a new client; `Err` with the connection error when
@@ -255,11 +263,13 @@ async fn connects(o: MqttOptions) -> bool {
 /// The embedded broker lets in only the users of its password file, each with its own client
 /// id: no anonymous client, no unknown user, no wrong password, no sensor in another's session
 /// or the server's. Every refusal is counted.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_embedded_broker_refuses_anonymous_unknown_and_borrowed_identities() {
+async fn the_embedded_broker_refuses_anonymous_unknown_and_borrowed_identities(b: Backend) {
     let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
     let fleet = Fleet::new().with(FAC, &["honest", "insider"]);
-    let server = live::start_server(None, &dir.path().join("c.db"), "srv-door", &fleet).await;
+    let server = live::start_server(None, &db, "srv-door", &fleet).await;
     let port = server.broker.1;
     let anonymous = MqttOptions::new("anonymous", "127.0.0.1", port);
     let mut unknown = MqttOptions::new("centinela-trust-prison-ghost", "127.0.0.1", port);
@@ -316,15 +326,18 @@ async fn the_embedded_broker_refuses_anonymous_unknown_and_borrowed_identities()
 /// sensor may publish only on its own topics (another's: refused, and Mosquitto 2.0.11 closes
 /// the connection) and reads nothing of another sensor's, messages or receipts; a revoked
 /// sensor has no user; the server reads all.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mosquitto_with_broker_config_enforces_each_sensors_rights() {
+async fn mosquitto_with_broker_config_enforces_each_sensors_rights(b: Backend) {
     let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
     let fleet = Fleet::new()
         .with(FAC, &["honest", "insider"])
         .revoked(FAC, "stolen");
     let cfg = central_server::config::ServerConfig {
         server: central_server::config::ServerSection {
-            db: dir.path().join("c.db"),
+            db: db.db.clone(),
+            data_dir: Some(db.dir.clone()),
             ..central_server::config::ServerSection::default()
         },
         facilities: fleet.facilities(),
@@ -340,7 +353,7 @@ async fn mosquitto_with_broker_config_enforces_each_sensors_rights() {
     let Some(mq) = Mosquitto::start_with(&fragment) else {
         return;
     };
-    let server = live::start_server(Some(mq.port), &cfg.server.db, "srv-acl", &fleet).await;
+    let server = live::start_server(Some(mq.port), &db, "srv-acl", &fleet).await;
     let login = |sensor: &str| {
         let user = central_server::credentials::sensor_user(FAC, sensor);
         let (u, p) = central_server::credentials::read_credentials(
