@@ -122,6 +122,9 @@ pub struct Facility {
     pub id: String,
     /// Display name.
     pub name: String,
+    /// Region (department, state, province) the national overview groups and filters by.
+    #[serde(default)]
+    pub region: Option<String>,
     /// Latitude and longitude of the plan's origin, for GeoJSON in WGS 84. Without it the
     /// GeoJSON is in plan metres.
     #[serde(default)]

@@ -32,19 +32,57 @@ async function json(url) {
 json("/api/me").then(me => {
   document.getElementById("who").textContent = me.name + " (" + me.role + ")";
 }).catch(() => {});
+const STATUS = {
+  critical: "Brecha crítica / Critical gap", jammer_down: "Inhibidor caído / Jammer down",
+  high: "Brecha alta / High gap", sensors_offline: "Sensor fuera de línea / Sensor offline",
+  low: "Brecha baja / Low gap", no_data: "Sin datos / No data", ok: "Sin brechas / No gaps",
+};
+let sort = "status", order = "asc";
+const regions = new Set();
+for (const th of document.querySelectorAll("#overview th[data-sort]")) {
+  th.onclick = () => {
+    const s = th.dataset.sort;
+    order = (s === sort && order === "asc") ? "desc" : "asc";
+    sort = s; refresh();
+  };
+}
+async function national() {
+  const p = new URLSearchParams({ sort: sort, order: order });
+  const region = document.getElementById("region").value;
+  const find = document.getElementById("find").value.trim();
+  if (region) p.set("region", region);
+  if (find) p.set("q", find);
+  const ov = await json("/api/overview?" + p.toString());
+  for (const th of document.querySelectorAll("#overview th[data-sort]")) {
+    th.className = th.dataset.sort === sort ? "sorted" : "";
+  }
+  const sel = document.getElementById("region");
+  for (const r of ov.regions) if (!regions.has(r)) {
+    regions.add(r); const o = document.createElement("option"); o.value = r; o.textContent = r; sel.appendChild(o);
+  }
+  const t = ov.totals;
+  document.getElementById("totals").textContent = t.facilities + " establecimiento(s) / facilities — " +
+    t.critical + " con brecha crítica / with a critical gap, " + t.jammer_down + " con inhibidor caído / with a jammer down, " +
+    t.sensors_offline + " sensor(es) fuera de línea / sensors offline";
+  fill("overview", ov.facilities, (tr, f) => {
+    if (f.facility_id === current) tr.className = "active";
+    tr.dataset.facility = f.facility_id;
+    tr.onclick = () => { current = f.facility_id; refresh(); };
+    cell(tr, f.name); cell(tr, f.region || "—");
+    cell(tr, STATUS[f.status] || f.status, "ov-" + f.status);
+    const g = f.worst_gap;
+    cell(tr, g ? g.severity + " " + g.margin_db.toFixed(1) + " dB — " + g.zone + ", " + g.band + " " + g.technology +
+      (g.pci != null ? " PCI " + g.pci : "") : "—", g ? "sev-" + g.severity : "");
+    cell(tr, f.jammer_bands_down.length ? f.jammer_bands_down.join(", ") : "—", f.jammer_bands_down.length ? "st-down" : "");
+    cell(tr, String(f.sensors_offline) + " / " + String(f.sensors_online + f.sensors_offline), f.sensors_offline > 0 ? "st-offline" : "");
+    cell(tr, f.last_heard ? f.last_heard.replace("T", " ").slice(0, 19) : "—");
+  }, 7);
+  return ov.facilities;
+}
 async function refresh() {
   try {
-    const fs = await json("/api/facilities");
-    const list = document.getElementById("facilities");
-    list.replaceChildren();
+    const fs = (await national()).map(f => ({ id: f.facility_id, name: f.name, configured: f.configured }));
     if (!current && fs.length) current = (fs.find(f => f.configured) || fs[0]).id;
-    for (const f of fs) {
-      const b = document.createElement("button");
-      b.textContent = f.name + " — " + f.active_gaps + " gap(s), " + f.sensors_online + "/" + f.sensors + " online";
-      if (f.id === current) b.className = "active";
-      b.onclick = () => { current = f.id; refresh(); };
-      list.appendChild(b);
-    }
     if (!current) { document.getElementById("updated").textContent = "no facility yet"; return; }
     const base = "/api/facilities/" + encodeURIComponent(current);
     const band = document.getElementById("band").value;
@@ -84,5 +122,7 @@ async function refresh() {
   }
 }
 document.getElementById("band").onchange = refresh;
+document.getElementById("region").onchange = refresh;
+document.getElementById("find").oninput = refresh;
 refresh();
 setInterval(refresh, 5000);

@@ -14,7 +14,7 @@ pub use crate::auth::AppState;
 use crate::auth::{LoginForm, LoginOutcome, Principal, Remote, Right, Scoped};
 use crate::map::{MapModel, geojson, png, svg};
 use crate::metrics::Metrics;
-use crate::store::{GapFilter, parse_ts};
+use crate::store::{FacilityOverview, GapFilter, Scope, parse_ts};
 
 /// An API error: status and a sentence.
 #[derive(Debug)]
@@ -55,6 +55,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/health", get(health))
         .route("/metrics", get(metrics))
         .route("/api/facilities", get(facilities))
+        .route("/api/overview", get(overview))
         .route("/api/facilities/{id}", get(facility))
         .route("/api/facilities/{id}/zones", get(zones))
         .route("/api/facilities/{id}/sensors", get(sensors))
@@ -275,39 +276,59 @@ async fn facilities(
         .map_err(IntoResponse::into_response)
 }
 
-async fn facility_list(s: &AppState, who: &Principal) -> ApiResult<serde_json::Value> {
-    let sensors = s.store.sensors(None).await.map_err(db_error)?;
+/// The facilities `who` may see, configured or only heard of, with what their sensors say: a
+/// fixed number of queries whatever the number of facilities, each limited to the principal's
+/// facilities in the query itself.
+async fn visible_facilities<'a>(
+    s: &'a AppState,
+    who: &Principal,
+) -> ApiResult<Vec<(Option<&'a crate::config::Facility>, FacilityOverview)>> {
+    let scope = if who.role.every_facility() {
+        Scope::All
+    } else {
+        Scope::User(who.user_id)
+    };
+    let mut seen = s.store.overview(&scope).await.map_err(db_error)?;
     let mut out = Vec::new();
-    let mut ids: Vec<String> = s.config.facilities.iter().map(|f| f.id.clone()).collect();
-    for r in &sensors {
-        if !ids.contains(&r.facility_id) {
-            ids.push(r.facility_id.clone());
+    for f in &s.config.facilities {
+        if !who.may_see(&f.id) {
+            continue;
+        }
+        let o = match seen.iter().position(|o| o.facility_id == f.id) {
+            Some(i) => seen.swap_remove(i),
+            None => FacilityOverview {
+                facility_id: f.id.clone(),
+                ..FacilityOverview::default()
+            },
+        };
+        out.push((Some(f), o));
+    }
+    // Heard of but not in the configuration (its sensors' messages were refused or it was
+    // removed): shown, so that nothing the database holds is hidden from those who may see it.
+    for o in seen {
+        if who.may_see(&o.facility_id) {
+            out.push((None, o));
         }
     }
-    ids.retain(|id| who.may_see(id));
-    for id in ids {
-        let cfg = s.config.facility(&id);
-        let active = s
-            .store
-            .gaps(&id, true, &GapFilter::default())
-            .await
-            .map_err(db_error)?;
-        let critical = active
-            .iter()
-            .filter(|g| g.severity == protocol::Severity::Critical)
-            .count();
-        let mine: Vec<_> = sensors.iter().filter(|r| r.facility_id == id).collect();
-        out.push(json!({
-            "id": id,
-            "name": cfg.map_or(id.as_str(), |f| f.name.as_str()),
-            "configured": cfg.is_some(),
-            "active_gaps": active.len(),
-            "critical_gaps": critical,
-            "sensors": mine.len(),
-            "sensors_online": mine.iter().filter(|r| r.state == protocol::SensorState::Online).count(),
-        }));
-    }
-    Ok(json!(out))
+    Ok(out)
+}
+
+async fn facility_list(s: &AppState, who: &Principal) -> ApiResult<serde_json::Value> {
+    let rows = visible_facilities(s, who).await?;
+    Ok(json!(
+        rows.iter()
+            .map(|(cfg, o)| json!({
+                "id": o.facility_id,
+                "name": cfg.map_or(o.facility_id.as_str(), |f| f.name.as_str()),
+                "region": cfg.and_then(|f| f.region.clone()),
+                "configured": cfg.is_some(),
+                "active_gaps": o.gaps_critical + o.gaps_high + o.gaps_low,
+                "critical_gaps": o.gaps_critical,
+                "sensors": o.sensors_online + o.sensors_offline,
+                "sensors_online": o.sensors_online,
+            }))
+            .collect::<Vec<_>>()
+    ))
 }
 
 fn configured<'a>(s: &'a AppState, id: &str) -> ApiResult<&'a crate::config::Facility> {
@@ -315,6 +336,141 @@ fn configured<'a>(s: &'a AppState, id: &str) -> ApiResult<&'a crate::config::Fac
         s.metrics.bad_request();
         ApiError(StatusCode::NOT_FOUND, crate::auth::no_facility(id))
     })
+}
+
+/// What a facility's row in the national overview says first, worst first.
+fn overview_status(o: &FacilityOverview) -> (u8, &'static str) {
+    if o.gaps_critical > 0 {
+        (0, "critical")
+    } else if !o.jammer_bands_down.is_empty() {
+        (1, "jammer_down")
+    } else if o.gaps_high > 0 {
+        (2, "high")
+    } else if o.sensors_offline > 0 {
+        (3, "sensors_offline")
+    } else if o.gaps_low > 0 || !o.jammer_bands_degraded.is_empty() {
+        (4, "low")
+    } else if o.sensors_online == 0 {
+        (5, "no_data")
+    } else {
+        (6, "ok")
+    }
+}
+
+/// The national overview: every facility the user may see, with its worst active gap, its
+/// jammer bands down and its sensors offline; `region=` filters, `q=` finds by name or id,
+/// `sort=status|name|region|offline|down|margin` (`order=asc|desc`) sorts.
+async fn overview(
+    State(s): State<AppState>,
+    who: Principal,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(r) = crate::auth::require(&s, &who, Right::Facility, "the national overview").await {
+        return r;
+    }
+    for k in q.keys() {
+        if !["region", "q", "sort", "order"].contains(&k.as_str()) {
+            return bad(
+                &s.metrics,
+                format!("unknown parameter `{k}` (region, q, sort, order)"),
+            )
+            .into_response();
+        }
+    }
+    let sort = q.get("sort").map_or("status", String::as_str);
+    if !["status", "name", "region", "offline", "down", "margin"].contains(&sort) {
+        return bad(
+            &s.metrics,
+            format!("sort=`{sort}`: one of status, name, region, offline, down, margin"),
+        )
+        .into_response();
+    }
+    let descending = match q.get("order").map(String::as_str) {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(o) => {
+            return bad(&s.metrics, format!("order=`{o}`: asc or desc")).into_response();
+        }
+    };
+    let rows = match visible_facilities(&s, &who).await {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let mut regions: Vec<String> = rows
+        .iter()
+        .filter_map(|(c, _)| c.and_then(|f| f.region.clone()))
+        .collect();
+    regions.sort();
+    regions.dedup();
+    let needle = q.get("q").map(|n| n.to_lowercase());
+    let mut rows: Vec<_> = rows
+        .into_iter()
+        .filter(|(c, _)| {
+            q.get("region")
+                .is_none_or(|r| c.and_then(|f| f.region.as_ref()) == Some(r))
+        })
+        .filter(|(c, o)| {
+            needle.as_ref().is_none_or(|n| {
+                o.facility_id.to_lowercase().contains(n)
+                    || c.is_some_and(|f| f.name.to_lowercase().contains(n))
+            })
+        })
+        .collect();
+    let name = |c: &Option<&crate::config::Facility>, o: &FacilityOverview| {
+        c.map_or_else(|| o.facility_id.clone(), |f| f.name.clone())
+    };
+    let margin = |o: &FacilityOverview| {
+        o.worst_gap
+            .as_ref()
+            .map_or(f64::NEG_INFINITY, |g| g.margin_db)
+    };
+    rows.sort_by(|(ca, a), (cb, b)| {
+        let by_name = name(ca, a).cmp(&name(cb, b));
+        let key = match sort {
+            "name" => by_name,
+            "region" => ca
+                .and_then(|f| f.region.clone())
+                .cmp(&cb.and_then(|f| f.region.clone()))
+                .then(by_name),
+            "offline" => b.sensors_offline.cmp(&a.sensors_offline).then(by_name),
+            "down" => b
+                .jammer_bands_down
+                .len()
+                .cmp(&a.jammer_bands_down.len())
+                .then(by_name),
+            "margin" => margin(b).total_cmp(&margin(a)).then(by_name),
+            _ => overview_status(a)
+                .0
+                .cmp(&overview_status(b).0)
+                .then(margin(b).total_cmp(&margin(a)))
+                .then(by_name),
+        };
+        if descending { key.reverse() } else { key }
+    });
+    let totals = json!({
+        "facilities": rows.len(),
+        "critical": rows.iter().filter(|(_, o)| o.gaps_critical > 0).count(),
+        "jammer_down": rows.iter().filter(|(_, o)| !o.jammer_bands_down.is_empty()).count(),
+        "sensors_offline": rows.iter().map(|(_, o)| o.sensors_offline).sum::<i64>(),
+    });
+    let list: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|(c, o)| {
+            let mut v = serde_json::to_value(o).unwrap_or_default();
+            v["name"] = name(c, o).into();
+            v["region"] = c.and_then(|f| f.region.clone()).into();
+            v["configured"] = c.is_some().into();
+            v["status"] = overview_status(o).1.into();
+            v
+        })
+        .collect();
+    axum::Json(json!({
+        "generated_at": crate::store::ts(OffsetDateTime::now_utc()),
+        "regions": regions,
+        "totals": totals,
+        "facilities": list,
+    }))
+    .into_response()
 }
 
 async fn facility(

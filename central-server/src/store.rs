@@ -362,6 +362,61 @@ pub struct SensorRow {
     pub missing_messages: i64,
 }
 
+/// Which facilities a query may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every facility (administrators and auditors).
+    All,
+    /// The facilities assigned to this user (`user_facilities`).
+    User(i64),
+}
+
+/// The worst active gap of a facility.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct WorstGap {
+    /// Sensor.
+    pub sensor_id: String,
+    /// Zone.
+    pub zone: String,
+    /// Band.
+    pub band: String,
+    /// Technology.
+    pub technology: Technology,
+    /// Severity.
+    pub severity: Severity,
+    /// Margin, dB.
+    pub margin_db: f64,
+    /// Cell, when named.
+    pub pci: Option<i64>,
+    /// Open since.
+    pub opened_at: String,
+}
+
+/// One facility in the national overview, as its sensors' data say.
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
+pub struct FacilityOverview {
+    /// Facility.
+    pub facility_id: String,
+    /// Sensors online.
+    pub sensors_online: i64,
+    /// Sensors offline.
+    pub sensors_offline: i64,
+    /// When a sensor of it was last heard.
+    pub last_heard: Option<String>,
+    /// Active critical gaps.
+    pub gaps_critical: i64,
+    /// Active high gaps.
+    pub gaps_high: i64,
+    /// Active low gaps.
+    pub gaps_low: i64,
+    /// The active gap with the largest margin.
+    pub worst_gap: Option<WorstGap>,
+    /// Jammer bands a sensor sees down.
+    pub jammer_bands_down: Vec<String>,
+    /// Jammer bands a sensor sees degraded.
+    pub jammer_bands_degraded: Vec<String>,
+}
+
 /// Filters of gap queries.
 #[derive(Debug, Clone, Default)]
 pub struct GapFilter {
@@ -1500,6 +1555,116 @@ impl Store {
         Ok(())
     }
 
+    /// The national overview: per facility with data, its sensors online and offline, its
+    /// active gaps by severity and the worst of them, and its jammer bands not effective; in a
+    /// fixed number of statements whatever the number of facilities. Only the facilities of
+    /// `scope` are read: the principal's rights are part of every query.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn overview(&self, scope: &Scope) -> Result<Vec<FacilityOverview>, sqlx::Error> {
+        let (all, user) = match scope {
+            Scope::All => (1_i64, 0_i64),
+            Scope::User(id) => (0, *id),
+        };
+        let mine = "($1 = 1 OR facility_id IN (SELECT facility_id FROM user_facilities WHERE user_id = $2))";
+        let mut out: std::collections::BTreeMap<String, FacilityOverview> =
+            std::collections::BTreeMap::new();
+        let entry = |out: &mut std::collections::BTreeMap<String, FacilityOverview>, id: String| {
+            out.entry(id.clone())
+                .or_insert_with(|| FacilityOverview {
+                    facility_id: id,
+                    ..FacilityOverview::default()
+                })
+                .facility_id
+                .clone()
+        };
+        let sensors: Vec<(String, String, i64, String)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT facility_id, state, count(*), max(last_seen) FROM sensors WHERE {mine}
+             GROUP BY facility_id, state"
+            )))
+            .bind(all)
+            .bind(user)
+            .fetch_all(&self.pool)
+            .await?;
+        for (f, state, n, last) in sensors {
+            let id = entry(&mut out, f);
+            let o = out.get_mut(&id).expect("entered");
+            if state == "online" {
+                o.sensors_online += n;
+            } else {
+                o.sensors_offline += n;
+            }
+            if o.last_heard.as_ref().is_none_or(|l| *l < last) {
+                o.last_heard = Some(last);
+            }
+        }
+        let counts: Vec<(String, String, i64)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT facility_id, severity, count(*) FROM gaps WHERE state != 'closed' AND {mine}
+             GROUP BY facility_id, severity"
+        )))
+        .bind(all)
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?;
+        for (f, severity, n) in counts {
+            let id = entry(&mut out, f);
+            let o = out.get_mut(&id).expect("entered");
+            match severity.as_str() {
+                "critical" => o.gaps_critical += n,
+                "high" => o.gaps_high += n,
+                _ => o.gaps_low += n,
+            }
+        }
+        let worst = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM (SELECT facility_id, sensor_id, zone, band, technology, severity,
+                margin_db, pci, opened_at,
+                row_number() OVER (PARTITION BY facility_id
+                                   ORDER BY margin_db DESC, sensor_id, gap_key) AS pos
+              FROM gaps WHERE state != 'closed' AND {mine}) AS t WHERE pos = 1"
+        )))
+        .bind(all)
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?;
+        for r in worst {
+            let id = entry(&mut out, r.try_get("facility_id")?);
+            let o = out.get_mut(&id).expect("entered");
+            o.worst_gap = Some(WorstGap {
+                sensor_id: r.try_get("sensor_id")?,
+                zone: r.try_get("zone")?,
+                band: r.try_get("band")?,
+                technology: from_wire(&r, "technology")?,
+                severity: from_wire(&r, "severity")?,
+                margin_db: r.try_get("margin_db")?,
+                pci: r.try_get("pci")?,
+                opened_at: r.try_get("opened_at")?,
+            });
+        }
+        let jammers: Vec<(String, String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT DISTINCT facility_id, band, state FROM jammers
+             WHERE state != 'effective' AND {mine} ORDER BY facility_id, band"
+        )))
+        .bind(all)
+        .bind(user)
+        .fetch_all(&self.pool)
+        .await?;
+        for (f, band, state) in jammers {
+            let id = entry(&mut out, f);
+            let o = out.get_mut(&id).expect("entered");
+            let list = if state == "down" {
+                &mut o.jammer_bands_down
+            } else {
+                &mut o.jammer_bands_degraded
+            };
+            if !list.contains(&band) {
+                list.push(band);
+            }
+        }
+        Ok(out.into_values().collect())
+    }
+
     /// Number of stored events of each kind.
     ///
     /// # Errors
@@ -1996,6 +2161,80 @@ mod tests {
         );
         assert!(ca.iter().chain(&cb).all(|r| r.attempt == 2));
         assert!(a.claim_alerts(later, 100).await.expect("again").is_empty());
+    }
+
+    /// The overview reads only the facilities of its scope: a user's assigned facilities are
+    /// part of the query, so a facility she may not see is not read at all.
+    #[tokio::test]
+    async fn the_overview_of_a_user_holds_only_her_facilities() {
+        for engine in [Engine::Sqlite, Engine::Postgres] {
+            let dir = tempfile::tempdir().expect("tmp");
+            let Some(store) = open(engine, dir.path()).await else {
+                continue;
+            };
+            let msgs: Vec<&'static Message> = ["f", "g", "h"]
+                .iter()
+                .map(|f| {
+                    let Message::Gap(mut g) = gap(1, 12.0) else {
+                        unreachable!()
+                    };
+                    g.facility_id = (*f).into();
+                    g.event_id = protocol::event_id(g.observed_at, f.as_bytes());
+                    &*Box::leak(Box::new(Message::Gap(g)))
+                })
+                .collect();
+            let batch: Vec<Item<'_>> = msgs
+                .iter()
+                .enumerate()
+                .map(|(k, m)| Item::Accept {
+                    topic: "t",
+                    msg: m,
+                    payload: Box::leak(format!("p{k}").into_boxed_str()),
+                    seal: Seal {
+                        key: "ed25519:k",
+                        seq: k as i64 + 1,
+                        sha256: Box::leak(format!("s{k}").into_boxed_str()),
+                    },
+                    retained: false,
+                })
+                .collect();
+            store
+                .ingest_batch(&batch, msgs_time(100))
+                .await
+                .expect("batch");
+            for (user, facility) in [(7_i64, "g"), (8, "h")] {
+                if user == 7 {
+                    sqlx::query(
+                        "INSERT INTO users (id, name, role, password, created_at)
+                         VALUES (7, 'u', 'supervisor', 'x', 'now'), (8, 'v', 'supervisor', 'x', 'now')",
+                    )
+                    .execute(store.pool())
+                    .await
+                    .expect("users");
+                }
+                sqlx::query("INSERT INTO user_facilities (user_id, facility_id) VALUES ($1, $2)")
+                    .bind(user)
+                    .bind(facility)
+                    .execute(store.pool())
+                    .await
+                    .expect("assignment");
+            }
+            let ids = |v: Vec<FacilityOverview>| -> Vec<String> {
+                v.into_iter().map(|o| o.facility_id).collect()
+            };
+            assert_eq!(
+                ids(store.overview(&Scope::All).await.expect("all")),
+                ["f", "g", "h"]
+            );
+            assert_eq!(
+                ids(store.overview(&Scope::User(7)).await.expect("7")),
+                ["g"]
+            );
+            assert_eq!(
+                ids(store.overview(&Scope::User(9)).await.expect("9")),
+                Vec::<String>::new()
+            );
+        }
     }
 
     fn msgs_time(n: i64) -> OffsetDateTime {

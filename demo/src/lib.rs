@@ -71,6 +71,7 @@ pub fn facility() -> Facility {
     Facility {
         id: FACILITY.into(),
         name: "Demo prison (simulated)".into(),
+        region: Some("Cundinamarca".into()),
         origin_latlon: Some([4.5709, -74.1371]),
         outline: rect(0.0, 0.0, 160.0, 120.0),
         zones: vec![

@@ -34,8 +34,9 @@ const FACILITY_ROUTES: [&str; 10] = [
 ];
 
 /// Routes that are not a facility's.
-const OTHER_ROUTES: [&str; 5] = [
+const OTHER_ROUTES: [&str; 6] = [
     "/api/facilities",
+    "/api/overview",
     "/api/rejects",
     "/metrics",
     "/api/me",
@@ -166,7 +167,7 @@ async fn every_route_is_private_and_scoped_to_the_users_facilities(b: Backend) {
     assert_eq!(page.headers()["location"], "/login");
     assert_eq!(status(&anon, &format!("{base}api/health"), None).await, 200);
     let anonymous = metrics.http_refused_count("no_credentials");
-    assert_eq!(anonymous, 2 * 10 + 5, "each refusal counted");
+    assert_eq!(anonymous, 2 * 10 + 6, "each refusal counted");
 
     // A supervisor of `norte`, signed in: everything of norte, nothing of sur (404, as for a
     // facility that does not exist), nothing global.

@@ -4,5 +4,6 @@
 
 mod access;
 mod hostile;
+mod national;
 mod system;
 mod trust;

@@ -596,6 +596,10 @@ async fn demo_map_matches_the_simulators_truth_and_the_dashboard_shows_it(b: Bac
                     "st-online",
                     "Demo prison",
                     "admin (admin)",
+                    // The national overview: the demo facility, worst first, critical.
+                    "Panorama nacional",
+                    "ov-critical",
+                    "Cundinamarca",
                 ],
                 Duration::from_secs(20),
             )

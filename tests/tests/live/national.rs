@@ -1,0 +1,238 @@
+//! The national overview (`/api/overview`) over a running server on both databases: every
+//! facility the user may see, worst first, with its worst active gap, its jammer bands down and
+//! its sensors offline; filtered by region or name, sorted on request; a supervisor's overview
+//! holds her facilities only, whatever the database holds of others.
+
+use centinela_tests::live::{self, Fleet, client_with};
+use centinela_tests::testdb::Backend;
+use central_server::auth::{Role, Scope, Users};
+use central_server::store::{Item, Seal};
+use protocol::{
+    JammerEvent, JammerStateWire, Message, STATUS_SCHEMA, SensorHealth, SensorState, Severity,
+    StatusEvent, event_id,
+};
+use serde_json::Value;
+use time::OffsetDateTime;
+
+centinela_tests::on_both_databases!(the_national_overview_puts_the_worst_facility_first,);
+
+fn status(facility: &str, sensor: &str, state: SensorState) -> Message {
+    let now = OffsetDateTime::now_utc();
+    Message::Status(StatusEvent {
+        schema: STATUS_SCHEMA.into(),
+        event_id: event_id(now, format!("{facility} {sensor} {state:?}").as_bytes()),
+        facility_id: facility.into(),
+        sensor_id: sensor.into(),
+        observed_at: now,
+        state,
+        connected_at: Some(now),
+        zone: "patio".into(),
+        position_m: None,
+        agent_version: "test".into(),
+        heartbeat_s: 60.0,
+        unreachable_bands: vec![],
+        health: SensorHealth::default(),
+        will_seq: None,
+    })
+}
+
+fn jammer_down(facility: &str, sensor: &str, band: &str) -> Message {
+    let at = OffsetDateTime::now_utc();
+    Message::Jammer(JammerEvent {
+        schema: protocol::JAMMER_SCHEMA.into(),
+        event_id: event_id(at, format!("{facility} {sensor} {band} down").as_bytes()),
+        facility_id: facility.into(),
+        sensor_id: sensor.into(),
+        observed_at: at,
+        zone: "patio".into(),
+        band: band.into(),
+        state: JammerStateWire::Down,
+        noise_rise_db: 0.4,
+        floor_dbm_per_hz: -167.0,
+        covered_fraction: 0.0,
+    })
+}
+
+fn gap(facility: &str, sensor: &str, margin_db: f64) -> Message {
+    let mut g = live::gap(facility, sensor, 1);
+    g.margin_db = margin_db;
+    g.severity = Severity::from_margin_db(margin_db);
+    g.event_id = event_id(
+        g.observed_at,
+        format!("{facility} {sensor} {margin_db}").as_bytes(),
+    );
+    Message::Gap(g)
+}
+
+fn ids(v: &Value) -> Vec<String> {
+    v["facilities"]
+        .as_array()
+        .unwrap_or_else(|| panic!("an overview: {v}"))
+        .iter()
+        .filter_map(|f| f["facility_id"].as_str().map(str::to_string))
+        .collect()
+}
+
+async fn the_national_overview_puts_the_worst_facility_first(b: Backend) {
+    let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
+    let fleet = Fleet::new()
+        .with("norte", &["n1", "n2"])
+        .with("sur", &["s1", "s2"])
+        .with("centro", &["c1", "c2"])
+        .with("oriente", &["o1"]);
+    let mut cfg = live::server_config(None, &db, "srv-national", &fleet);
+    for f in &mut cfg.facilities {
+        f.region = Some(
+            match f.id.as_str() {
+                "norte" => "Antioquia",
+                "sur" => "Nariño",
+                _ => "Cundinamarca",
+            }
+            .into(),
+        );
+    }
+    let server = live::start_configured(cfg).await;
+    // What the sensors said: norte leaks (a critical gap) and its B28 jammer is down; sur has a
+    // high gap and a sensor that said goodbye; centro is quiet; oriente never spoke.
+    let msgs: Vec<Message> = vec![
+        status("norte", "n1", SensorState::Online),
+        status("norte", "n2", SensorState::Online),
+        gap("norte", "n1", 14.0),
+        gap("norte", "n2", 4.0),
+        jammer_down("norte", "n2", "B28"),
+        status("sur", "s1", SensorState::Online),
+        status("sur", "s2", SensorState::Online),
+        gap("sur", "s1", 5.0),
+        status("sur", "s2", SensorState::Offline),
+        status("centro", "c1", SensorState::Online),
+        status("centro", "c2", SensorState::Online),
+    ];
+    let payloads: Vec<String> = (0..msgs.len()).map(|i| format!("payload {i}")).collect();
+    let shas: Vec<String> = (0..msgs.len()).map(|i| format!("sha {i}")).collect();
+    let topics: Vec<String> = msgs
+        .iter()
+        .map(|m| {
+            let (f, s) = m.source();
+            protocol::topic(f, s, m.kind()).expect("topic")
+        })
+        .collect();
+    let items: Vec<Item<'_>> = msgs
+        .iter()
+        .enumerate()
+        .map(|(i, m)| Item::Accept {
+            topic: &topics[i],
+            msg: m,
+            payload: &payloads[i],
+            seal: Seal {
+                key: "ed25519:test",
+                seq: i as i64 + 1,
+                sha256: &shas[i],
+            },
+            retained: false,
+        })
+        .collect();
+    server
+        .store
+        .ingest_batch(&items, OffsetDateTime::now_utc())
+        .await
+        .expect("stored");
+
+    let admin = live::api(&server).await;
+    let url = |q: &str| format!("{}api/overview{q}", server.url());
+    let get = |c: &reqwest::Client, q: &str| {
+        let (c, u) = (c.clone(), url(q));
+        async move {
+            let r = c.get(&u).send().await.expect("http");
+            (r.status().as_u16(), r.json::<Value>().await.expect("json"))
+        }
+    };
+    let (code, all) = get(&admin, "").await;
+    assert_eq!(code, 200, "{all}");
+    // Worst first: a critical gap, a high gap with a sensor offline, then the facilities that
+    // never spoke (oriente, and the demo facility the fleet is built on: nothing is known of
+    // them, which is worse than quiet), and quiet last.
+    let order = ids(&all);
+    assert_eq!(order[..2], ["norte", "sur"], "{all}");
+    assert_eq!(order.last().map(String::as_str), Some("centro"), "{all}");
+    let norte = &all["facilities"][0];
+    assert_eq!(norte["status"], "critical");
+    assert_eq!(norte["worst_gap"]["severity"], "critical", "{norte}");
+    assert_eq!(norte["worst_gap"]["sensor_id"], "n1", "{norte}");
+    assert_eq!(norte["gaps_critical"], 1);
+    assert_eq!(norte["gaps_high"], 1);
+    assert_eq!(norte["jammer_bands_down"], serde_json::json!(["B28"]));
+    assert_eq!(norte["region"], "Antioquia");
+    let sur = &all["facilities"][1];
+    assert_eq!(sur["status"], "high");
+    assert_eq!(sur["sensors_offline"], 1, "{sur}");
+    assert_eq!(sur["sensors_online"], 1, "{sur}");
+    let centro = &all["facilities"][order.len() - 1];
+    assert_eq!(centro["status"], "ok", "{centro}");
+    assert!(centro["worst_gap"].is_null());
+    let oriente = all["facilities"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|f| f["facility_id"] == "oriente")
+        .expect("a configured facility that never spoke is listed");
+    assert_eq!(oriente["status"], "no_data");
+    assert_eq!(all["totals"]["critical"], 1);
+    assert_eq!(all["totals"]["jammer_down"], 1);
+    assert_eq!(all["totals"]["sensors_offline"], 1);
+    assert_eq!(
+        all["regions"],
+        serde_json::json!(["Antioquia", "Cundinamarca", "Nariño"])
+    );
+
+    let (_, r) = get(&admin, "?region=Nari%C3%B1o").await;
+    assert_eq!(ids(&r), ["sur"], "{r}");
+    let (_, r) = get(&admin, "?q=NOR").await;
+    assert_eq!(ids(&r), ["norte"], "{r}");
+    let (_, r) = get(&admin, "?sort=offline").await;
+    assert_eq!(ids(&r)[0], "sur", "{r}");
+    let (_, r) = get(&admin, "?sort=down").await;
+    assert_eq!(ids(&r)[0], "norte", "{r}");
+    let (_, r) = get(&admin, "?sort=status&order=desc").await;
+    assert_eq!(ids(&r).last().map(String::as_str), Some("norte"), "{r}");
+    for bad in ["?sort=colour", "?order=up", "?limit=3"] {
+        let (code, r) = get(&admin, bad).await;
+        assert_eq!(code, 400, "{bad}: {r}");
+        assert!(r["error"].as_str().is_some_and(|e| !e.is_empty()), "{r}");
+    }
+
+    // A supervisor of sur: sur alone, and only its region.
+    let users = Users::new(&server.store);
+    users
+        .add(
+            "sofia",
+            Role::Supervisor,
+            &["sur".to_string()],
+            &protocol::Secret::new("sofia-long-password"),
+            "test",
+        )
+        .await
+        .expect("user");
+    let (_, token) = users
+        .add_token("sofia", "script", Scope::Read, "test")
+        .await
+        .expect("token");
+    let (code, mine) = get(&client_with(token.expose()), "").await;
+    assert_eq!(code, 200);
+    assert_eq!(ids(&mine), ["sur"], "{mine}");
+    assert_eq!(mine["regions"], serde_json::json!(["Nariño"]));
+    assert_eq!(
+        mine["totals"]["critical"], 0,
+        "nothing of norte leaks into her totals"
+    );
+    // Without credentials: refused.
+    let anon = reqwest::Client::new()
+        .get(url(""))
+        .send()
+        .await
+        .expect("http");
+    assert_eq!(anon.status(), 401);
+    server.stop().await;
+}
