@@ -170,17 +170,6 @@ pub enum Ingested {
 /// New sequence numbers of a batch per sensor and key: the highest, and how many.
 type SeqCounts = std::collections::HashMap<(String, String, String), (i64, i64)>;
 
-/// When a batch last heard from each sensor, written once per sensor at its end (or before the
-/// sensor's status is applied).
-type Touches = std::collections::BTreeMap<(String, String), OffsetDateTime>;
-
-fn touch(touches: &mut Touches, facility: &str, sensor: &str, heard: OffsetDateTime) {
-    touches
-        .entry((facility.to_string(), sensor.to_string()))
-        .and_modify(|t| *t = (*t).max(heard))
-        .or_insert(heard);
-}
-
 /// A gap as the batch sees it: its current state, and the event that made it so.
 #[derive(Debug, Clone)]
 struct GapNow {
@@ -199,6 +188,177 @@ struct GapNow {
 struct GapRows {
     rows: std::collections::HashMap<(String, String, String), Option<GapNow>>,
     changed: std::collections::BTreeSet<(String, String, String)>,
+}
+
+/// What a message did, before its alerts are recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    New,
+    Duplicate,
+    Conflict,
+    Replayed,
+}
+
+/// A jammer band as the batch sees it: its state, and the event that set it in this batch.
+#[derive(Debug, Clone)]
+struct JammerNow {
+    state: JammerStateWire,
+    updated_at: String,
+    event: Option<JammerEvent>,
+}
+
+/// The batch's jammer bands by (facility, sensor, band): `None` for one the table does not
+/// hold yet; `changed` are those to write back.
+#[derive(Debug, Default)]
+struct JammerRows {
+    rows: std::collections::HashMap<(String, String, String), Option<JammerNow>>,
+    changed: std::collections::BTreeSet<(String, String, String)>,
+}
+
+/// A sensor's row as the batch sees it.
+#[derive(Debug, Clone)]
+struct SensorNow {
+    zone: String,
+    state: SensorState,
+    position: Option<(f64, f64)>,
+    heartbeat_s: f64,
+    last_seen: String,
+    status: String,
+    status_at: String,
+    connected_at: Option<String>,
+    will_seq: Option<i64>,
+}
+
+/// The batch's sensors by (facility, sensor): `None` for one the table does not hold yet.
+#[derive(Debug, Default)]
+struct SensorRows {
+    rows: std::collections::HashMap<(String, String), Option<SensorNow>>,
+    changed: std::collections::BTreeSet<(String, String)>,
+}
+
+/// The current state one batch reads once, changes in memory in the order of its messages, and
+/// writes once.
+#[derive(Debug, Default)]
+struct Current {
+    gaps: GapRows,
+    jammers: JammerRows,
+    sensors: SensorRows,
+    /// The latest spectrum summary per sensor: its time and payload.
+    spectra: std::collections::BTreeMap<(String, String), (String, String)>,
+    /// New sequence numbers per sensor and key: the highest, and how many.
+    counts: SeqCounts,
+}
+
+impl Current {
+    /// A message proves its sensor alive, if the sensor has said hello (its status carries its
+    /// zone): liveness moves forward only.
+    fn touch(&mut self, facility: &str, sensor: &str, heard: OffsetDateTime) {
+        let key = (facility.to_string(), sensor.to_string());
+        if let Some(Some(r)) = self.sensors.rows.get_mut(&key) {
+            let heard = ts(heard);
+            if heard > r.last_seen {
+                r.last_seen = heard;
+                self.sensors.changed.insert(key);
+            }
+        }
+    }
+
+    /// A status changes the sensor's state only when it is newer than the last one applied: an
+    /// `online` status by its time, an `offline` one (a clean shutdown or the Last Will) by the
+    /// start of the connection it belongs to, so that the Will of an older connection, delivered
+    /// late, never marks a newer connection offline.
+    fn apply_status(
+        &mut self,
+        s: &protocol::StatusEvent,
+        payload: &str,
+        heard: OffsetDateTime,
+        alerts: &mut Vec<Alert>,
+    ) {
+        let key = (s.facility_id.clone(), s.sensor_id.clone());
+        let prev = self.sensors.rows.get(&key).cloned().flatten();
+        let at = ts(s.observed_at);
+        let connected = s.connected_at.map(ts);
+        let online = s.state == SensorState::Online;
+        let applies = match &prev {
+            None => true,
+            Some(p) if online => at >= p.status_at,
+            Some(p) => {
+                let c = connected.clone().unwrap_or_else(|| at.clone());
+                p.connected_at.as_ref().is_none_or(|pc| c >= *pc)
+            }
+        };
+        if !applies {
+            return; // history only
+        }
+        let heard = ts(heard);
+        let row = SensorNow {
+            zone: s.zone.clone(),
+            state: s.state,
+            position: s.position_m.map(|p| (p[0], p[1])),
+            heartbeat_s: s.heartbeat_s,
+            last_seen: match &prev {
+                Some(p) if p.last_seen > heard => p.last_seen.clone(),
+                _ => heard,
+            },
+            status: payload.to_string(),
+            status_at: match &prev {
+                Some(p) if p.status_at > at => p.status_at.clone(),
+                _ => at,
+            },
+            connected_at: match (&prev, online) {
+                (_, true) => {
+                    connected.or_else(|| prev.as_ref().and_then(|p| p.connected_at.clone()))
+                }
+                (Some(p), false) => p.connected_at.clone(),
+                (None, false) => None,
+            },
+            will_seq: s.will_seq.and_then(|n| i64::try_from(n).ok()),
+        };
+        if !online
+            && prev
+                .as_ref()
+                .is_some_and(|p| p.state == SensorState::Online)
+        {
+            alerts.push(Alert::SensorOffline {
+                facility_id: s.facility_id.clone(),
+                sensor_id: s.sensor_id.clone(),
+                zone: s.zone.clone(),
+                reason: "the sensor said so (clean shutdown or Last Will)".into(),
+            });
+        }
+        self.sensors.rows.insert(key.clone(), Some(row));
+        self.sensors.changed.insert(key);
+    }
+
+    /// A jammer event changes its band unless an older one is delivered late (history only);
+    /// a band going down raises an alert.
+    fn apply_jammer(&mut self, j: &JammerEvent, alerts: &mut Vec<Alert>) {
+        let key = (j.facility_id.clone(), j.sensor_id.clone(), j.band.clone());
+        let at = ts(j.observed_at);
+        let prev = self.jammers.rows.get(&key).and_then(Option::as_ref);
+        if prev.is_some_and(|p| p.updated_at > at) {
+            return;
+        }
+        if j.state == JammerStateWire::Down && prev.is_none_or(|p| p.state != JammerStateWire::Down)
+        {
+            alerts.push(Alert::JammerDown {
+                facility_id: j.facility_id.clone(),
+                sensor_id: j.sensor_id.clone(),
+                zone: j.zone.clone(),
+                band: j.band.clone(),
+                noise_rise_db: j.noise_rise_db,
+            });
+        }
+        self.jammers.rows.insert(
+            key.clone(),
+            Some(JammerNow {
+                state: j.state,
+                updated_at: at,
+                event: Some(j.clone()),
+            }),
+        );
+        self.jammers.changed.insert(key);
+    }
 }
 
 /// Most rows of one multi-row statement (SQLite allows 32,766 bound values).
@@ -441,23 +601,6 @@ fn wire<T: Serialize>(v: &T) -> String {
         .unwrap_or_default()
 }
 
-async fn reject(
-    tx: &mut AnyConnection,
-    received_at: OffsetDateTime,
-    topic: &str,
-    reason: &str,
-    detail: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO rejects (received_at, topic, reason, detail) VALUES ($1, $2, $3, $4)")
-        .bind(ts(received_at))
-        .bind(topic.chars().take(256).collect::<String>())
-        .bind(reason)
-        .bind(detail.chars().take(1024).collect::<String>())
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
-
 impl Store {
     /// Opens the database (creating a SQLite file when missing) and runs the migrations. Several
     /// servers may open one PostgreSQL database at once: sqlx's migrator takes a lock while it
@@ -508,6 +651,12 @@ impl Store {
     /// with the current state they change, rejected ones in the rejects list. Returns one
     /// result per item (`None` for rejects).
     ///
+    /// The batch reads the current state it touches (gaps, jammer bands, sensors) once, applies
+    /// its messages to it in memory in the order they arrived, as if one at a time, and writes
+    /// what changed once: a fixed number of statements whatever the batch holds, since every
+    /// statement is a round trip to the database (its own thread for SQLite, a socket for
+    /// PostgreSQL) and the round trips were most of ingest's time.
+    ///
     /// # Errors
     /// Database failures: then nothing of the batch is stored.
     pub async fn ingest_batch(
@@ -517,16 +666,19 @@ impl Store {
     ) -> Result<Vec<Option<Ingested>>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         self.lock_sensors(&mut tx, batch).await?;
-        // The batch's sequence numbers and events go in a statement per chunk each, not one per
-        // message: with the database's own thread behind every statement, the round trips were
-        // most of ingest's time.
         let seqs = Self::sequences(&mut tx, batch, received_at).await?;
         let inserted = Self::insert_events(&mut tx, batch, &seqs, received_at).await?;
-        let mut gaps = Self::read_gaps(&mut tx, batch).await?;
+        let stored = Self::stored_payloads(&mut tx, batch, &seqs, &inserted).await?;
+        let mut now = Current {
+            gaps: Self::read_gaps(&mut tx, batch).await?,
+            jammers: Self::read_jammers(&mut tx, batch).await?,
+            sensors: Self::read_sensors(&mut tx, batch).await?,
+            ..Current::default()
+        };
         let mut out = Vec::with_capacity(batch.len());
-        let mut rejected = false;
-        let mut counts = SeqCounts::new();
-        let mut touches = Touches::new();
+        let mut alerts_of: Vec<Vec<Alert>> = Vec::with_capacity(batch.len());
+        let mut rejects: Vec<(String, &'static str, String)> = Vec::new();
+        let mut conflicts: Vec<(&str, &str, Seal<'_>)> = Vec::new();
         for ((item, seq), inserted) in batch.iter().zip(&seqs).zip(&inserted) {
             match *item {
                 Item::Accept {
@@ -536,73 +688,455 @@ impl Store {
                     seal,
                     retained,
                 } => {
-                    let r = self
-                        .apply(
-                            &mut tx,
-                            Applied {
-                                msg,
-                                payload,
-                                seal,
-                                retained,
-                                new_seq: *seq,
-                                inserted: *inserted,
-                            },
-                            received_at,
-                            &mut counts,
-                            &mut touches,
-                            &mut gaps,
-                        )
-                        .await?;
-                    if r == Ingested::Replayed {
-                        let e = crate::trust::TrustError::Replayed {
-                            topic: topic.to_string(),
-                            seq: seal.seq.unsigned_abs(),
-                        };
-                        reject(&mut tx, received_at, topic, e.reason(), &e.to_string()).await?;
-                        rejected = true;
+                    let mut alerts = Vec::new();
+                    let r = Self::apply(
+                        &mut now,
+                        Applied {
+                            msg,
+                            payload,
+                            seal,
+                            retained,
+                            new_seq: *seq,
+                            inserted: *inserted,
+                        },
+                        stored.get(&msg.event_id().to_string()).map(String::as_str),
+                        received_at,
+                        &mut alerts,
+                    );
+                    match r {
+                        Outcome::Replayed => {
+                            let e = crate::trust::TrustError::Replayed {
+                                topic: topic.to_string(),
+                                seq: seal.seq.unsigned_abs(),
+                            };
+                            rejects.push((topic.to_string(), e.reason(), e.to_string()));
+                        }
+                        Outcome::Conflict => {
+                            let (facility, sensor) = msg.source();
+                            conflicts.push((facility, sensor, seal));
+                        }
+                        Outcome::New | Outcome::Duplicate => {}
                     }
                     out.push(Some(r));
+                    alerts_of.push(alerts);
                 }
                 Item::Reject {
                     topic,
                     reason,
                     detail,
                 } => {
-                    reject(&mut tx, received_at, topic, reason, detail).await?;
-                    rejected = true;
+                    rejects.push((topic.to_string(), reason, detail.to_string()));
                     out.push(None);
+                    alerts_of.push(Vec::new());
                 }
             }
         }
-        // Each sensor's count once per batch, not once per message.
-        for ((facility, sensor, key), (max_seq, seen)) in counts {
+        for (facility, sensor, seal) in conflicts {
+            // Received and refused: its number is not missing, and no event holds it.
             sqlx::query(
-                "INSERT INTO sequence_counts (facility_id, sensor_id, key, max_seq, seen)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (facility_id, sensor_id, key) DO UPDATE SET
-                 max_seq = CASE WHEN excluded.max_seq > sequence_counts.max_seq
-                                THEN excluded.max_seq ELSE sequence_counts.max_seq END,
-                 seen = sequence_counts.seen + excluded.seen",
+                "UPDATE sequences SET kind = 'conflict'
+                 WHERE facility_id = $1 AND sensor_id = $2 AND key = $3 AND seq = $4 AND sha256 = $5",
             )
             .bind(facility)
             .bind(sensor)
-            .bind(key)
-            .bind(max_seq)
-            .bind(seen)
+            .bind(seal.key)
+            .bind(seal.seq)
+            .bind(seal.sha256)
             .execute(&mut *tx)
             .await?;
         }
-        Self::write_gaps(&mut tx, &gaps).await?;
-        let sensors: Vec<(String, String)> = touches.keys().cloned().collect();
-        for (facility, sensor) in sensors {
-            Self::flush_touch(&mut tx, &mut touches, &facility, &sensor).await?;
-        }
-        if rejected {
-            sqlx::query("DELETE FROM rejects WHERE id <= (SELECT max(id) - 1000 FROM rejects)")
-                .execute(&mut *tx)
-                .await?;
+        Self::write_counts(&mut tx, &now.counts).await?;
+        Self::write_gaps(&mut tx, &now.gaps).await?;
+        Self::write_jammers(&mut tx, &now.jammers).await?;
+        Self::write_sensors(&mut tx, &now.sensors).await?;
+        Self::write_spectra(&mut tx, &now.spectra).await?;
+        Self::write_rejects(&mut tx, &rejects, received_at).await?;
+        let mut results = Vec::with_capacity(out.len());
+        for (r, alerts) in out.into_iter().zip(alerts_of) {
+            results.push(match r {
+                None => None,
+                Some(Outcome::New) => Some(Ingested::New(
+                    self.record_alerts(&mut tx, alerts, received_at).await?,
+                )),
+                Some(Outcome::Duplicate) => Some(Ingested::Duplicate),
+                Some(Outcome::Conflict) => Some(Ingested::Conflict),
+                Some(Outcome::Replayed) => Some(Ingested::Replayed),
+            });
         }
         tx.commit().await?;
+        Ok(results)
+    }
+
+    /// Applies one accepted message to the batch's picture of the current state.
+    fn apply(
+        now: &mut Current,
+        a: Applied<'_>,
+        stored: Option<&str>,
+        received_at: OffsetDateTime,
+        alerts: &mut Vec<Alert>,
+    ) -> Outcome {
+        let Applied {
+            msg,
+            payload,
+            seal,
+            retained,
+            new_seq,
+            inserted,
+        } = a;
+        let (facility, sensor) = msg.source();
+        match new_seq {
+            None => return Outcome::Replayed,
+            Some(true) => {
+                let c = now
+                    .counts
+                    .entry((
+                        facility.to_string(),
+                        sensor.to_string(),
+                        seal.key.to_string(),
+                    ))
+                    .or_insert((seal.seq, 0));
+                c.0 = c.0.max(seal.seq);
+                c.1 += 1;
+            }
+            // The same bytes again: the event's own dedup answers (a spectrum is not kept).
+            Some(false) if matches!(msg, Message::Spectrum(_)) => return Outcome::Duplicate,
+            Some(_) => {}
+        }
+        // Liveness is the server's own clock: when it heard from the sensor, not what the
+        // sensor claims. A retained status may be old news kept by the broker.
+        let heard = if retained {
+            msg.observed_at().min(received_at)
+        } else {
+            received_at
+        };
+        if let Message::Spectrum(s) = msg {
+            let at = ts(s.observed_at);
+            let key = (facility.to_string(), sensor.to_string());
+            if now.spectra.get(&key).is_none_or(|(t, _)| at >= *t) {
+                now.spectra.insert(key, (at, payload.to_string()));
+            }
+            now.touch(facility, sensor, heard);
+            return Outcome::New;
+        }
+        if !inserted {
+            return if stored == Some(payload) {
+                Outcome::Duplicate
+            } else {
+                Outcome::Conflict
+            };
+        }
+        match msg {
+            Message::Gap(g) => {
+                Self::apply_gap(&mut now.gaps, g, alerts);
+                now.touch(facility, sensor, heard);
+            }
+            Message::Jammer(j) => {
+                now.apply_jammer(j, alerts);
+                now.touch(facility, sensor, heard);
+            }
+            Message::Status(s) => now.apply_status(s, payload, heard, alerts),
+            _ => {}
+        }
+        Outcome::New
+    }
+
+    /// The stored payloads of the batch's events that were not inserted now (resends and
+    /// conflicts), by event id, in one statement per chunk.
+    async fn stored_payloads(
+        tx: &mut AnyConnection,
+        batch: &[Item<'_>],
+        seqs: &[Option<bool>],
+        inserted: &[bool],
+    ) -> Result<std::collections::HashMap<String, String>, sqlx::Error> {
+        let mut ids: Vec<String> = batch
+            .iter()
+            .zip(seqs)
+            .zip(inserted)
+            .filter_map(|((i, seq), ins)| match *i {
+                Item::Accept { msg, .. }
+                    if seq.is_some() && !ins && !matches!(msg, Message::Spectrum(_)) =>
+                {
+                    Some(msg.event_id().to_string())
+                }
+                _ => None,
+            })
+            .collect();
+        ids.sort();
+        ids.dedup();
+        let mut out = std::collections::HashMap::new();
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let mut q = Rows::new("SELECT event_id, payload FROM events WHERE event_id IN (");
+            for (i, id) in chunk.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.bind(id.clone());
+            }
+            q.push(")");
+            for r in q.build().fetch_all(&mut *tx).await? {
+                out.insert(r.try_get("event_id")?, r.try_get("payload")?);
+            }
+        }
         Ok(out)
+    }
+
+    /// Each sensor's and key's count of new numbers, once per batch.
+    async fn write_counts(tx: &mut AnyConnection, counts: &SeqCounts) -> Result<(), sqlx::Error> {
+        let rows: Vec<_> = counts.iter().collect();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut q = Rows::new(
+                "INSERT INTO sequence_counts (facility_id, sensor_id, key, max_seq, seen) ",
+            );
+            q.values(chunk, |b, ((facility, sensor, key), (max_seq, seen))| {
+                b.bind(facility.clone())
+                    .bind(sensor.clone())
+                    .bind(key.clone())
+                    .bind(*max_seq)
+                    .bind(*seen);
+            });
+            q.push(
+                " ON CONFLICT (facility_id, sensor_id, key) DO UPDATE SET
+                 max_seq = CASE WHEN excluded.max_seq > sequence_counts.max_seq
+                                THEN excluded.max_seq ELSE sequence_counts.max_seq END,
+                 seen = sequence_counts.seen + excluded.seen",
+            );
+            q.build().execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+
+    /// The rejected messages of the batch, and the list trimmed to its newest 1,000.
+    async fn write_rejects(
+        tx: &mut AnyConnection,
+        rejects: &[(String, &'static str, String)],
+        received_at: OffsetDateTime,
+    ) -> Result<(), sqlx::Error> {
+        if rejects.is_empty() {
+            return Ok(());
+        }
+        let at = ts(received_at);
+        for chunk in rejects.chunks(ROWS_PER_STATEMENT) {
+            let mut q = Rows::new("INSERT INTO rejects (received_at, topic, reason, detail) ");
+            q.values(chunk, |b, (topic, reason, detail)| {
+                b.bind(at.clone())
+                    .bind(topic.chars().take(256).collect::<String>())
+                    .bind((*reason).to_string())
+                    .bind(detail.clone());
+            });
+            q.build().execute(&mut *tx).await?;
+        }
+        sqlx::query("DELETE FROM rejects WHERE id <= (SELECT max(id) - 1000 FROM rejects)")
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+
+    /// The latest spectrum summary of each sensor of the batch (an older one than stored
+    /// changes nothing).
+    async fn write_spectra(
+        tx: &mut AnyConnection,
+        spectra: &std::collections::BTreeMap<(String, String), (String, String)>,
+    ) -> Result<(), sqlx::Error> {
+        let rows: Vec<_> = spectra.iter().collect();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut q =
+                Rows::new("INSERT INTO spectra (facility_id, sensor_id, observed_at, payload) ");
+            q.values(chunk, |b, ((facility, sensor), (at, payload))| {
+                b.bind(facility.clone())
+                    .bind(sensor.clone())
+                    .bind(at.clone())
+                    .bind(payload.clone());
+            });
+            q.push(
+                " ON CONFLICT (facility_id, sensor_id) DO UPDATE SET observed_at = excluded.observed_at,
+                 payload = excluded.payload WHERE excluded.observed_at >= spectra.observed_at",
+            );
+            q.build().execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the rows of the jammer bands the batch's jammer events name, in one statement per
+    /// chunk.
+    async fn read_jammers(
+        tx: &mut AnyConnection,
+        batch: &[Item<'_>],
+    ) -> Result<JammerRows, sqlx::Error> {
+        let mut keys: Vec<(String, String, String)> = batch
+            .iter()
+            .filter_map(|i| match *i {
+                Item::Accept {
+                    msg: Message::Jammer(j),
+                    ..
+                } => Some((j.facility_id.clone(), j.sensor_id.clone(), j.band.clone())),
+                _ => None,
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let mut out = JammerRows::default();
+        for chunk in keys.chunks(ROWS_PER_STATEMENT / 3) {
+            let mut q = Rows::new(
+                "SELECT facility_id, sensor_id, band, state, updated_at FROM jammers
+                 WHERE (facility_id, sensor_id, band) IN (",
+            );
+            q.values(chunk, |b, (f, s, band)| {
+                b.bind(f.clone()).bind(s.clone()).bind(band.clone());
+            });
+            q.push(")");
+            for k in chunk {
+                out.rows.insert(k.clone(), None);
+            }
+            for r in q.build().fetch_all(&mut *tx).await? {
+                out.rows.insert(
+                    (
+                        r.try_get("facility_id")?,
+                        r.try_get("sensor_id")?,
+                        r.try_get("band")?,
+                    ),
+                    Some(JammerNow {
+                        state: from_wire(&r, "state")?,
+                        updated_at: r.try_get("updated_at")?,
+                        event: None,
+                    }),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes the jammer bands the batch changed.
+    async fn write_jammers(
+        tx: &mut AnyConnection,
+        jammers: &JammerRows,
+    ) -> Result<(), sqlx::Error> {
+        let rows: Vec<&JammerEvent> = jammers
+            .changed
+            .iter()
+            .filter_map(|k| jammers.rows.get(k).and_then(Option::as_ref))
+            .filter_map(|r| r.event.as_ref())
+            .collect();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let mut q = Rows::new(
+                "INSERT INTO jammers (facility_id, sensor_id, band, zone, state, noise_rise_db,
+                 covered_fraction, updated_at, last_event_id) ",
+            );
+            q.values(chunk, |b, j| {
+                b.bind(j.facility_id.clone())
+                    .bind(j.sensor_id.clone())
+                    .bind(j.band.clone())
+                    .bind(j.zone.clone())
+                    .bind(wire(&j.state))
+                    .bind(j.noise_rise_db)
+                    .bind(j.covered_fraction)
+                    .bind(ts(j.observed_at))
+                    .bind(j.event_id.to_string());
+            });
+            q.push(
+                " ON CONFLICT (facility_id, sensor_id, band) DO UPDATE SET zone = excluded.zone,
+                 state = excluded.state, noise_rise_db = excluded.noise_rise_db,
+                 covered_fraction = excluded.covered_fraction, updated_at = excluded.updated_at,
+                 last_event_id = excluded.last_event_id",
+            );
+            q.build().execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the rows of every sensor the batch hears from, in one statement per chunk.
+    async fn read_sensors(
+        tx: &mut AnyConnection,
+        batch: &[Item<'_>],
+    ) -> Result<SensorRows, sqlx::Error> {
+        let mut keys: Vec<(String, String)> = batch
+            .iter()
+            .filter_map(|i| match *i {
+                Item::Accept { msg, .. } => {
+                    let (f, s) = msg.source();
+                    Some((f.to_string(), s.to_string()))
+                }
+                Item::Reject { .. } => None,
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
+        let mut out = SensorRows::default();
+        for chunk in keys.chunks(ROWS_PER_STATEMENT / 2) {
+            let mut q = Rows::new(
+                "SELECT facility_id, sensor_id, zone, state, position_x, position_y, heartbeat_s,
+                 last_seen, status, status_at, connected_at, will_seq FROM sensors
+                 WHERE (facility_id, sensor_id) IN (",
+            );
+            q.values(chunk, |b, (f, s)| {
+                b.bind(f.clone()).bind(s.clone());
+            });
+            q.push(")");
+            for k in chunk {
+                out.rows.insert(k.clone(), None);
+            }
+            for r in q.build().fetch_all(&mut *tx).await? {
+                out.rows.insert(
+                    (r.try_get("facility_id")?, r.try_get("sensor_id")?),
+                    Some(SensorNow {
+                        zone: r.try_get("zone")?,
+                        state: from_wire(&r, "state")?,
+                        position: r
+                            .try_get::<Option<f64>, _>("position_x")?
+                            .zip(r.try_get::<Option<f64>, _>("position_y")?),
+                        heartbeat_s: r.try_get("heartbeat_s")?,
+                        last_seen: r.try_get("last_seen")?,
+                        status: r.try_get("status")?,
+                        status_at: r.try_get("status_at")?,
+                        connected_at: r.try_get("connected_at")?,
+                        will_seq: r.try_get("will_seq")?,
+                    }),
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes the sensors the batch changed, whole: this batch holds their lock (PostgreSQL) or
+    /// the database's only writer (SQLite), so what it read is what it overwrites.
+    async fn write_sensors(
+        tx: &mut AnyConnection,
+        sensors: &SensorRows,
+    ) -> Result<(), sqlx::Error> {
+        let rows: Vec<(&(String, String), &SensorNow)> = sensors
+            .changed
+            .iter()
+            .filter_map(|k| sensors.rows.get(k).and_then(Option::as_ref).map(|r| (k, r)))
+            .collect();
+        for chunk in rows.chunks(ROWS_PER_STATEMENT / 2) {
+            let mut q = Rows::new(
+                "INSERT INTO sensors (facility_id, sensor_id, zone, state, position_x, position_y,
+                 heartbeat_s, last_seen, status, status_at, connected_at, will_seq) ",
+            );
+            q.values(chunk, |b, ((facility, sensor), r)| {
+                b.bind(facility.clone())
+                    .bind(sensor.clone())
+                    .bind(r.zone.clone())
+                    .bind(wire(&r.state))
+                    .bind(r.position.map(|p| p.0))
+                    .bind(r.position.map(|p| p.1))
+                    .bind(r.heartbeat_s)
+                    .bind(r.last_seen.clone())
+                    .bind(r.status.clone())
+                    .bind(r.status_at.clone())
+                    .bind(r.connected_at.clone())
+                    .bind(r.will_seq);
+            });
+            q.push(
+                " ON CONFLICT (facility_id, sensor_id) DO UPDATE SET zone = excluded.zone,
+                 state = excluded.state, position_x = excluded.position_x,
+                 position_y = excluded.position_y, heartbeat_s = excluded.heartbeat_s,
+                 last_seen = excluded.last_seen, status = excluded.status,
+                 status_at = excluded.status_at, connected_at = excluded.connected_at,
+                 will_seq = excluded.will_seq",
+            );
+            q.build().execute(&mut *tx).await?;
+        }
+        Ok(())
     }
 
     /// Several servers share a PostgreSQL database: each sensor's current state (gaps, jammer
@@ -685,6 +1219,45 @@ impl Store {
                 ));
             }
         }
+        // Numbers used before (not taken now): the digest they were used with, read once.
+        let mut used: Vec<(String, String, String, i64)> = accepted
+            .iter()
+            .map(|(msg, seal)| {
+                let (facility, sensor) = msg.source();
+                (
+                    facility.to_string(),
+                    sensor.to_string(),
+                    seal.key.to_string(),
+                    seal.seq,
+                )
+            })
+            .filter(|k| !fresh.contains(k))
+            .collect();
+        used.sort();
+        used.dedup();
+        let mut digests: std::collections::HashMap<(String, String, String, i64), String> =
+            std::collections::HashMap::new();
+        for chunk in used.chunks(ROWS_PER_STATEMENT / 4) {
+            let mut q = Rows::new(
+                "SELECT facility_id, sensor_id, key, seq, sha256 FROM sequences
+                 WHERE (facility_id, sensor_id, key, seq) IN (",
+            );
+            q.values(chunk, |b, (f, s, k, n)| {
+                b.bind(f.clone()).bind(s.clone()).bind(k.clone()).bind(*n);
+            });
+            q.push(")");
+            for r in q.build().fetch_all(&mut *tx).await? {
+                digests.insert(
+                    (
+                        r.try_get("facility_id")?,
+                        r.try_get("sensor_id")?,
+                        r.try_get("key")?,
+                        r.try_get("seq")?,
+                    ),
+                    r.try_get("sha256")?,
+                );
+            }
+        }
         let mut out = Vec::with_capacity(batch.len());
         for item in batch {
             let Item::Accept { msg, seal, .. } = *item else {
@@ -700,20 +1273,17 @@ impl Store {
                 seal.seq,
             );
             if fresh.remove(&key) {
+                digests.insert(key, seal.sha256.to_string());
                 out.push(Some(true));
                 continue;
             }
-            let used: Option<(String,)> = sqlx::query_as(
-                "SELECT sha256 FROM sequences
-                 WHERE facility_id = $1 AND sensor_id = $2 AND key = $3 AND seq = $4",
-            )
-            .bind(facility)
-            .bind(sensor)
-            .bind(seal.key)
-            .bind(seal.seq)
-            .fetch_optional(&mut *tx)
-            .await?;
-            out.push(used.is_some_and(|(s,)| s == seal.sha256).then_some(false));
+            // Used before, by this batch or an earlier one: by these bytes (a resend) or others.
+            out.push(
+                digests
+                    .get(&key)
+                    .is_some_and(|d| d == seal.sha256)
+                    .then_some(false),
+            );
         }
         Ok(out)
     }
@@ -775,109 +1345,6 @@ impl Store {
             .collect())
     }
 
-    async fn apply(
-        &self,
-        tx: &mut AnyConnection,
-        a: Applied<'_>,
-        received_at: OffsetDateTime,
-        counts: &mut SeqCounts,
-        touches: &mut Touches,
-        gaps: &mut GapRows,
-    ) -> Result<Ingested, sqlx::Error> {
-        let Applied {
-            msg,
-            payload,
-            seal,
-            retained,
-            new_seq,
-            inserted,
-        } = a;
-        let (facility, sensor) = msg.source();
-        match new_seq {
-            None => return Ok(Ingested::Replayed),
-            Some(true) => {
-                let c = counts
-                    .entry((
-                        facility.to_string(),
-                        sensor.to_string(),
-                        seal.key.to_string(),
-                    ))
-                    .or_insert((seal.seq, 0));
-                c.0 = c.0.max(seal.seq);
-                c.1 += 1;
-            }
-            // The same bytes again: the event's own dedup answers (a spectrum is not kept).
-            Some(false) if matches!(msg, Message::Spectrum(_)) => return Ok(Ingested::Duplicate),
-            Some(_) => {}
-        }
-        // Liveness is the server's own clock: when it heard from the sensor, not what the
-        // sensor claims. A retained status may be old news kept by the broker.
-        let heard = if retained {
-            msg.observed_at().min(received_at)
-        } else {
-            received_at
-        };
-        if let Message::Spectrum(s) = msg {
-            sqlx::query(
-                "INSERT INTO spectra (facility_id, sensor_id, observed_at, payload) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (facility_id, sensor_id) DO UPDATE SET observed_at = excluded.observed_at,
-                 payload = excluded.payload WHERE excluded.observed_at >= spectra.observed_at",
-            )
-            .bind(facility)
-            .bind(sensor)
-            .bind(ts(s.observed_at))
-            .bind(payload)
-            .execute(&mut *tx)
-            .await?;
-            touch(touches, facility, sensor, heard);
-            return Ok(Ingested::New(Vec::new()));
-        }
-        let event_id = msg.event_id().to_string();
-        if !inserted {
-            let stored: Option<(String,)> =
-                sqlx::query_as("SELECT payload FROM events WHERE event_id = $1")
-                    .bind(&event_id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if stored.is_some_and(|(p,)| p == payload) {
-                return Ok(Ingested::Duplicate);
-            }
-            // Received and refused: its number is not missing, and no event holds it.
-            sqlx::query(
-                "UPDATE sequences SET kind = 'conflict'
-                 WHERE facility_id = $1 AND sensor_id = $2 AND key = $3 AND seq = $4 AND sha256 = $5",
-            )
-            .bind(facility)
-            .bind(sensor)
-            .bind(seal.key)
-            .bind(seal.seq)
-            .bind(seal.sha256)
-            .execute(&mut *tx)
-            .await?;
-            return Ok(Ingested::Conflict);
-        }
-        let mut alerts = Vec::new();
-        match msg {
-            Message::Gap(g) => {
-                Self::apply_gap(gaps, g, &mut alerts);
-                touch(touches, facility, sensor, heard);
-            }
-            Message::Jammer(j) => {
-                self.apply_jammer(tx, j, &mut alerts).await?;
-                touch(touches, facility, sensor, heard);
-            }
-            Message::Status(s) => {
-                // The events before it in the batch touched the sensor first.
-                Self::flush_touch(tx, touches, facility, sensor).await?;
-                self.apply_status(tx, s, payload, heard, &mut alerts)
-                    .await?;
-            }
-            _ => {}
-        }
-        let raised = self.record_alerts(tx, alerts, received_at).await?;
-        Ok(Ingested::New(raised))
-    }
-
     /// Records alerts in the transaction that raised them, claimed by this server.
     async fn record_alerts(
         &self,
@@ -909,104 +1376,6 @@ impl Store {
             });
         }
         Ok(out)
-    }
-
-    /// A status changes the sensor's state only when it is newer than the last one applied: an
-    /// `online` status by its time, an `offline` one (a clean shutdown or the Last Will) by the
-    /// start of the connection it belongs to, so that the Will of an older connection, delivered
-    /// late, never marks a newer connection offline.
-    async fn apply_status(
-        &self,
-        tx: &mut AnyConnection,
-        s: &protocol::StatusEvent,
-        payload: &str,
-        heard: OffsetDateTime,
-        alerts: &mut Vec<Alert>,
-    ) -> Result<(), sqlx::Error> {
-        let prev: Option<(String, String, Option<String>)> = sqlx::query_as(
-            "SELECT state, status_at, connected_at FROM sensors WHERE facility_id = $1 AND sensor_id = $2",
-        )
-        .bind(&s.facility_id)
-        .bind(&s.sensor_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let at = ts(s.observed_at);
-        let connected = s.connected_at.map(ts);
-        let applies = match (&prev, s.state) {
-            (None, _) => true,
-            (Some((_, status_at, _)), SensorState::Online) => at >= *status_at,
-            (Some((_, _, prev_conn)), SensorState::Offline) => {
-                let c = connected.clone().unwrap_or_else(|| at.clone());
-                prev_conn.as_ref().is_none_or(|p| c >= *p)
-            }
-        };
-        if !applies {
-            return Ok(()); // history only
-        }
-        let state = wire(&s.state);
-        let online = s.state == SensorState::Online;
-        sqlx::query(
-            "INSERT INTO sensors (facility_id, sensor_id, zone, state, position_x, position_y,
-             heartbeat_s, last_seen, status, status_at, connected_at, will_seq)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $13)
-             ON CONFLICT (facility_id, sensor_id) DO UPDATE SET zone = excluded.zone,
-             state = excluded.state, position_x = excluded.position_x,
-             position_y = excluded.position_y, heartbeat_s = excluded.heartbeat_s,
-             last_seen = CASE WHEN excluded.last_seen > sensors.last_seen
-                              THEN excluded.last_seen ELSE sensors.last_seen END,
-             status = excluded.status, will_seq = excluded.will_seq,
-             status_at = CASE WHEN excluded.status_at > sensors.status_at
-                              THEN excluded.status_at ELSE sensors.status_at END,
-             connected_at = CASE WHEN $12 THEN coalesce(excluded.connected_at, sensors.connected_at)
-                                 ELSE sensors.connected_at END",
-        )
-        .bind(&s.facility_id)
-        .bind(&s.sensor_id)
-        .bind(&s.zone)
-        .bind(&state)
-        .bind(s.position_m.map(|p| p[0]))
-        .bind(s.position_m.map(|p| p[1]))
-        .bind(s.heartbeat_s)
-        .bind(ts(heard))
-        .bind(payload)
-        .bind(&at)
-        .bind(if online { connected } else { None })
-        .bind(online)
-        .bind(s.will_seq.and_then(|n| i64::try_from(n).ok()))
-        .execute(&mut *tx)
-        .await?;
-        if !online && prev.as_ref().is_some_and(|(st, _, _)| st == "online") {
-            alerts.push(Alert::SensorOffline {
-                facility_id: s.facility_id.clone(),
-                sensor_id: s.sensor_id.clone(),
-                zone: s.zone.clone(),
-                reason: "the sensor said so (clean shutdown or Last Will)".into(),
-            });
-        }
-        Ok(())
-    }
-
-    /// Writes what the batch heard of sensor (`facility`, `sensor`) so far: events prove it
-    /// alive only if it has said hello (the status carries its zone).
-    async fn flush_touch(
-        tx: &mut AnyConnection,
-        touches: &mut Touches,
-        facility: &str,
-        sensor: &str,
-    ) -> Result<(), sqlx::Error> {
-        let Some(heard) = touches.remove(&(facility.to_string(), sensor.to_string())) else {
-            return Ok(());
-        };
-        sqlx::query(
-            "UPDATE sensors SET last_seen = $1
-             WHERE facility_id = $2 AND sensor_id = $3 AND last_seen < $1",
-        )
-        .bind(ts(heard))
-        .bind(facility)
-        .bind(sensor)
-        .execute(&mut *tx)
-        .await?;
-        Ok(())
     }
 
     /// Applies a gap event to the batch's picture of its gap (`gaps`, read from the table
@@ -1058,60 +1427,54 @@ impl Store {
         gaps.changed.insert(key);
     }
 
-    /// Reads the current state of every gap the batch's gap events name, one statement per
-    /// sensor.
+    /// Reads the current state of every gap the batch's gap events name, in one statement per
+    /// chunk.
     async fn read_gaps(tx: &mut AnyConnection, batch: &[Item<'_>]) -> Result<GapRows, sqlx::Error> {
-        let mut wanted: std::collections::BTreeMap<(String, String), Vec<String>> =
-            std::collections::BTreeMap::new();
-        for item in batch {
-            if let Item::Accept {
-                msg: Message::Gap(g),
-                ..
-            } = *item
-            {
-                let keys = wanted
-                    .entry((g.facility_id.clone(), g.sensor_id.clone()))
-                    .or_default();
-                if !keys.contains(&g.gap_key) {
-                    keys.push(g.gap_key.clone());
-                }
-            }
-        }
+        let mut keys: Vec<(String, String, String)> = batch
+            .iter()
+            .filter_map(|i| match *i {
+                Item::Accept {
+                    msg: Message::Gap(g),
+                    ..
+                } => Some((
+                    g.facility_id.clone(),
+                    g.sensor_id.clone(),
+                    g.gap_key.clone(),
+                )),
+                _ => None,
+            })
+            .collect();
+        keys.sort();
+        keys.dedup();
         let mut out = GapRows::default();
-        for ((facility, sensor), keys) in wanted {
-            for chunk in keys.chunks(ROWS_PER_STATEMENT) {
-                let mut q = Rows::new(
-                    "SELECT gap_key, state, severity, updated_at, opened_at FROM gaps WHERE facility_id = ",
+        for chunk in keys.chunks(ROWS_PER_STATEMENT / 3) {
+            let mut q = Rows::new(
+                "SELECT facility_id, sensor_id, gap_key, state, severity, updated_at, opened_at
+                 FROM gaps WHERE (facility_id, sensor_id, gap_key) IN (",
+            );
+            q.values(chunk, |b, (f, s, k)| {
+                b.bind(f.clone()).bind(s.clone()).bind(k.clone());
+            });
+            q.push(")");
+            for k in chunk {
+                out.rows.insert(k.clone(), None);
+            }
+            for r in q.build().fetch_all(&mut *tx).await? {
+                out.rows.insert(
+                    (
+                        r.try_get("facility_id")?,
+                        r.try_get("sensor_id")?,
+                        r.try_get("gap_key")?,
+                    ),
+                    Some(GapNow {
+                        state: from_wire(&r, "state")?,
+                        severity: from_wire(&r, "severity")?,
+                        updated_at: r.try_get("updated_at")?,
+                        opened_at: r.try_get("opened_at")?,
+                        closed_at: None,
+                        event: None,
+                    }),
                 );
-                q.bind(facility.clone())
-                    .push(" AND sensor_id = ")
-                    .bind(sensor.clone())
-                    .push(" AND gap_key IN (");
-                for (i, k) in chunk.iter().enumerate() {
-                    if i > 0 {
-                        q.push(", ");
-                    }
-                    q.bind(k.clone());
-                }
-                q.push(")");
-                for k in chunk {
-                    out.rows
-                        .insert((facility.clone(), sensor.clone(), k.clone()), None);
-                }
-                for r in q.build().fetch_all(&mut *tx).await? {
-                    let key: String = r.get("gap_key");
-                    out.rows.insert(
-                        (facility.clone(), sensor.clone(), key),
-                        Some(GapNow {
-                            state: from_wire(&r, "state")?,
-                            severity: from_wire(&r, "severity")?,
-                            updated_at: r.get("updated_at"),
-                            opened_at: r.get("opened_at"),
-                            closed_at: None,
-                            event: None,
-                        }),
-                    );
-                }
             }
         }
         Ok(out)
@@ -1169,56 +1532,6 @@ impl Store {
                  closed_at = excluded.closed_at, last_event_id = excluded.last_event_id",
             );
             q.build().execute(&mut *tx).await?;
-        }
-        Ok(())
-    }
-
-    async fn apply_jammer(
-        &self,
-        tx: &mut AnyConnection,
-        j: &JammerEvent,
-        alerts: &mut Vec<Alert>,
-    ) -> Result<(), sqlx::Error> {
-        let prev: Option<(String, String)> = sqlx::query_as(
-            "SELECT state, updated_at FROM jammers WHERE facility_id = $1 AND sensor_id = $2 AND band = $3",
-        )
-        .bind(&j.facility_id)
-        .bind(&j.sensor_id)
-        .bind(&j.band)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let at = ts(j.observed_at);
-        if prev.as_ref().is_some_and(|(_, upd)| *upd > at) {
-            return Ok(());
-        }
-        let state = wire(&j.state);
-        sqlx::query(
-            "INSERT INTO jammers (facility_id, sensor_id, band, zone, state, noise_rise_db,
-             covered_fraction, updated_at, last_event_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
-             ON CONFLICT (facility_id, sensor_id, band) DO UPDATE SET zone = excluded.zone,
-             state = excluded.state, noise_rise_db = excluded.noise_rise_db,
-             covered_fraction = excluded.covered_fraction, updated_at = excluded.updated_at,
-             last_event_id = excluded.last_event_id",
-        )
-        .bind(&j.facility_id)
-        .bind(&j.sensor_id)
-        .bind(&j.band)
-        .bind(&j.zone)
-        .bind(&state)
-        .bind(j.noise_rise_db)
-        .bind(j.covered_fraction)
-        .bind(&at)
-        .bind(j.event_id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if j.state == JammerStateWire::Down && prev.as_ref().is_none_or(|(st, _)| st != "down") {
-            alerts.push(Alert::JammerDown {
-                facility_id: j.facility_id.clone(),
-                sensor_id: j.sensor_id.clone(),
-                zone: j.zone.clone(),
-                band: j.band.clone(),
-                noise_rise_db: j.noise_rise_db,
-            });
         }
         Ok(())
     }
@@ -1431,6 +1744,13 @@ impl Store {
                 continue;
             }
             let mut tx = self.pool.begin().await?;
+            if self.engine == Engine::Postgres {
+                // Ingest writes a sensor's row whole under this lock: the watchdog takes it too.
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(sensor_lock_key(&facility_id, &sensor_id))
+                    .fetch_all(&mut *tx)
+                    .await?;
+            }
             let n = sqlx::query(
                 "UPDATE sensors SET state = 'offline' WHERE facility_id = $1 AND sensor_id = $2 AND state = 'online' AND last_seen = $3",
             )
