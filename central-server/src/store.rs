@@ -976,14 +976,14 @@ impl Store {
         keys.dedup();
         let mut out = JammerRows::default();
         for chunk in keys.chunks(ROWS_PER_STATEMENT / 3) {
-            let mut q = Rows::new(
-                "SELECT facility_id, sensor_id, band, state, updated_at FROM jammers
-                 WHERE (facility_id, sensor_id, band) IN (",
-            );
+            let mut q = Rows::new("WITH v(f, s, b) AS (");
             q.values(chunk, |b, (f, s, band)| {
                 b.bind(f.clone()).bind(s.clone()).bind(band.clone());
             });
-            q.push(")");
+            q.push(
+                ") SELECT j.facility_id, j.sensor_id, j.band, j.state, j.updated_at FROM v
+                 JOIN jammers j ON j.facility_id = v.f AND j.sensor_id = v.s AND j.band = v.b",
+            );
             for k in chunk {
                 out.rows.insert(k.clone(), None);
             }
@@ -1062,15 +1062,15 @@ impl Store {
         keys.dedup();
         let mut out = SensorRows::default();
         for chunk in keys.chunks(ROWS_PER_STATEMENT / 2) {
-            let mut q = Rows::new(
-                "SELECT facility_id, sensor_id, zone, state, position_x, position_y, heartbeat_s,
-                 last_seen, status, status_at, connected_at, will_seq FROM sensors
-                 WHERE (facility_id, sensor_id) IN (",
-            );
+            let mut q = Rows::new("WITH v(f, s) AS (");
             q.values(chunk, |b, (f, s)| {
                 b.bind(f.clone()).bind(s.clone());
             });
-            q.push(")");
+            q.push(
+                ") SELECT x.facility_id, x.sensor_id, x.zone, x.state, x.position_x, x.position_y,
+                 x.heartbeat_s, x.last_seen, x.status, x.status_at, x.connected_at, x.will_seq
+                 FROM v JOIN sensors x ON x.facility_id = v.f AND x.sensor_id = v.s",
+            );
             for k in chunk {
                 out.rows.insert(k.clone(), None);
             }
@@ -1238,14 +1238,15 @@ impl Store {
         let mut digests: std::collections::HashMap<(String, String, String, i64), String> =
             std::collections::HashMap::new();
         for chunk in used.chunks(ROWS_PER_STATEMENT / 4) {
-            let mut q = Rows::new(
-                "SELECT facility_id, sensor_id, key, seq, sha256 FROM sequences
-                 WHERE (facility_id, sensor_id, key, seq) IN (",
-            );
+            // A join on the keys, not a row-value IN: SQLite scans the whole table for that.
+            let mut q = Rows::new("WITH v(f, s, k, n) AS (");
             q.values(chunk, |b, (f, s, k, n)| {
                 b.bind(f.clone()).bind(s.clone()).bind(k.clone()).bind(*n);
             });
-            q.push(")");
+            q.push(
+                ") SELECT q.facility_id, q.sensor_id, q.key, q.seq, q.sha256 FROM v JOIN sequences q
+                 ON q.facility_id = v.f AND q.sensor_id = v.s AND q.key = v.k AND q.seq = v.n",
+            );
             for r in q.build().fetch_all(&mut *tx).await? {
                 digests.insert(
                     (
@@ -1448,14 +1449,15 @@ impl Store {
         keys.dedup();
         let mut out = GapRows::default();
         for chunk in keys.chunks(ROWS_PER_STATEMENT / 3) {
-            let mut q = Rows::new(
-                "SELECT facility_id, sensor_id, gap_key, state, severity, updated_at, opened_at
-                 FROM gaps WHERE (facility_id, sensor_id, gap_key) IN (",
-            );
+            let mut q = Rows::new("WITH v(f, s, k) AS (");
             q.values(chunk, |b, (f, s, k)| {
                 b.bind(f.clone()).bind(s.clone()).bind(k.clone());
             });
-            q.push(")");
+            q.push(
+                ") SELECT g.facility_id, g.sensor_id, g.gap_key, g.state, g.severity, g.updated_at,
+                 g.opened_at FROM v JOIN gaps g
+                 ON g.facility_id = v.f AND g.sensor_id = v.s AND g.gap_key = v.k",
+            );
             for k in chunk {
                 out.rows.insert(k.clone(), None);
             }
