@@ -303,17 +303,29 @@ pub async fn audit(opts: &AuditOptions) -> Result<Report, ServerError> {
             Err((en, es)) => failures.push(fail(en, es)),
         }
     }
-    // Every number recorded for an event still has its event.
+    // Every number recorded for an event still has its event, unless retention pruned it (it
+    // was observed before the cutoff of its kind that the last pruning applied).
+    let cut = cutoffs(&mut tx).await;
     let orphans = sqlx::query(
         "SELECT s.facility_id, s.sensor_id, s.key, s.seq, s.kind FROM sequences s
          LEFT JOIN events e ON e.facility_id = s.facility_id AND e.sensor_id = s.sensor_id
               AND e.key = s.key AND e.seq = s.seq
          WHERE e.event_id IS NULL AND s.kind IN ('gap', 'jammer', 'status')
            AND ($1 IS NULL OR s.facility_id = $1) AND ($2 IS NULL OR s.received_at >= $2)
+           AND NOT (s.observed_at IS NOT NULL AND (
+                (s.kind = 'status' AND s.observed_at < $3) OR s.observed_at < $4))
          ORDER BY s.facility_id, s.sensor_id, s.seq",
     )
     .bind(&opts.facility)
     .bind(&since)
+    .bind(
+        cut.as_ref()
+            .map_or(String::new(), |c| c.statuses_before.clone()),
+    )
+    .bind(
+        cut.as_ref()
+            .map_or(String::new(), |c| c.events_before.clone()),
+    )
     .fetch_all(&mut *tx)
     .await
     .map_err(db_err)?;
@@ -333,7 +345,9 @@ pub async fn audit(opts: &AuditOptions) -> Result<Report, ServerError> {
             ),
         });
     }
-    let sequences = sequences(&mut tx, opts).await.map_err(db_err)?;
+    let sequences = sequences(&mut tx, opts, cut.as_ref())
+        .await
+        .map_err(db_err)?;
     let _ = tx.rollback().await;
     pool.close().await;
     Ok(Report {
@@ -441,13 +455,26 @@ fn check_event(r: &sqlx::any::AnyRow, registry: Option<&Registry>) -> Result<(),
     Ok(())
 }
 
+/// The cutoffs the last pruning applied (none in a database never pruned, or older than
+/// retention).
+async fn cutoffs(tx: &mut AnyConnection) -> Option<crate::store::Cutoffs> {
+    let v: Option<String> =
+        sqlx::query_scalar("SELECT value FROM maintenance WHERE name = 'retention'")
+            .fetch_optional(tx)
+            .await
+            .ok()
+            .flatten();
+    v.and_then(|v| serde_json::from_str(&v).ok())
+}
+
 async fn sequences(
     tx: &mut AnyConnection,
     opts: &AuditOptions,
+    cut: Option<&crate::store::Cutoffs>,
 ) -> Result<Vec<SensorSequence>, sqlx::Error> {
     let since = opts.since.map(ts);
     let rows = sqlx::query(
-        "SELECT facility_id, sensor_id, key, seq FROM sequences
+        "SELECT facility_id, sensor_id, key, seq, received_at FROM sequences
          WHERE ($1 IS NULL OR facility_id = $1) AND ($2 IS NULL OR received_at >= $2)
          ORDER BY facility_id, sensor_id, key, seq",
     )
@@ -455,20 +482,33 @@ async fn sequences(
     .bind(&since)
     .fetch_all(tx)
     .await?;
-    let mut by: BTreeMap<(String, String, String), Vec<i64>> = BTreeMap::new();
+    // Numbers of statuses and spectrum summaries received before the statuses' cutoff are
+    // pruned: a sensor's numbers are whole only above the highest number it has left from
+    // before then.
+    let pruned_before = cut.map(|c| c.statuses_before.clone());
+    let mut by: BTreeMap<(String, String, String), (Vec<i64>, i64)> = BTreeMap::new();
     for r in rows {
-        by.entry((r.get("facility_id"), r.get("sensor_id"), r.get("key")))
-            .or_default()
-            .push(r.get("seq"));
+        let e = by
+            .entry((r.get("facility_id"), r.get("sensor_id"), r.get("key")))
+            .or_default();
+        let seq: i64 = r.get("seq");
+        let received: String = r.get("received_at");
+        if pruned_before.as_ref().is_some_and(|p| received < *p) {
+            e.1 = e.1.max(seq);
+        } else {
+            e.0.push(seq);
+        }
     }
     Ok(by
         .into_iter()
-        .map(|((facility_id, sensor_id, key), seqs)| {
-            // A sensor counts from 1; with a time filter, from the first number in the window.
+        .map(|((facility_id, sensor_id, key), (mut seqs, floor))| {
+            seqs.retain(|&s| s > floor);
+            // A sensor counts from 1; with a time filter, from the first number in the window;
+            // after pruning, from the first number above what it left from before.
             let start = if opts.since.is_some() {
                 seqs.first().copied().unwrap_or(1)
             } else {
-                1
+                floor + 1
             };
             let mut missing = Vec::new();
             let mut expect = start;

@@ -85,6 +85,45 @@ pub struct ServerSection {
     /// At most one `tamper` alert per sensor in this many seconds (every refusal is counted and
     /// listed all the same).
     pub tamper_alert_interval_s: f64,
+    /// How long the history is kept, and its aggregates (`[server.retention]`).
+    pub retention: Retention,
+}
+
+/// What the history keeps, and for how long. One server of a group prunes at a time (claimed
+/// in the database): PostgreSQL drops whole months of events, SQLite deletes in small batches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// Gap and jammer events, and status changes, are kept this many days (at least
+    /// `max_event_age_days`: an event accepted must not be pruned at once).
+    pub events_days: f64,
+    /// Statuses (heartbeats, and the spectrum summaries' sequence numbers) are kept this many
+    /// days; an `online` status or a spectrum summary older than this is refused (what it says
+    /// of the sensor's liveness is stale).
+    pub statuses_days: f64,
+    /// Of a sensor's `online` heartbeats, one is kept in the history per this many seconds; a
+    /// change (online after offline, offline, another zone) always is. 0 keeps every heartbeat.
+    /// Each one still updates the sensor's state, and its sequence number is recorded.
+    pub heartbeat_sample_s: f64,
+    /// Hourly aggregates are kept this many days.
+    pub hourly_days: f64,
+    /// Daily aggregates are kept this many days.
+    pub daily_days: f64,
+    /// How often, seconds, a server looks for work: pruning, partitions, aggregates.
+    pub every_s: f64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            events_days: 400.0,
+            statuses_days: 30.0,
+            heartbeat_sample_s: 300.0,
+            hourly_days: 90.0,
+            daily_days: 3650.0,
+            every_s: 600.0,
+        }
+    }
 }
 
 impl Default for ServerSection {
@@ -110,6 +149,7 @@ impl Default for ServerSection {
             max_clock_skew_s: 300.0,
             max_event_age_days: 90.0,
             tamper_alert_interval_s: 600.0,
+            retention: Retention::default(),
         }
     }
 }
@@ -327,6 +367,34 @@ impl ServerConfig {
         {
             p.push(format!(
                 "{origin}: server.instance `{i}` must be letters, digits, -, _ or ."
+            ));
+        }
+        let r = &self.server.retention;
+        if r.events_days.is_nan() || r.events_days < self.server.max_event_age_days {
+            p.push(format!(
+                "{origin}: server.retention.events_days ({}) must be at least server.max_event_age_days ({}): an event accepted must not be pruned at once",
+                r.events_days, self.server.max_event_age_days
+            ));
+        }
+        if r.statuses_days.is_nan() || r.statuses_days < 1.0 || r.statuses_days > r.events_days {
+            p.push(format!(
+                "{origin}: server.retention.statuses_days ({}) must be between 1 and events_days",
+                r.statuses_days
+            ));
+        }
+        if r.heartbeat_sample_s.is_nan() || r.heartbeat_sample_s < 0.0 {
+            p.push(format!(
+                "{origin}: server.retention.heartbeat_sample_s must be 0 or more"
+            ));
+        }
+        if r.hourly_days.is_nan() || r.hourly_days < 2.0 || r.daily_days < r.hourly_days {
+            p.push(format!(
+                "{origin}: server.retention.hourly_days must be at least 2, and daily_days at least hourly_days"
+            ));
+        }
+        if r.every_s.is_nan() || r.every_s < 1.0 {
+            p.push(format!(
+                "{origin}: server.retention.every_s must be at least 1"
             ));
         }
         if let Some(w) = &self.server.webhook

@@ -62,6 +62,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/facilities/{id}/gaps", get(gaps))
         .route("/api/facilities/{id}/gaps/history", get(history))
         .route("/api/facilities/{id}/jammers", get(jammers))
+        .route("/api/facilities/{id}/aggregates", get(aggregates))
         .route("/api/facilities/{id}/spectrum", get(spectrum))
         .route("/api/facilities/{id}/{file}", get(map_file))
         .route("/api/rejects", get(rejects))
@@ -583,6 +584,36 @@ async fn history(
     )
     .await;
     Ok(axum::Json(json!(rows)))
+}
+
+/// A facility's aggregates: `period=hour` (default) or `day`, `zone=`, `band=`, `since=`,
+/// `until=`, `limit=`.
+async fn aggregates(
+    State(s): State<AppState>,
+    Scoped { facility: id, .. }: Scoped,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<axum::Json<serde_json::Value>> {
+    let f = filter(
+        &s,
+        &q,
+        &["band", "zone", "since", "until", "limit", "period"],
+    )?;
+    let daily = match q.get("period").map(String::as_str) {
+        None | Some("hour") => false,
+        Some("day") => true,
+        Some(other) => {
+            return Err(bad(
+                &s.metrics,
+                format!("period `{other}` is not `hour` or `day`"),
+            ));
+        }
+    };
+    let rows = s.store.aggregates(&id, daily, &f).await.map_err(db_error)?;
+    Ok(axum::Json(json!({
+        "facility_id": id,
+        "period": if daily { "day" } else { "hour" },
+        "rows": rows,
+    })))
 }
 
 async fn jammers(

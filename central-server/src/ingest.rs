@@ -57,6 +57,9 @@ pub struct IngestOptions {
     pub max_clock_skew: Duration,
     /// How old an observation may be.
     pub max_event_age: Duration,
+    /// How old an `online` status or a spectrum summary may be (what it says of the sensor's
+    /// liveness is stale past the history's statuses).
+    pub max_status_age: Duration,
     /// The sensors that may speak, with their keys.
     pub registry: std::sync::Arc<Registry>,
     /// At most one tamper alert per sensor in this long.
@@ -378,6 +381,7 @@ fn check(
     payload: &[u8],
     registry: &Registry,
     bounds: &TimeBounds,
+    max_status_age: time::Duration,
 ) -> Decoded {
     let Some((facility, sensor, _)) = parsed else {
         // Not a Centinela topic: decoding says so.
@@ -394,9 +398,19 @@ fn check(
         Ok(v) => v,
         Err(e) => return Decoded::Bad(Refusal::Trust(e)),
     };
-    let m = match protocol::decode(topic, v.msg)
-        .and_then(|m| m.check_time(topic, bounds).map(|()| m))
-    {
+    let m = match protocol::decode(topic, v.msg).and_then(|m| {
+        let stale_after = matches!(&m, Message::Spectrum(_))
+            || matches!(&m, Message::Status(s) if s.state == protocol::SensorState::Online);
+        let b = TimeBounds {
+            max_age: if stale_after {
+                bounds.max_age.min(max_status_age)
+            } else {
+                bounds.max_age
+            },
+            ..*bounds
+        };
+        m.check_time(topic, &b).map(|()| m)
+    }) {
         Ok(m) => m,
         Err(e) => return Decoded::Bad(Refusal::Decode(e)),
     };
@@ -440,6 +454,7 @@ async fn store_batch(
         max_skew: time::Duration::try_from(opts.max_clock_skew).unwrap_or(time::Duration::ZERO),
         max_age: time::Duration::try_from(opts.max_event_age).unwrap_or(time::Duration::MAX),
     };
+    let status_age = time::Duration::try_from(opts.max_status_age).unwrap_or(time::Duration::MAX);
     let refused = |e: &dyn std::fmt::Display, reason: &'static str| {
         metrics.rejected(reason);
         match log.allow() {
@@ -468,7 +483,9 @@ async fn store_batch(
     let checked = tokio::task::spawn_blocking(move || {
         let run = |part: &[Work]| {
             part.iter()
-                .map(|(t, parsed, payload)| check(t, parsed.as_ref(), payload, &registry, &bounds))
+                .map(|(t, parsed, payload)| {
+                    check(t, parsed.as_ref(), payload, &registry, &bounds, status_age)
+                })
                 .collect::<Vec<_>>()
         };
         if work.len() < 16 {
@@ -493,7 +510,16 @@ async fn store_batch(
         topics
             .iter()
             .zip(&batch)
-            .map(|((t, parsed), p)| check(t, parsed.as_ref(), &p.payload, &opts.registry, &bounds))
+            .map(|((t, parsed), p)| {
+                check(
+                    t,
+                    parsed.as_ref(),
+                    &p.payload,
+                    &opts.registry,
+                    &bounds,
+                    status_age,
+                )
+            })
             .collect()
     };
     for d in checked {

@@ -158,7 +158,9 @@ impl Server {
                 source: e,
             })?;
         let instance = cfg.server.instance_name();
-        let store = store.claiming_as(&instance);
+        let store = store
+            .claiming_as(&instance)
+            .retaining(&cfg.server.retention);
         tracing::info!("storing in {}", cfg.server.db);
         if let Some(g) = &cfg.server.shared_group {
             tracing::info!(
@@ -193,6 +195,9 @@ impl Server {
                 tls,
                 max_clock_skew: Duration::from_secs_f64(cfg.server.max_clock_skew_s),
                 max_event_age: Duration::from_secs_f64(cfg.server.max_event_age_days * 86_400.0),
+                max_status_age: Duration::from_secs_f64(
+                    cfg.server.retention.statuses_days * 86_400.0,
+                ),
                 registry: Arc::new(registry),
                 tamper_interval: Duration::from_secs_f64(cfg.server.tamper_alert_interval_s),
                 shared_group: cfg.server.shared_group.clone(),
@@ -219,6 +224,35 @@ impl Server {
                     {
                         Ok(a) => alerter.raise(a),
                         Err(e) => tracing::error!("offline watchdog: {e}"),
+                    }
+                }
+            }));
+        }
+        {
+            // Retention, partitions and aggregates: every server looks, one does the round.
+            let store = store.clone();
+            let retention = cfg.server.retention.clone();
+            let mut rx = rx.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    match store
+                        .maintain(time::OffsetDateTime::now_utc(), &retention)
+                        .await
+                    {
+                        Ok(Some(p)) => tracing::info!(
+                            "maintenance: pruned {} events, {} statuses, {} sequence numbers, {} partitions; rolled up {} hours",
+                            p.events,
+                            p.statuses,
+                            p.sequences,
+                            p.partitions_dropped.len(),
+                            p.hours_rolled_up
+                        ),
+                        Ok(None) => {}
+                        Err(e) => tracing::error!("maintenance: {e}"),
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(Duration::from_secs_f64(retention.every_s.clamp(1.0, 3600.0))) => {}
+                        _ = rx.changed() => break,
                     }
                 }
             }));

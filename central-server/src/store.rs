@@ -13,7 +13,12 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::alerts::{Alert, Raised};
+
+mod retention;
+mod rollup;
+
 use crate::db::{Database, Engine, Rows};
+pub use retention::{Cutoffs, Pruned};
 
 fn unix(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
@@ -47,73 +52,34 @@ pub fn parse_ts(s: &str) -> Result<OffsetDateTime, String> {
 /// sqlx derives from the file name, and the SQL (checksummed by sqlx as its `migrate!` macro
 /// would, so databases made by earlier builds open unchanged; a test compares them with the
 /// directories). Both engines have the same versions, meaning the same schema.
-type Migrations = [(i64, &'static str, &'static str); 6];
+type Migrations = [(i64, &'static str, &'static str); 7];
 
-const SQLITE_MIGRATIONS: Migrations = [
-    (
-        1,
-        "init",
-        include_str!("../migrations/sqlite/0001_init.sql"),
-    ),
-    (
-        2,
-        "status order",
-        include_str!("../migrations/sqlite/0002_status_order.sql"),
-    ),
-    (
-        3,
-        "signed",
-        include_str!("../migrations/sqlite/0003_signed.sql"),
-    ),
-    (
-        4,
-        "users",
-        include_str!("../migrations/sqlite/0004_users.sql"),
-    ),
-    (
-        5,
-        "columns",
-        include_str!("../migrations/sqlite/0005_columns.sql"),
-    ),
-    (
-        6,
-        "alerts",
-        include_str!("../migrations/sqlite/0006_alerts.sql"),
-    ),
-];
+/// The migrations of one engine's directory, in order: version, name, file.
+macro_rules! migrations {
+    ($dir:literal: $($version:literal $name:literal $file:literal),+ $(,)?) => {
+        [$(($version, $name, include_str!(concat!("../migrations/", $dir, "/", $file)))),+]
+    };
+}
 
-const POSTGRES_MIGRATIONS: Migrations = [
-    (
-        1,
-        "init",
-        include_str!("../migrations/postgres/0001_init.sql"),
-    ),
-    (
-        2,
-        "status order",
-        include_str!("../migrations/postgres/0002_status_order.sql"),
-    ),
-    (
-        3,
-        "signed",
-        include_str!("../migrations/postgres/0003_signed.sql"),
-    ),
-    (
-        4,
-        "users",
-        include_str!("../migrations/postgres/0004_users.sql"),
-    ),
-    (
-        5,
-        "columns",
-        include_str!("../migrations/postgres/0005_columns.sql"),
-    ),
-    (
-        6,
-        "alerts",
-        include_str!("../migrations/postgres/0006_alerts.sql"),
-    ),
-];
+const SQLITE_MIGRATIONS: Migrations = migrations!("sqlite":
+    1 "init" "0001_init.sql",
+    2 "status order" "0002_status_order.sql",
+    3 "signed" "0003_signed.sql",
+    4 "users" "0004_users.sql",
+    5 "columns" "0005_columns.sql",
+    6 "alerts" "0006_alerts.sql",
+    7 "retention" "0007_retention.sql",
+);
+
+const POSTGRES_MIGRATIONS: Migrations = migrations!("postgres":
+    1 "init" "0001_init.sql",
+    2 "status order" "0002_status_order.sql",
+    3 "signed" "0003_signed.sql",
+    4 "users" "0004_users.sql",
+    5 "columns" "0005_columns.sql",
+    6 "alerts" "0006_alerts.sql",
+    7 "retention" "0007_retention.sql",
+);
 
 fn migrations(engine: Engine) -> &'static Migrations {
     match engine {
@@ -147,6 +113,10 @@ pub struct Store {
     engine: Engine,
     /// The name this server claims alerts under (several servers may share the database).
     claimant: std::sync::Arc<str>,
+    /// One `online` heartbeat per sensor is kept in the history per this many seconds.
+    heartbeat_sample_s: f64,
+    /// The months of events whose partition is known to exist (PostgreSQL).
+    partitions: std::sync::Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
 }
 
 /// How long a server's claim on an alert it is sending lasts: past it, another server says the
@@ -227,6 +197,8 @@ struct SensorNow {
     status_at: String,
     connected_at: Option<String>,
     will_seq: Option<i64>,
+    /// When the last status kept in the history was observed.
+    status_kept_at: Option<String>,
 }
 
 /// The batch's sensors by (facility, sensor): `None` for one the table does not hold yet.
@@ -272,11 +244,19 @@ impl Current {
         s: &protocol::StatusEvent,
         payload: &str,
         heard: OffsetDateTime,
+        kept: bool,
         alerts: &mut Vec<Alert>,
     ) {
         let key = (s.facility_id.clone(), s.sensor_id.clone());
-        let prev = self.sensors.rows.get(&key).cloned().flatten();
         let at = ts(s.observed_at);
+        if kept
+            && let Some(Some(r)) = self.sensors.rows.get_mut(&key)
+            && r.status_kept_at.as_ref().is_none_or(|k| at > *k)
+        {
+            r.status_kept_at = Some(at.clone());
+            self.sensors.changed.insert(key.clone());
+        }
+        let prev = self.sensors.rows.get(&key).cloned().flatten();
         let connected = s.connected_at.map(ts);
         let online = s.state == SensorState::Online;
         let applies = match &prev {
@@ -303,7 +283,7 @@ impl Current {
             status: payload.to_string(),
             status_at: match &prev {
                 Some(p) if p.status_at > at => p.status_at.clone(),
-                _ => at,
+                _ => at.clone(),
             },
             connected_at: match (&prev, online) {
                 (_, true) => {
@@ -313,6 +293,10 @@ impl Current {
                 (None, false) => None,
             },
             will_seq: s.will_seq.and_then(|n| i64::try_from(n).ok()),
+            status_kept_at: match &prev {
+                Some(p) => p.status_kept_at.clone(),
+                None => kept.then(|| at.clone()),
+            },
         };
         if !online
             && prev
@@ -375,6 +359,8 @@ struct Applied<'a> {
     new_seq: Option<bool>,
     /// Its event was stored by this batch.
     inserted: bool,
+    /// Its event is to be kept in the history (false for a heartbeat between two samples).
+    kept: bool,
 }
 
 /// The signature's part of an accepted message: the key, the sequence number and the digest of
@@ -619,7 +605,16 @@ impl Store {
             pool,
             engine: db.engine(),
             claimant: std::sync::Arc::from("centinela-server"),
+            heartbeat_sample_s: crate::config::Retention::default().heartbeat_sample_s,
+            partitions: std::sync::Arc::default(),
         })
+    }
+
+    /// The same store, keeping the history as `retention` says.
+    #[must_use]
+    pub fn retaining(mut self, retention: &crate::config::Retention) -> Self {
+        self.heartbeat_sample_s = retention.heartbeat_sample_s;
+        self
     }
 
     /// The same store, claiming alerts under `name` (each server of a group its own).
@@ -666,20 +661,25 @@ impl Store {
     ) -> Result<Vec<Option<Ingested>>, sqlx::Error> {
         let mut tx = self.pool.begin().await?;
         self.lock_sensors(&mut tx, batch).await?;
-        let seqs = Self::sequences(&mut tx, batch, received_at).await?;
-        let inserted = Self::insert_events(&mut tx, batch, &seqs, received_at).await?;
+        let sensors = Self::read_sensors(&mut tx, batch).await?;
+        let kept = self.kept(batch, &sensors);
+        let seqs = Self::sequences(&mut tx, batch, &kept, received_at).await?;
+        self.ensure_partitions(&mut tx, batch, &seqs, &kept).await?;
+        let inserted =
+            Self::insert_events(&mut tx, self.engine, batch, &seqs, &kept, received_at).await?;
         let stored = Self::stored_payloads(&mut tx, batch, &seqs, &inserted).await?;
+        Self::mark_late(&mut tx, batch, &inserted, received_at).await?;
         let mut now = Current {
             gaps: Self::read_gaps(&mut tx, batch).await?,
             jammers: Self::read_jammers(&mut tx, batch).await?,
-            sensors: Self::read_sensors(&mut tx, batch).await?,
+            sensors,
             ..Current::default()
         };
         let mut out = Vec::with_capacity(batch.len());
         let mut alerts_of: Vec<Vec<Alert>> = Vec::with_capacity(batch.len());
         let mut rejects: Vec<(String, &'static str, String)> = Vec::new();
         let mut conflicts: Vec<(&str, &str, Seal<'_>)> = Vec::new();
-        for ((item, seq), inserted) in batch.iter().zip(&seqs).zip(&inserted) {
+        for (((item, seq), inserted), kept) in batch.iter().zip(&seqs).zip(&inserted).zip(&kept) {
             match *item {
                 Item::Accept {
                     topic,
@@ -698,6 +698,7 @@ impl Store {
                             retained,
                             new_seq: *seq,
                             inserted: *inserted,
+                            kept: *kept,
                         },
                         stored.get(&msg.event_id().to_string()).map(String::as_str),
                         received_at,
@@ -782,6 +783,7 @@ impl Store {
             retained,
             new_seq,
             inserted,
+            kept,
         } = a;
         let (facility, sensor) = msg.source();
         match new_seq {
@@ -818,12 +820,17 @@ impl Store {
             now.touch(facility, sensor, heard);
             return Outcome::New;
         }
-        if !inserted {
+        if kept && !inserted {
             return if stored == Some(payload) {
                 Outcome::Duplicate
             } else {
                 Outcome::Conflict
             };
+        }
+        if !kept && new_seq == Some(false) {
+            // A heartbeat not kept in the history, delivered again: these very bytes used its
+            // number.
+            return Outcome::Duplicate;
         }
         match msg {
             Message::Gap(g) => {
@@ -834,10 +841,45 @@ impl Store {
                 now.apply_jammer(j, alerts);
                 now.touch(facility, sensor, heard);
             }
-            Message::Status(s) => now.apply_status(s, payload, heard, alerts),
+            Message::Status(s) => now.apply_status(s, payload, heard, kept, alerts),
             _ => {}
         }
         Outcome::New
+    }
+
+    /// Events stored now for an hour already rolled up (observed more than two hours before
+    /// they arrived: a facility's link was cut) mark that hour to be rolled up again.
+    async fn mark_late(
+        tx: &mut AnyConnection,
+        batch: &[Item<'_>],
+        inserted: &[bool],
+        received_at: OffsetDateTime,
+    ) -> Result<(), sqlx::Error> {
+        let late_before = received_at - time::Duration::hours(2);
+        let hours: std::collections::BTreeSet<(String, String)> = batch
+            .iter()
+            .zip(inserted)
+            .filter_map(|(i, ins)| match *i {
+                Item::Accept { msg, .. } if *ins && msg.observed_at() < late_before => {
+                    let t = msg.observed_at();
+                    let h = t
+                        - time::Duration::seconds(t.unix_timestamp().rem_euclid(3600))
+                        - time::Duration::nanoseconds(i64::from(t.nanosecond()));
+                    Some((msg.source().0.to_string(), ts(h)))
+                }
+                _ => None,
+            })
+            .collect();
+        let hours: Vec<_> = hours.into_iter().collect();
+        for chunk in hours.chunks(ROWS_PER_STATEMENT) {
+            let mut q = Rows::new("INSERT INTO rollup_dirty (facility_id, hour) ");
+            q.values(chunk, |b, (f, h)| {
+                b.bind(f.clone()).bind(h.clone());
+            });
+            q.push(" ON CONFLICT DO NOTHING");
+            q.build().execute(&mut *tx).await?;
+        }
+        Ok(())
     }
 
     /// The stored payloads of the batch's events that were not inserted now (resends and
@@ -1068,8 +1110,8 @@ impl Store {
             });
             q.push(
                 ") SELECT x.facility_id, x.sensor_id, x.zone, x.state, x.position_x, x.position_y,
-                 x.heartbeat_s, x.last_seen, x.status, x.status_at, x.connected_at, x.will_seq
-                 FROM v JOIN sensors x ON x.facility_id = v.f AND x.sensor_id = v.s",
+                 x.heartbeat_s, x.last_seen, x.status, x.status_at, x.connected_at, x.will_seq,
+                 x.status_kept_at FROM v JOIN sensors x ON x.facility_id = v.f AND x.sensor_id = v.s",
             );
             for k in chunk {
                 out.rows.insert(k.clone(), None);
@@ -1089,6 +1131,7 @@ impl Store {
                         status_at: r.try_get("status_at")?,
                         connected_at: r.try_get("connected_at")?,
                         will_seq: r.try_get("will_seq")?,
+                        status_kept_at: r.try_get("status_kept_at")?,
                     }),
                 );
             }
@@ -1110,7 +1153,7 @@ impl Store {
         for chunk in rows.chunks(ROWS_PER_STATEMENT / 2) {
             let mut q = Rows::new(
                 "INSERT INTO sensors (facility_id, sensor_id, zone, state, position_x, position_y,
-                 heartbeat_s, last_seen, status, status_at, connected_at, will_seq) ",
+                 heartbeat_s, last_seen, status, status_at, connected_at, will_seq, status_kept_at) ",
             );
             q.values(chunk, |b, ((facility, sensor), r)| {
                 b.bind(facility.clone())
@@ -1124,7 +1167,8 @@ impl Store {
                     .bind(r.status.clone())
                     .bind(r.status_at.clone())
                     .bind(r.connected_at.clone())
-                    .bind(r.will_seq);
+                    .bind(r.will_seq)
+                    .bind(r.status_kept_at.clone());
             });
             q.push(
                 " ON CONFLICT (facility_id, sensor_id) DO UPDATE SET zone = excluded.zone,
@@ -1132,10 +1176,109 @@ impl Store {
                  position_y = excluded.position_y, heartbeat_s = excluded.heartbeat_s,
                  last_seen = excluded.last_seen, status = excluded.status,
                  status_at = excluded.status_at, connected_at = excluded.connected_at,
-                 will_seq = excluded.will_seq",
+                 will_seq = excluded.will_seq, status_kept_at = excluded.status_kept_at",
             );
             q.build().execute(&mut *tx).await?;
         }
+        Ok(())
+    }
+
+    /// Per item, whether its event is kept in the history: every accepted message but
+    /// spectrum summaries and the `online` heartbeats between two samples of a sensor (one per
+    /// `heartbeat_sample_s`; a sensor coming online, going offline or never sampled is kept).
+    fn kept(&self, batch: &[Item<'_>], sensors: &SensorRows) -> Vec<bool> {
+        // Per sensor as the batch goes: online, and when its last kept status was observed.
+        let mut seen: std::collections::HashMap<(&str, &str), (bool, Option<String>)> =
+            std::collections::HashMap::new();
+        let sample = time::Duration::seconds_f64(self.heartbeat_sample_s.max(0.0));
+        batch
+            .iter()
+            .map(|i| match *i {
+                Item::Accept {
+                    msg: Message::Status(st),
+                    ..
+                } => {
+                    let k = (st.facility_id.as_str(), st.sensor_id.as_str());
+                    let e = seen.entry(k).or_insert_with(|| {
+                        sensors
+                            .rows
+                            .get(&(k.0.to_string(), k.1.to_string()))
+                            .and_then(Option::as_ref)
+                            .map_or((false, None), |r| {
+                                (r.state == SensorState::Online, r.status_kept_at.clone())
+                            })
+                    });
+                    let online = st.state == SensorState::Online;
+                    let at = ts(st.observed_at);
+                    let keep = self.heartbeat_sample_s <= 0.0
+                        || !online
+                        || !e.0
+                        || e.1
+                            .as_ref()
+                            .is_none_or(|last| ts(st.observed_at - sample) >= *last);
+                    e.0 = online;
+                    if keep && e.1.as_ref().is_none_or(|last| at > *last) {
+                        e.1 = Some(at);
+                    }
+                    keep
+                }
+                Item::Accept {
+                    msg: Message::Spectrum(_),
+                    ..
+                } => false,
+                Item::Accept { .. } => true,
+                Item::Reject { .. } => false,
+            })
+            .collect()
+    }
+
+    /// PostgreSQL keeps events in a partition per month of their observed time: the months this
+    /// batch writes into must exist. Made here when a month is new to this server (one server
+    /// at a time: a transaction-scoped advisory lock), and known from then on.
+    async fn ensure_partitions(
+        &self,
+        tx: &mut AnyConnection,
+        batch: &[Item<'_>],
+        seqs: &[Option<bool>],
+        kept: &[bool],
+    ) -> Result<(), sqlx::Error> {
+        if self.engine != Engine::Postgres {
+            return Ok(());
+        }
+        let months: std::collections::BTreeSet<String> = batch
+            .iter()
+            .zip(seqs)
+            .zip(kept)
+            .filter_map(|((i, seq), k)| match *i {
+                Item::Accept { msg, .. } if seq.is_some() && *k => {
+                    Some(ts(msg.observed_at())[..7].to_string())
+                }
+                _ => None,
+            })
+            .collect();
+        let missing: Vec<String> = {
+            let known = self
+                .partitions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            months.into_iter().filter(|m| !known.contains(m)).collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(PARTITION_LOCK)
+            .fetch_all(&mut *tx)
+            .await?;
+        for m in &missing {
+            sqlx::raw_sql(sqlx::AssertSqlSafe(partition_ddl(m)))
+                .execute(&mut *tx)
+                .await?;
+        }
+        self.partitions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend(missing);
         Ok(())
     }
 
@@ -1183,12 +1326,14 @@ impl Store {
     async fn sequences(
         tx: &mut AnyConnection,
         batch: &[Item<'_>],
+        kept: &[bool],
         received_at: OffsetDateTime,
     ) -> Result<Vec<Option<bool>>, sqlx::Error> {
-        let accepted: Vec<(&Message, Seal<'_>)> = batch
+        let accepted: Vec<(&Message, Seal<'_>, bool)> = batch
             .iter()
-            .filter_map(|i| match *i {
-                Item::Accept { msg, seal, .. } => Some((msg, seal)),
+            .zip(kept)
+            .filter_map(|(i, k)| match *i {
+                Item::Accept { msg, seal, .. } => Some((msg, seal, *k)),
                 Item::Reject { .. } => None,
             })
             .collect();
@@ -1197,17 +1342,25 @@ impl Store {
             std::collections::HashSet::new();
         for chunk in accepted.chunks(ROWS_PER_STATEMENT) {
             let mut q = Rows::new(
-                "INSERT INTO sequences (facility_id, sensor_id, key, seq, kind, sha256, received_at) ",
+                "INSERT INTO sequences (facility_id, sensor_id, key, seq, kind, sha256, received_at,
+                 observed_at) ",
             );
-            q.values(chunk, |b, (msg, seal)| {
+            q.values(chunk, |b, (msg, seal, kept)| {
                 let (facility, sensor) = msg.source();
+                // A heartbeat not kept in the history: its number was received, no event
+                // holds it.
+                let kind = match msg {
+                    Message::Status(_) if !kept => "heartbeat",
+                    _ => msg.kind().as_str(),
+                };
                 b.bind(facility.to_string())
                     .bind(sensor.to_string())
                     .bind(seal.key.to_string())
                     .bind(seal.seq)
-                    .bind(msg.kind().as_str().to_string())
+                    .bind(kind.to_string())
                     .bind(seal.sha256.to_string())
-                    .bind(at.clone());
+                    .bind(at.clone())
+                    .bind(ts(msg.observed_at()));
             });
             q.push(" ON CONFLICT DO NOTHING RETURNING facility_id, sensor_id, key, seq");
             for r in q.build().fetch_all(&mut *tx).await? {
@@ -1222,7 +1375,7 @@ impl Store {
         // Numbers used before (not taken now): the digest they were used with, read once.
         let mut used: Vec<(String, String, String, i64)> = accepted
             .iter()
-            .map(|(msg, seal)| {
+            .map(|(msg, seal, _)| {
                 let (facility, sensor) = msg.source();
                 (
                     facility.to_string(),
@@ -1294,20 +1447,22 @@ impl Store {
     /// `event_id`, and none stored before).
     async fn insert_events(
         tx: &mut AnyConnection,
+        engine: Engine,
         batch: &[Item<'_>],
         seqs: &[Option<bool>],
+        kept: &[bool],
         received_at: OffsetDateTime,
     ) -> Result<Vec<bool>, sqlx::Error> {
-        // Per item, the event it would store: every accepted message but spectra and replays.
+        // Per item, the event it would store: every accepted message the history keeps, but
+        // replays.
         let admitted: Vec<Option<(&Message, &str, Seal<'_>)>> = batch
             .iter()
             .zip(seqs)
-            .map(|(i, seq)| match *i {
+            .zip(kept)
+            .map(|((i, seq), k)| match *i {
                 Item::Accept {
                     msg, payload, seal, ..
-                } if seq.is_some() && !matches!(msg, Message::Spectrum(_)) => {
-                    Some((msg, payload, seal))
-                }
+                } if seq.is_some() && *k => Some((msg, payload, seal)),
                 _ => None,
             })
             .collect();
@@ -1335,7 +1490,13 @@ impl Store {
                     .bind(technology.map(str::to_string))
                     .bind(zone.map(str::to_string));
             });
-            q.push(" ON CONFLICT (event_id) DO NOTHING RETURNING event_id");
+            // PostgreSQL's events are partitioned by time: their key holds it.
+            q.push(match engine {
+                Engine::Sqlite => " ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                Engine::Postgres => {
+                    " ON CONFLICT (event_id, observed_at) DO NOTHING RETURNING event_id"
+                }
+            });
             for r in q.build().fetch_all(&mut *tx).await? {
                 fresh.insert(r.get("event_id"));
             }
@@ -1987,6 +2148,70 @@ impl Store {
         Ok(out.into_values().collect())
     }
 
+    /// The aggregates of a facility by hour or by day (`daily`), oldest first, filtered by zone
+    /// and band; time from `since` (default: a week of hours, or 90 days) to `until`. A row of
+    /// band `""` holds the zone's sensor uptime.
+    ///
+    /// # Errors
+    /// Database failures.
+    pub async fn aggregates(
+        &self,
+        facility: &str,
+        daily: bool,
+        f: &GapFilter,
+    ) -> Result<Vec<serde_json::Value>, sqlx::Error> {
+        let (table, at, period_s) = if daily {
+            ("daily", "day", 86_400.0)
+        } else {
+            ("hourly", "hour", 3_600.0)
+        };
+        let since = f.since.unwrap_or_else(|| {
+            OffsetDateTime::now_utc() - time::Duration::days(if daily { 90 } else { 7 })
+        });
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT zone, band, {at} AS at, jammer_effective_s, jammer_degraded_s, jammer_down_s,
+             gap_low_min, gap_high_min, gap_critical_min, sensor_up_s, sensors FROM {table}
+             WHERE facility_id = $1 AND ($2 IS NULL OR zone = $2) AND ($3 IS NULL OR band = $3)
+             AND {at} >= $4 AND ($5 IS NULL OR {at} < $5)
+             ORDER BY {at}, zone, band LIMIT $6"
+        )))
+        .bind(facility)
+        .bind(&f.zone)
+        .bind(&f.band)
+        .bind(ts(since))
+        .bind(f.until.map(ts))
+        .bind(i64::from(f.limit.unwrap_or(10_000)))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let eff: f64 = r.try_get("jammer_effective_s")?;
+                let deg: f64 = r.try_get("jammer_degraded_s")?;
+                let down: f64 = r.try_get("jammer_down_s")?;
+                let up: f64 = r.try_get("sensor_up_s")?;
+                let sensors: i64 = r.try_get("sensors")?;
+                let band: String = r.try_get("band")?;
+                let seen = eff + deg + down;
+                let frac = |x: f64, of: f64| (of > 0.0).then(|| (x / of * 1000.0).round() / 1000.0);
+                Ok(serde_json::json!({
+                    "zone": r.try_get::<String, _>("zone")?,
+                    "band": (!band.is_empty()).then_some(band),
+                    if daily { "day" } else { "hour" }: r.try_get::<String, _>("at")?,
+                    "jammer_effective_s": eff,
+                    "jammer_degraded_s": deg,
+                    "jammer_down_s": down,
+                    "jammer_down_fraction": frac(down, seen),
+                    "gap_low_min": r.try_get::<f64, _>("gap_low_min")?,
+                    "gap_high_min": r.try_get::<f64, _>("gap_high_min")?,
+                    "gap_critical_min": r.try_get::<f64, _>("gap_critical_min")?,
+                    "sensor_up_s": up,
+                    "sensor_up_fraction": if seen > 0.0 { None } else { frac(up, sensors as f64 * period_s) },
+                    "sensors": sensors,
+                }))
+            })
+            .collect()
+    }
+
     /// Number of stored events of each kind.
     ///
     /// # Errors
@@ -2012,6 +2237,38 @@ impl Store {
             .filter_map(|(p,)| message_json(&p))
             .collect())
     }
+}
+
+/// The advisory lock under which a server makes an events partition.
+const PARTITION_LOCK: i64 = 0x6365_6e74_7061_7274; // "centpart"
+
+/// The month after `month` (`YYYY-MM`), as `YYYY-MM`; `None` for text that is not a month.
+fn next_month(month: &str) -> Option<String> {
+    let (y, m) = month.split_once('-')?;
+    let (y, m): (u32, u32) = (y.parse().ok()?, m.parse().ok()?);
+    if !(1..=12).contains(&m) || month.len() != 7 {
+        return None;
+    }
+    Some(if m == 12 {
+        format!("{:04}-01", y + 1)
+    } else {
+        format!("{y:04}-{:02}", m + 1)
+    })
+}
+
+/// The partition of the events of `month` (`YYYY-MM`).
+fn partition_name(month: &str) -> String {
+    format!("events_y{}m{}", &month[..4], &month[5..7])
+}
+
+/// The statement that makes the partition of `month` unless it exists (the month's text is
+/// made here from digits: nothing else reaches the statement).
+fn partition_ddl(month: &str) -> String {
+    let next = next_month(month).unwrap_or_else(|| "9999-12".into());
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} PARTITION OF events FOR VALUES FROM ('{month}') TO ('{next}')",
+        partition_name(month)
+    )
 }
 
 /// The advisory lock of a sensor's state: the first eight bytes of the SHA-256 of
@@ -2557,6 +2814,293 @@ mod tests {
                 Vec::<String>::new()
             );
         }
+    }
+
+    /// A status of sensor `s` of facility `f`, observed at `at`.
+    fn status_at(s: &str, state: SensorState, at: OffsetDateTime) -> Message {
+        Message::Status(protocol::StatusEvent {
+            schema: protocol::STATUS_SCHEMA.into(),
+            event_id: protocol::event_id(at, format!("{s} {state:?} {at}").as_bytes()),
+            facility_id: "f".into(),
+            sensor_id: s.into(),
+            observed_at: at,
+            state,
+            connected_at: Some(at - time::Duration::hours(1)),
+            zone: "z".into(),
+            position_m: None,
+            agent_version: "test".into(),
+            heartbeat_s: 60.0,
+            unreachable_bands: vec![],
+            health: protocol::SensorHealth::default(),
+            will_seq: None,
+        })
+    }
+
+    fn jammer_at(state: JammerStateWire, at: OffsetDateTime) -> Message {
+        Message::Jammer(JammerEvent {
+            schema: protocol::JAMMER_SCHEMA.into(),
+            event_id: protocol::event_id(at, format!("jammer {state:?}").as_bytes()),
+            facility_id: "f".into(),
+            sensor_id: "s".into(),
+            observed_at: at,
+            zone: "z".into(),
+            band: "B28".into(),
+            state,
+            noise_rise_db: 1.0,
+            floor_dbm_per_hz: -150.0,
+            covered_fraction: 0.5,
+        })
+    }
+
+    fn gap_at(state: GapState, margin_db: f64, at: OffsetDateTime) -> Message {
+        let Message::Gap(mut g) = gap(1, margin_db) else {
+            unreachable!()
+        };
+        g.observed_at = at;
+        g.state = state;
+        g.event_id = protocol::event_id(at, format!("gap {state:?} {at}").as_bytes());
+        Message::Gap(g)
+    }
+
+    /// Stores `msgs` in one batch, numbered from `first`, received at `at`.
+    async fn store_all(
+        store: &Store,
+        msgs: &[Message],
+        first: i64,
+        at: OffsetDateTime,
+    ) -> Vec<Option<Ingested>> {
+        let payloads: Vec<String> = msgs.iter().map(payload_of).collect();
+        let shas: Vec<String> = (0..msgs.len())
+            .map(|k| format!("sha {}", first + k as i64))
+            .collect();
+        let items: Vec<Item<'_>> = msgs
+            .iter()
+            .enumerate()
+            .map(|(k, m)| Item::Accept {
+                topic: "t",
+                msg: m,
+                payload: &payloads[k],
+                seal: Seal {
+                    key: "ed25519:k",
+                    seq: first + k as i64,
+                    sha256: &shas[k],
+                },
+                retained: false,
+            })
+            .collect();
+        store.ingest_batch(&items, at).await.expect("batch")
+    }
+
+    /// The message itself as JSON (the roll-up reads stored payloads as messages).
+    fn payload_of(m: &Message) -> String {
+        match m {
+            Message::Gap(g) => serde_json::to_string(g),
+            Message::Jammer(j) => serde_json::to_string(j),
+            Message::Status(s) => serde_json::to_string(s),
+            Message::Spectrum(s) => serde_json::to_string(s),
+            _ => unreachable!("a message kind the tests do not make"),
+        }
+        .expect("json")
+    }
+
+    /// A sensor's heartbeats every 5 s for 20 minutes: each one moves its liveness, every
+    /// number is recorded, and the history keeps one per 300 s sample and every change; a
+    /// heartbeat not kept, delivered again, is a duplicate.
+    #[tokio::test]
+    async fn the_history_keeps_one_heartbeat_per_sample_and_every_change() {
+        for engine in [Engine::Sqlite, Engine::Postgres] {
+            let dir = tempfile::tempdir().expect("tmp");
+            let Some(store) = open(engine, dir.path()).await else {
+                continue;
+            };
+            let t0 = OffsetDateTime::now_utc() - time::Duration::hours(1);
+            let mut msgs: Vec<Message> = (0..240)
+                .map(|k| {
+                    status_at(
+                        "s",
+                        SensorState::Online,
+                        t0 + time::Duration::seconds(5 * k),
+                    )
+                })
+                .collect();
+            msgs.push(status_at(
+                "s",
+                SensorState::Offline,
+                t0 + time::Duration::seconds(1200),
+            ));
+            msgs.push(status_at(
+                "s",
+                SensorState::Online,
+                t0 + time::Duration::seconds(1205),
+            ));
+            // Two batches, as ingest would cut them.
+            let now = t0 + time::Duration::seconds(1300);
+            store_all(&store, &msgs[..100], 1, now).await;
+            store_all(&store, &msgs[100..], 101, now).await;
+            let kept: i64 = sqlx::query_scalar("SELECT count(*) FROM events WHERE kind = 'status'")
+                .fetch_one(store.pool())
+                .await
+                .expect("count");
+            // 0, 300, 600, 900 s; the goodbye; coming back online.
+            assert_eq!(kept, 6, "{engine:?}");
+            let numbers: i64 = sqlx::query_scalar("SELECT count(*) FROM sequences")
+                .fetch_one(store.pool())
+                .await
+                .expect("count");
+            assert_eq!(numbers, 242, "{engine:?}: every number is recorded");
+            let s = store.sensors(None).await.expect("sensors");
+            assert_eq!(s[0].state, SensorState::Online);
+            assert_eq!(s[0].missing_messages, 0, "{engine:?}");
+            // A heartbeat that was not kept, delivered again with its bytes.
+            let again = store_all(&store, &msgs[7..8], 8, now).await;
+            assert_eq!(again, [Some(Ingested::Duplicate)], "{engine:?}");
+        }
+    }
+
+    /// Retention prunes what is older than it keeps, and keeps the rest: gap events past
+    /// `events_days` (on PostgreSQL with their month's partition), statuses past
+    /// `statuses_days`, and their sequence numbers; and records the cutoffs it applied.
+    #[tokio::test]
+    async fn retention_prunes_old_history_and_keeps_the_recent() {
+        for engine in [Engine::Sqlite, Engine::Postgres] {
+            let dir = tempfile::tempdir().expect("tmp");
+            let Some(store) = open(engine, dir.path()).await else {
+                continue;
+            };
+            let now = OffsetDateTime::now_utc();
+            let days = |d: i64| now - time::Duration::days(d);
+            let msgs = [
+                gap_at(GapState::Open, 12.0, days(500)),
+                gap_at(GapState::Update, 12.0, days(10)),
+                status_at("s", SensorState::Online, days(45)),
+                status_at("s", SensorState::Online, days(1)),
+            ];
+            // Received when observed (as the history would have them).
+            for (k, m) in msgs.iter().enumerate() {
+                store_all(
+                    &store,
+                    std::slice::from_ref(m),
+                    k as i64 + 1,
+                    m.observed_at(),
+                )
+                .await;
+            }
+            let retention = crate::config::Retention::default();
+            let pruned = store
+                .maintain(now, &retention)
+                .await
+                .expect("maintain")
+                .expect("this server does the round");
+            assert_eq!(pruned.events, 1, "{engine:?}: {pruned:?}");
+            assert_eq!(pruned.statuses, 1, "{engine:?}: {pruned:?}");
+            assert_eq!(pruned.sequences, 2, "{engine:?}: {pruned:?}");
+            if engine == Engine::Postgres {
+                assert_eq!(pruned.partitions_dropped.len(), 1, "{pruned:?}");
+            }
+            let left: Vec<String> =
+                sqlx::query_scalar("SELECT observed_at FROM events ORDER BY observed_at")
+                    .fetch_all(store.pool())
+                    .await
+                    .expect("events");
+            assert_eq!(
+                left,
+                [ts(days(10)), ts(days(1))],
+                "{engine:?}: the recent gap and status"
+            );
+            let cut = store.cutoffs().await.expect("cutoffs").expect("recorded");
+            assert_eq!(cut.events_before, ts(days(400)));
+            // Another server looking at once finds the round taken.
+            assert!(
+                store
+                    .maintain(now, &retention)
+                    .await
+                    .expect("again")
+                    .is_none()
+            );
+        }
+    }
+
+    /// An hour of one sensor rolled up: the B28 jammer effective, down from 10 to 40 minutes,
+    /// effective again; a critical gap open from 5 to 25 minutes; heartbeats kept every 5
+    /// minutes: 1,800 s effective and 1,800 s down, 20 critical minutes, an hour up; the day
+    /// sums its hours.
+    #[tokio::test]
+    async fn an_hour_rolls_up_to_jammer_seconds_gap_minutes_and_uptime() {
+        for engine in [Engine::Sqlite, Engine::Postgres] {
+            let dir = tempfile::tempdir().expect("tmp");
+            let Some(store) = open(engine, dir.path()).await else {
+                continue;
+            };
+            let now = OffsetDateTime::now_utc();
+            let this_hour = rollup_hour(now);
+            let h = this_hour - time::Duration::hours(1);
+            let at = |m: i64| h + time::Duration::minutes(m);
+            let mut msgs = vec![
+                jammer_at(JammerStateWire::Effective, at(0)),
+                jammer_at(JammerStateWire::Down, at(10)),
+                jammer_at(JammerStateWire::Effective, at(40)),
+                gap_at(GapState::Open, 12.0, at(5)),
+                gap_at(GapState::Closed, 12.0, at(25)),
+            ];
+            for m in (-10..=60).step_by(5) {
+                msgs.push(status_at("s", SensorState::Online, at(m)));
+            }
+            msgs.sort_by_key(Message::observed_at);
+            store_all(&store, &msgs, 1, at(61)).await;
+            store
+                .maintain(now, &crate::config::Retention::default())
+                .await
+                .expect("maintain")
+                .expect("round");
+            let row = sqlx::query(
+                "SELECT jammer_effective_s, jammer_down_s, gap_critical_min, sensors FROM hourly
+                 WHERE facility_id = 'f' AND zone = 'z' AND band = $1 AND hour = $2",
+            );
+            let jam = row
+                .bind("B28")
+                .bind(ts(h))
+                .fetch_one(store.pool())
+                .await
+                .expect("the jammer's hour");
+            assert_eq!(
+                jam.get::<f64, _>("jammer_effective_s"),
+                1800.0,
+                "{engine:?}"
+            );
+            assert_eq!(jam.get::<f64, _>("jammer_down_s"), 1800.0, "{engine:?}");
+            let gap_min: f64 = sqlx::query_scalar(
+                "SELECT gap_critical_min FROM hourly WHERE band = 'B7' AND hour = $1",
+            )
+            .bind(ts(h))
+            .fetch_one(store.pool())
+            .await
+            .expect("the gap's hour");
+            assert!((gap_min - 20.0).abs() < 1e-9, "{engine:?}: {gap_min}");
+            let up: f64 = sqlx::query_scalar(
+                "SELECT sensor_up_s FROM hourly WHERE band = '' AND zone = 'z' AND hour = $1",
+            )
+            .bind(ts(h))
+            .fetch_one(store.pool())
+            .await
+            .expect("uptime");
+            assert_eq!(up, 3600.0, "{engine:?}");
+            let day = h.replace_time(time::Time::MIDNIGHT);
+            let down_day: f64 = sqlx::query_scalar(
+                "SELECT jammer_down_s FROM daily WHERE band = 'B28' AND day = $1",
+            )
+            .bind(ts(day))
+            .fetch_one(store.pool())
+            .await
+            .expect("the day");
+            assert!(down_day >= 1800.0, "{engine:?}: {down_day}");
+        }
+    }
+
+    fn rollup_hour(t: OffsetDateTime) -> OffsetDateTime {
+        t.replace_minute(0)
+            .and_then(|t| t.replace_second(0))
+            .and_then(|t| t.replace_nanosecond(0))
+            .expect("hour")
     }
 
     fn msgs_time(n: i64) -> OffsetDateTime {

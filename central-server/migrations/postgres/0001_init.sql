@@ -2,16 +2,21 @@
 -- BIGINT, every real DOUBLE PRECISION, and times are fixed-width UTC text in the C collation
 -- (text order is time order).
 
--- Every accepted message, once (ingest is idempotent by event_id).
+-- Every accepted message, once (ingest is idempotent by event_id). Partitioned by the month
+-- of observed_at, so that retention drops a month whole instead of deleting row by row: the
+-- key is (event_id, observed_at), and an event's id and time never part (the id is a UUIDv7
+-- of that time and the message's bytes). The store makes each month's partition
+-- (events_yYYYYmMM) before it writes into it.
 CREATE TABLE events (
-    event_id    TEXT PRIMARY KEY NOT NULL,
+    event_id    TEXT NOT NULL,
     kind        TEXT NOT NULL,
     facility_id TEXT NOT NULL,
     sensor_id   TEXT NOT NULL,
     observed_at TEXT COLLATE "C" NOT NULL,
     received_at TEXT COLLATE "C" NOT NULL,
-    payload     TEXT NOT NULL
-);
+    payload     TEXT NOT NULL,
+    PRIMARY KEY (event_id, observed_at)
+) PARTITION BY RANGE (observed_at);
 CREATE INDEX events_by_facility_time ON events (facility_id, kind, observed_at);
 
 -- Current state of each gap a sensor has reported.

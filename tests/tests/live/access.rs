@@ -20,8 +20,9 @@ const NORTE: &str = "norte";
 const SUR: &str = "sur";
 
 /// Every route of one facility.
-const FACILITY_ROUTES: [&str; 10] = [
+const FACILITY_ROUTES: [&str; 11] = [
     "",
+    "/aggregates",
     "/zones",
     "/sensors",
     "/gaps",
@@ -167,7 +168,7 @@ async fn every_route_is_private_and_scoped_to_the_users_facilities(b: Backend) {
     assert_eq!(page.headers()["location"], "/login");
     assert_eq!(status(&anon, &format!("{base}api/health"), None).await, 200);
     let anonymous = metrics.http_refused_count("no_credentials");
-    assert_eq!(anonymous, 2 * 10 + 6, "each refusal counted");
+    assert_eq!(anonymous, 2 * 11 + 6, "each refusal counted");
 
     // A supervisor of `norte`, signed in: everything of norte, nothing of sur (404, as for a
     // facility that does not exist), nothing global.
@@ -218,8 +219,8 @@ async fn every_route_is_private_and_scoped_to_the_users_facilities(b: Backend) {
     }
     let scoped = metrics.http_refused_count("out_of_scope");
     assert_eq!(
-        scoped, 22,
-        "each route of sur and of a facility that does not exist (10 each, and the two gaps \
+        scoped, 24,
+        "each route of sur and of a facility that does not exist (11 each, and the two gaps \
          read for their error) refused and counted"
     );
 
@@ -242,7 +243,7 @@ async fn every_route_is_private_and_scoped_to_the_users_facilities(b: Backend) {
             "revoked: norte{r}"
         );
     }
-    assert_eq!(metrics.http_refused_count("revoked_token"), 10);
+    assert_eq!(metrics.http_refused_count("revoked_token"), 11);
     let forged = client_with("cnt_not-a-token");
     assert_eq!(status(&forged, &fac(NORTE, "/gaps"), None).await, 401);
 

@@ -227,6 +227,59 @@ async fn the_national_overview_puts_the_worst_facility_first(b: Backend) {
         mine["totals"]["critical"], 0,
         "nothing of norte leaks into her totals"
     );
+    // Her facility's aggregates, by hour and by day, filtered; norte's are not hers.
+    let pool = db.reader().await;
+    for (f, zone, band, hour, down) in [
+        ("sur", "patio", "B28", "2026-11-30T10:00:00.000000Z", 900.0),
+        ("sur", "patio", "B28", "2026-11-30T11:00:00.000000Z", 3600.0),
+        ("sur", "patio", "n78", "2026-11-30T11:00:00.000000Z", 0.0),
+        (
+            "norte",
+            "patio",
+            "B28",
+            "2026-11-30T11:00:00.000000Z",
+            3600.0,
+        ),
+    ] {
+        sqlx::query(
+            "INSERT INTO hourly (facility_id, zone, band, hour, jammer_effective_s, jammer_down_s, sensors)
+             VALUES ($1, $2, $3, $4, $5, $6, 1)",
+        )
+        .bind(f)
+        .bind(zone)
+        .bind(band)
+        .bind(hour)
+        .bind(3600.0 - down)
+        .bind(down)
+        .execute(&pool)
+        .await
+        .expect("hourly");
+    }
+    pool.close().await;
+    let sofia = client_with(token.expose());
+    let agg = |c: &reqwest::Client, f: &str, q: &str| {
+        let (c, u) = (
+            c.clone(),
+            format!(
+                "{}api/facilities/{f}/aggregates?since=2026-11-30T00:00:00Z{q}",
+                server.url()
+            ),
+        );
+        async move {
+            let r = c.get(&u).send().await.expect("http");
+            (r.status().as_u16(), r.json::<Value>().await.expect("json"))
+        }
+    };
+    let (code, a) = agg(&sofia, "sur", "&band=B28").await;
+    assert_eq!(code, 200, "{a}");
+    let rows = a["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2, "{a}");
+    assert_eq!(rows[0]["jammer_down_fraction"], 0.25, "{a}");
+    assert_eq!(rows[1]["hour"], "2026-11-30T11:00:00.000000Z");
+    let (code, r) = agg(&sofia, "norte", "").await;
+    assert_eq!(code, 404, "{r}");
+    let (code, r) = agg(&sofia, "sur", "&period=week").await;
+    assert_eq!(code, 400, "{r}");
     // Without credentials: refused.
     let anon = reqwest::Client::new()
         .get(url(""))
