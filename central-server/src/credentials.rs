@@ -6,6 +6,11 @@
 //! directory) and one per registered sensor (`{facility}.{sensor}`; ids never hold a `.`),
 //! whose password `central-server broker-config` generates once and writes for the technician.
 //! A revoked or unregistered sensor has no user: the broker refuses it.
+//!
+//! A facility can have a broker of its own, bridged to the central one, so that it keeps
+//! working while its link to the centre is down ([`facility_broker_config`]): its sensors
+//! connect there with the same credentials, and the bridge logs in to the central broker as
+//! `bridge@{facility}`, which may write only that facility's topics and read only its receipts.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -39,6 +44,15 @@ pub const CREDENTIALS_DIR: &str = "credentials";
 pub fn sensor_user(facility: &str, sensor: &str) -> String {
     format!("{facility}.{sensor}")
 }
+
+/// The broker user of a facility's bridge (`@` is in no id: no sensor user can be it).
+#[must_use]
+pub fn bridge_user(facility: &str) -> String {
+    format!("bridge@{facility}")
+}
+
+/// The Mosquitto bridge fragment of a facility's broker.
+pub const BRIDGE_FILE: &str = "centinela-bridge.conf";
 
 /// The MQTT client id a sensor's agent connects with (the agent's own choice, checked by the
 /// embedded broker so that no sensor can take another's session).
@@ -266,6 +280,20 @@ pub fn broker_config(cfg: &ServerConfig, dir: &Path) -> Result<Written, String> 
          topic write centinela/receipt/v1/#\n",
     );
     for f in &cfg.facilities {
+        if f.sensors
+            .iter()
+            .any(|s| !s.revoked && s.public_key.is_some())
+        {
+            // The facility's bridge, for a facility broker (made only when asked for).
+            let user = bridge_user(&f.id);
+            acl.push_str(&format!(
+                "\nuser {user}\ntopic write centinela/v1/{0}/#\ntopic read centinela/receipt/v1/{0}/#\n",
+                f.id
+            ));
+            if file.users.contains_key(&user) {
+                wanted.insert(user);
+            }
+        }
         for s in &f.sensors {
             if s.revoked || s.public_key.is_none() {
                 continue;
@@ -321,6 +349,124 @@ pub fn broker_config(cfg: &ServerConfig, dir: &Path) -> Result<Written, String> 
         dir.join(ACL_FILE).display()
     );
     write_private(&dir.join(CONF_FILE), conf.as_bytes())?;
+    Ok(out)
+}
+
+/// Writes the files of the broker of `facility`, bridged to the central broker at `central`
+/// (`HOST:PORT`; with `central_ca`, over TLS), into `dir`/facility-`facility`: a password file
+/// with the facility's sensors (the central file's hashes: one password per sensor), their ACL,
+/// `centinela-auth.conf`, and `centinela-bridge.conf` (include it last: a bridge's settings
+/// follow its `connection` line). Makes the bridge's central user `bridge@{facility}` if it has
+/// none (its password goes only into the bridge file, mode 0600). Run [`broker_config`] first.
+///
+/// While the link is down the facility broker queues the sensors' messages for the bridge (its
+/// session persists, without a count limit) and the central broker queues the receipts; agents
+/// keep every event until its receipt comes, and the server drops what arrives twice.
+///
+/// # Errors
+/// An unknown facility, a bad address, or files that cannot be written.
+pub fn facility_broker_config(
+    cfg: &ServerConfig,
+    dir: &Path,
+    facility: &str,
+    central: &str,
+    central_ca: Option<&Path>,
+) -> Result<PathBuf, String> {
+    let f = cfg
+        .facility(facility)
+        .ok_or_else(|| format!("facility `{facility}` is not in the configuration"))?;
+    let (host, port) = central
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h, p.parse::<u16>().ok()?)))
+        .filter(|(h, _)| !h.is_empty() && !h.contains(char::is_whitespace))
+        .ok_or_else(|| format!("--central `{central}`: give the central broker as HOST:PORT"))?;
+    let central_path = dir.join(PASSWD_FILE);
+    let mut central_file = PasswordFile::load(&central_path)?;
+    let user = bridge_user(facility);
+    let password = match read_credentials(&dir.join(CREDENTIALS_DIR).join(&user)) {
+        Some((_, p)) if central_file.users.contains_key(&user) => p,
+        _ => {
+            let pw = random_password()?;
+            central_file.users.insert(user.clone(), hash(pw.expose())?);
+            central_file.save(&central_path)?;
+            let cred_dir = dir.join(CREDENTIALS_DIR);
+            private_dir(&cred_dir)?;
+            write_private(
+                &cred_dir.join(&user),
+                format!(
+                    "# MQTT credentials of the bridge of facility {facility}\nusername = \"{user}\"\npassword = \"{}\"\n",
+                    pw.expose()
+                )
+                .as_bytes(),
+            )?;
+            pw
+        }
+    };
+    let out = dir.join(format!("facility-{facility}"));
+    private_dir(&out)?;
+    let mut local = PasswordFile::default();
+    let mut acl = format!(
+        "# Centinela broker rights of facility {facility} (written by `central-server broker-config`).\n"
+    );
+    for s in &f.sensors {
+        if s.revoked || s.public_key.is_none() {
+            continue;
+        }
+        let u = sensor_user(facility, &s.id);
+        if let Some(h) = central_file.users.get(&u) {
+            local.users.insert(u.clone(), h.clone());
+        }
+        acl.push_str(&format!(
+            "\nuser {u}\ntopic write centinela/v1/{facility}/{0}/#\ntopic read centinela/receipt/v1/{facility}/{0}\n",
+            s.id
+        ));
+    }
+    local.save(&out.join(PASSWD_FILE))?;
+    write_private(&out.join(ACL_FILE), acl.as_bytes())?;
+    write_private(
+        &out.join(CONF_FILE),
+        format!(
+            "# Centinela, the broker of facility {facility}: its sensors only, each with its own rights.\n\
+             per_listener_settings false\n\
+             allow_anonymous false\n\
+             password_file {}\n\
+             acl_file {}\n",
+            out.join(PASSWD_FILE).display(),
+            out.join(ACL_FILE).display()
+        )
+        .as_bytes(),
+    )?;
+    let tls = central_ca.map_or_else(
+        || {
+            "# bridge_cafile /etc/centinela/central-ca.pem   (TLS to the centre: give its CA)\n"
+                .to_string()
+        },
+        |ca| format!("bridge_cafile {}\n", ca.display()),
+    );
+    write_private(
+        &out.join(BRIDGE_FILE),
+        format!(
+            "# The bridge of facility {facility} to the central broker (written by `central-server\n\
+             # broker-config`; include it last). The sensors' messages go out, their receipts come\n\
+             # in; while the link is down both brokers keep them for the bridge's session.\n\
+             connection centinela-central\n\
+             address {host}:{port}\n\
+             {tls}\
+             bridge_protocol_version mqttv311\n\
+             remote_clientid centinela-bridge-{facility}\n\
+             remote_username {user}\n\
+             remote_password {}\n\
+             cleansession false\n\
+             notifications false\n\
+             try_private false\n\
+             keepalive_interval 20\n\
+             restart_timeout 2 30\n\
+             topic centinela/v1/{facility}/# out 1\n\
+             topic centinela/receipt/v1/{facility}/# in 1\n",
+            password.expose()
+        )
+        .as_bytes(),
+    )?;
     Ok(out)
 }
 

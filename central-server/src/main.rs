@@ -35,6 +35,16 @@ enum Command {
         /// where the embedded broker reads them).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also write the files of this facility's own broker, bridged to the central one
+        /// (DIR/facility-FACILITY: its sensors' users and rights, and the bridge).
+        #[arg(long, requires = "central")]
+        facility_broker: Option<String>,
+        /// The central broker the facility's bridge connects to, HOST:PORT.
+        #[arg(long)]
+        central: Option<String>,
+        /// The CA (PEM) of the central broker's certificate: the bridge speaks TLS.
+        #[arg(long)]
+        central_ca: Option<PathBuf>,
     },
     /// Re-verify, offline and read-only, every stored event of a database (best on a copy):
     /// signatures, rows, digests and each sensor's sequence. Exits 1 naming each event that
@@ -68,6 +78,10 @@ struct ServeArgs {
     /// process id).
     #[arg(long)]
     instance: Option<String>,
+    /// Share ingest with the other servers of this group (server.shared_group; needs
+    /// PostgreSQL and an external broker).
+    #[arg(long)]
+    shared_group: Option<String>,
     /// HTTP listen address.
     #[arg(long)]
     http: Option<std::net::SocketAddr>,
@@ -348,7 +362,11 @@ async fn audit(a: AuditArgs) -> Result<bool, ServerError> {
     Ok(report.passed())
 }
 
-fn broker_config(config: &std::path::Path, out: Option<PathBuf>) -> Result<(), ServerError> {
+fn broker_config(
+    config: &std::path::Path,
+    out: Option<PathBuf>,
+    facility_broker: Option<(String, String, Option<PathBuf>)>,
+) -> Result<(), ServerError> {
     let cfg = load(config)?;
     let dir = out.unwrap_or_else(|| cfg.server.broker_dir());
     let w = central_server::credentials::broker_config(&cfg, &dir)
@@ -370,6 +388,23 @@ fn broker_config(config: &std::path::Path, out: Option<PathBuf>) -> Result<(), S
         w.removed.len(),
         dir.join(central_server::credentials::CONF_FILE).display()
     );
+    if let Some((facility, central, ca)) = facility_broker {
+        let f = central_server::credentials::facility_broker_config(
+            &cfg,
+            &dir,
+            &facility,
+            &central,
+            ca.as_deref(),
+        )
+        .map_err(|e| ServerError::Config(vec![e]))?;
+        println!(
+            "facility {facility}: its broker's files are in {} (include centinela-auth.conf, then {} last); the central broker now knows the bridge's user {}: include {} there again",
+            f.display(),
+            central_server::credentials::BRIDGE_FILE,
+            central_server::credentials::bridge_user(&facility),
+            dir.join(central_server::credentials::CONF_FILE).display()
+        );
+    }
     Ok(())
 }
 
@@ -407,6 +442,9 @@ async fn serve(a: ServeArgs) -> Result<(), ServerError> {
     }
     if let Some(i) = a.instance {
         cfg.server.instance = Some(i);
+    }
+    if let Some(g) = a.shared_group {
+        cfg.server.shared_group = Some(g);
     }
     if let Some(h) = a.http {
         cfg.server.http = h;
@@ -449,7 +487,19 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Audit(_) => Ok(()),
             Command::User(a) => user(a).await,
-            Command::BrokerConfig { config, out } => broker_config(&config, out),
+            Command::BrokerConfig {
+                config,
+                out,
+                facility_broker,
+                central,
+                central_ca,
+            } => broker_config(
+                &config,
+                out,
+                facility_broker
+                    .zip(central)
+                    .map(|(f, c)| (f, c, central_ca)),
+            ),
             Command::Serve(a) => serve(a).await,
             Command::CheckConfig { config } => load(&config).map(|c| {
                 println!(

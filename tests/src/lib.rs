@@ -514,3 +514,81 @@ pub fn output_ok(cmd: &mut Command, what: &str) -> Output {
     );
     out
 }
+
+/// A TCP link between two ports on loopback that a test can cut (every connection through it
+/// dropped, new ones refused) and restore: a facility's link to the centre.
+#[derive(Debug)]
+pub struct LinkProxy {
+    /// The port to connect to.
+    pub port: u16,
+    target: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LinkProxy {
+    /// Listens on a free loopback port; connections wait for [`LinkProxy::connect_to`].
+    ///
+    /// # Panics
+    /// When no port can be bound.
+    pub async fn start() -> Self {
+        use std::sync::atomic::Ordering;
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = l.local_addr().expect("addr").port();
+        let target = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(0));
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> =
+            std::sync::Arc::default();
+        let (t, c, k) = (target.clone(), cut.clone(), conns.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = l.accept().await {
+                let to = t.load(Ordering::SeqCst);
+                if c.load(Ordering::SeqCst) || to == 0 {
+                    drop(inbound);
+                    continue;
+                }
+                let h = tokio::spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", to)).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                k.lock().expect("conns").push(h);
+            }
+        });
+        Self {
+            port,
+            target,
+            cut,
+            conns,
+            task,
+        }
+    }
+
+    /// Where the link leads.
+    pub fn connect_to(&self, port: u16) {
+        self.target.store(port, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Cuts the link: every connection through it dropped, new ones refused.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for h in self.conns.lock().expect("conns").drain(..) {
+            h.abort();
+        }
+    }
+
+    /// Restores the link.
+    pub fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for LinkProxy {
+    fn drop(&mut self) {
+        self.cut();
+        self.task.abort();
+    }
+}
