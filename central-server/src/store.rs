@@ -1266,10 +1266,7 @@ impl Store {
         if missing.is_empty() {
             return Ok(());
         }
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(PARTITION_LOCK)
-            .fetch_all(&mut *tx)
-            .await?;
+        lock_partitions(tx).await?;
         for m in &missing {
             sqlx::raw_sql(sqlx::AssertSqlSafe(partition_ddl(m)))
                 .execute(&mut *tx)
@@ -2239,8 +2236,17 @@ impl Store {
     }
 }
 
-/// The advisory lock under which a server makes an events partition.
+/// The advisory lock under which a server makes or drops an events partition.
 const PARTITION_LOCK: i64 = 0x6365_6e74_7061_7274; // "centpart"
+
+/// Takes [`PARTITION_LOCK`] for the transaction.
+async fn lock_partitions(tx: &mut AnyConnection) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(PARTITION_LOCK)
+        .fetch_all(&mut *tx)
+        .await?;
+    Ok(())
+}
 
 /// The month after `month` (`YYYY-MM`), as `YYYY-MM`; `None` for text that is not a month.
 fn next_month(month: &str) -> Option<String> {
@@ -2519,15 +2525,7 @@ mod tests {
         let Some(store) = open(engine, dir.path()).await else {
             return;
         };
-        let ev = |n: i64, state: GapState| -> &'static Message {
-            let Message::Gap(mut g) = gap(1, 12.0) else {
-                unreachable!()
-            };
-            g.observed_at = OffsetDateTime::from_unix_timestamp(1_800_000_000 + n).expect("t");
-            g.state = state;
-            g.event_id = protocol::event_id(g.observed_at, format!("{n}").as_bytes());
-            Box::leak(Box::new(Message::Gap(g)))
-        };
+        let ev = |n: i64, state: GapState| gap_at(state, 12.0, msgs_time(n));
         let msgs = [
             ev(10, GapState::Open),
             ev(20, GapState::Closed),
@@ -2535,23 +2533,7 @@ mod tests {
             ev(40, GapState::Update),
             ev(25, GapState::Closed),
         ];
-        let batch: Vec<Item<'_>> = msgs
-            .iter()
-            .enumerate()
-            .map(|(k, m)| Item::Accept {
-                topic: "centinela/v1/f/s/gap",
-                msg: m,
-                payload: Box::leak(format!("payload {k}").into_boxed_str()),
-                seal: Seal {
-                    key: "ed25519:k",
-                    seq: k as i64 + 1,
-                    sha256: Box::leak(format!("sha {k}").into_boxed_str()),
-                },
-                retained: false,
-            })
-            .collect();
-        let at = OffsetDateTime::from_unix_timestamp(1_800_000_100).expect("t");
-        let got = store.ingest_batch(&batch, at).await.expect("batch");
+        let got = store_all(&store, &msgs, 1, msgs_time(100)).await;
         let alerts: usize = got
             .iter()
             .map(|r| match r {
@@ -2751,7 +2733,7 @@ mod tests {
             let Some(store) = open(engine, dir.path()).await else {
                 continue;
             };
-            let msgs: Vec<&'static Message> = ["f", "g", "h"]
+            let msgs: Vec<Message> = ["f", "g", "h"]
                 .iter()
                 .map(|f| {
                     let Message::Gap(mut g) = gap(1, 12.0) else {
@@ -2759,28 +2741,10 @@ mod tests {
                     };
                     g.facility_id = (*f).into();
                     g.event_id = protocol::event_id(g.observed_at, f.as_bytes());
-                    &*Box::leak(Box::new(Message::Gap(g)))
+                    Message::Gap(g)
                 })
                 .collect();
-            let batch: Vec<Item<'_>> = msgs
-                .iter()
-                .enumerate()
-                .map(|(k, m)| Item::Accept {
-                    topic: "t",
-                    msg: m,
-                    payload: Box::leak(format!("p{k}").into_boxed_str()),
-                    seal: Seal {
-                        key: "ed25519:k",
-                        seq: k as i64 + 1,
-                        sha256: Box::leak(format!("s{k}").into_boxed_str()),
-                    },
-                    retained: false,
-                })
-                .collect();
-            store
-                .ingest_batch(&batch, msgs_time(100))
-                .await
-                .expect("batch");
+            store_all(&store, &msgs, 1, msgs_time(100)).await;
             for (user, facility) in [(7_i64, "g"), (8, "h")] {
                 if user == 7 {
                     sqlx::query(

@@ -7,8 +7,8 @@
 //! cargo build --release -p central-server
 //! CENTINELA_SERVER_BIN=target/release/central-server cargo bench -p centinela-tests --bench load
 //! #  LOAD_FACILITIES=125 LOAD_SENSORS=8 LOAD_CONFIGS=pg1,pg2,pg3,sqlite1 LOAD_MIX_S=60
-//! #  LOAD_FLOOD=20 (messages per sensor in the capacity phase) LOAD_KILL=1 (SIGKILL one server
-//! #  of a group half-way through the mix)
+//! #  LOAD_FLOOD=20 (messages per sensor in the capacity phase) LOAD_KILL=mix|flood (SIGKILL one
+//! #  server of a group half-way through the mix, or during the flood)
 //! ```
 //!
 //! Each facility's sensors speak over one connection, as through the facility's bridge, and
@@ -24,9 +24,10 @@
 //!   at once, and the recovery 5 s later): receipt latency of gap and jammer events (publish
 //!   to receipt, p50/p99), the database's growth per day at that mix, and the latency of the
 //!   national overview (`/api/overview`, an administrator, once a second);
-//! - **kill** (`LOAD_KILL=1`, groups of 2 or more): one server killed with SIGKILL half-way
-//!   through the mix; every gap and jammer event sent is then stored once, and the alerts said
-//!   again by another server (their first server died before settling them) are counted.
+//! - **kill** (`LOAD_KILL=mix` or `flood`, groups of 2 or more): one server killed with SIGKILL
+//!   half-way through the mix, or 0.7 s into the flood; every gap and jammer event sent (the
+//!   flood's too) is then stored once, and the alerts said again by another server (their first
+//!   server died before settling them) are counted.
 //!
 //! One JSON line per configuration on stdout; progress on stderr.
 
@@ -421,13 +422,18 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 /// Messages every sensor of every facility sends in the capacity phase, pre-sealed:
 /// heartbeats, spectrum summaries and gap updates in the national proportions (12 : 6 : 1 a
 /// minute), all QoS 1 so that each one counts.
-fn flood(facs: &[Arc<Fac>], per_sensor: usize, round: u64) -> Vec<Vec<(String, Vec<u8>)>> {
+/// One message of the flood: topic, payload, and the id of a gap event (which awaits its
+/// receipt).
+type Sealed = (String, Vec<u8>, Option<uuid::Uuid>);
+
+fn flood(facs: &[Arc<Fac>], per_sensor: usize, round: u64) -> Vec<Vec<Sealed>> {
     facs.iter()
         .map(|fac| {
             let mut out = Vec::new();
             for n in 0..per_sensor {
                 for (s, sensor) in fac.sensors.iter().enumerate() {
                     let k = (round * 1_000_000) + n as u64;
+                    let mut id = None;
                     let (kind, msg) = match n % 19 {
                         0..=11 => (
                             Kind::Status,
@@ -442,18 +448,20 @@ fn flood(facs: &[Arc<Fac>], per_sensor: usize, round: u64) -> Vec<Vec<(String, V
                             Kind::Spectrum,
                             serde_json::to_vec(&spectrum(&fac.id, &sensor.id, k)),
                         ),
-                        _ => (
-                            Kind::Gap,
-                            serde_json::to_vec(&gap(
+                        _ => {
+                            let g = gap(
                                 &fac.id,
                                 &sensor.id,
                                 k,
                                 GapState::Update,
                                 5.0 + (k % 4) as f64,
-                            )),
-                        ),
+                            );
+                            id = Some(g.event_id);
+                            (Kind::Gap, serde_json::to_vec(&g))
+                        }
                     };
-                    out.push(fac.seal(s, kind, &msg.expect("json")));
+                    let (t, p) = fac.seal(s, kind, &msg.expect("json"));
+                    out.push((t, p, id));
                 }
             }
             out
@@ -462,14 +470,16 @@ fn flood(facs: &[Arc<Fac>], per_sensor: usize, round: u64) -> Vec<Vec<(String, V
 }
 
 /// Publishes every facility's share at once, as fast as QoS 1 allows; returns when all are
-/// handed to the clients.
-async fn publish_flood(facs: &[Arc<Fac>], msgs: Vec<Vec<(String, Vec<u8>)>>) {
+/// handed to the clients. With `receipts`, each gap event waits for its receipt (and is sent
+/// again without one, as agents do).
+async fn publish_flood(facs: &[Arc<Fac>], msgs: Vec<Vec<Sealed>>, receipts: bool) {
     let mut tasks = Vec::new();
     for (fac, list) in facs.iter().zip(msgs) {
-        let client = fac.client.clone();
+        let fac = fac.clone();
         tasks.push(tokio::spawn(async move {
-            for (t, p) in list {
-                let _ = client.publish(t, QoS::AtLeastOnce, false, p).await;
+            for (t, p, id) in list {
+                fac.send(t, p, id.filter(|_| receipts), QoS::AtLeastOnce)
+                    .await;
             }
         }));
     }
@@ -504,6 +514,23 @@ async fn db_bytes(db: &TestDb, pool: &sqlx::AnyPool) -> f64 {
     }
 }
 
+/// The bytes of the history proper (events and sequence numbers, their indexes included), which
+/// grow with time; the current-state tables (sensors, spectra, gaps) do not. PostgreSQL only.
+async fn history_bytes(db: &TestDb, pool: &sqlx::AnyPool) -> Option<f64> {
+    match &db.db {
+        Database::Postgres(_) => sqlx::query_scalar::<_, i64>(
+            "SELECT CAST(coalesce((SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits
+               WHERE inhparent = 'events'::regclass), 0)
+             + pg_total_relation_size('sequences') AS BIGINT)",
+        )
+        .fetch_one(pool)
+        .await
+        .ok()
+        .map(|b| b as f64),
+        Database::Sqlite(_) => None,
+    }
+}
+
 /// A read token of an administrator in the database (for the overview's latency).
 async fn admin_token(db: &Database) -> String {
     use central_server::auth::{Role, Scope, Users};
@@ -529,13 +556,23 @@ async fn admin_token(db: &Database) -> String {
     t.expose().to_string()
 }
 
+/// When one server of a group is killed (`LOAD_KILL=mix|flood`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kill {
+    None,
+    /// Half-way through the national mix.
+    Mix,
+    /// 0.7 s into the capacity flood.
+    Flood,
+}
+
 struct Setup {
     bin: PathBuf,
     facilities: usize,
     sensors: usize,
     flood: usize,
     mix_s: u64,
-    kill: bool,
+    kill: Kill,
     pg_bin: Option<PathBuf>,
 }
 
@@ -597,7 +634,7 @@ async fn run_config(setup: &Setup, name: &str) -> serde_json::Value {
     let msgs = flood(&facs, setup.flood, 1);
     let total: usize = msgs.iter().map(Vec::len).sum();
     let t0 = Instant::now();
-    publish_flood(&facs, msgs).await;
+    publish_flood(&facs, msgs, false).await;
     while got.load(Ordering::Relaxed) < total as u64 && t0.elapsed() < Duration::from_secs(120) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -643,10 +680,25 @@ async fn run_config(setup: &Setup, name: &str) -> serde_json::Value {
     // Capacity: the flood into the servers.
     let msgs = flood(&facs, setup.flood, 2);
     let total: usize = msgs.iter().map(Vec::len).sum();
+    let flood_ids: Vec<uuid::Uuid> = msgs.iter().flatten().filter_map(|m| m.2).collect();
     let before = received(&pool).await;
     let cpu0 = (cpu_snapshot(), own_cpu());
     let t0 = Instant::now();
-    publish_flood(&facs, msgs).await;
+    let mut killed = None;
+    if setup.kill == Kill::Flood && instances >= 2 {
+        // One server killed while the flood pours in.
+        let pour = {
+            let facs = facs.clone();
+            tokio::spawn(async move { publish_flood(&facs, msgs, true).await })
+        };
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        servers[0].kill();
+        killed = Some(("flood", t0.elapsed().as_secs_f64()));
+        eprintln!("[{name}] server s0 killed with SIGKILL during the flood");
+        let _ = pour.await;
+    } else {
+        publish_flood(&facs, msgs, true).await;
+    }
     let mut last = (before, Instant::now());
     loop {
         let n = received(&pool).await - before;
@@ -682,14 +734,19 @@ async fn run_config(setup: &Setup, name: &str) -> serde_json::Value {
         .any(|f| !f.pending.lock().expect("pending").is_empty())
         && settle.elapsed() < Duration::from_secs(60)
     {
+        for f in &facs {
+            f.resend_overdue().await;
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    let flood_resent: u64 = facs.iter().map(|f| f.resent.load(Ordering::Relaxed)).sum();
     for f in &facs {
         f.latencies_ms.lock().expect("latencies").clear();
     }
 
     // The national mix at its real rate.
     let size0 = db_bytes(&db, &pool).await;
+    let history0 = history_bytes(&db, &pool).await;
     let received0 = received(&pool).await;
     let mix_t0 = Instant::now();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -812,17 +869,16 @@ async fn run_config(setup: &Setup, name: &str) -> serde_json::Value {
         }
         lat
     });
-    let mut killed = None;
     while mix_t0.elapsed() < Duration::from_secs(setup.mix_s) {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        if setup.kill
+        if setup.kill == Kill::Mix
             && instances >= 2
             && killed.is_none()
             && mix_t0.elapsed() >= Duration::from_secs(setup.mix_s / 2)
         {
             servers[0].kill();
-            killed = Some(mix_t0.elapsed().as_secs_f64());
-            eprintln!("[{name}] server s0 killed with SIGKILL");
+            killed = Some(("mix", mix_t0.elapsed().as_secs_f64()));
+            eprintln!("[{name}] server s0 killed with SIGKILL during the mix");
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -848,6 +904,7 @@ async fn run_config(setup: &Setup, name: &str) -> serde_json::Value {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let size1 = db_bytes(&db, &pool).await;
+    let history1 = history_bytes(&db, &pool).await;
     let mut lat: Vec<f64> = facs
         .iter()
         .flat_map(|f| f.latencies_ms.lock().expect("latencies").clone())
@@ -858,7 +915,8 @@ async fn run_config(setup: &Setup, name: &str) -> serde_json::Value {
         .sum();
     let resent: u64 = facs.iter().map(|f| f.resent.load(Ordering::Relaxed)).sum();
     let refused: u64 = facs.iter().map(|f| f.refused.load(Ordering::Relaxed)).sum();
-    let sent: Vec<uuid::Uuid> = sent_events.lock().expect("sent").clone();
+    let mut sent: Vec<uuid::Uuid> = sent_events.lock().expect("sent").clone();
+    sent.extend(&flood_ids);
     let stored_ids: std::collections::HashSet<String> =
         sqlx::query_scalar("SELECT event_id FROM events WHERE kind IN ('gap', 'jammer')")
             .fetch_all(&pool)
@@ -895,17 +953,21 @@ async fn run_config(setup: &Setup, name: &str) -> serde_json::Value {
             "gap_jammer_events": sent.len(),
             "receipt_latency_ms": {"p50": percentile(&mut lat, 0.5), "p99": percentile(&mut lat, 0.99), "max": percentile(&mut lat, 1.0)},
             "db_growth_gb_per_day": (per_day / 1e9 * 100.0).round() / 100.0,
+            "history_growth_gb_per_day": history0.zip(history1).map(|(a, b)| ((b - a) / mix_wall * 86_400.0 / 1e9 * 100.0).round() / 100.0),
             "overview_ms": {"p50": percentile(&mut api_lat, 0.5), "p99": percentile(&mut api_lat, 0.99), "requests": api_lat.len()},
             "resent": resent,
             "refused": refused,
             "unconfirmed": waiting,
             "lost": lost,
         },
-        "kill": killed.map(|at| json!({
+        "kill": killed.map(|(phase, at)| json!({
+            "phase": phase,
             "at_s": (at * 10.0).round() / 10.0,
             "lost": lost,
             "alerts": alerts.len(),
             "alerts_said_again": alerts.iter().filter(|(a, _)| *a >= 2).count(),
+            "flood_gap_events": flood_ids.len(),
+            "resent_after_the_flood": flood_resent,
             "alerts_unsettled": alerts.iter().filter(|(_, s)| *s == 0).count(),
         })),
     });
@@ -948,7 +1010,11 @@ fn main() {
         sensors: env("LOAD_SENSORS", 8),
         flood: env("LOAD_FLOOD", 20),
         mix_s: env("LOAD_MIX_S", 60) as u64,
-        kill: env("LOAD_KILL", 0) == 1,
+        kill: match std::env::var("LOAD_KILL").as_deref() {
+            Ok("mix" | "1") => Kill::Mix,
+            Ok("flood") => Kill::Flood,
+            _ => Kill::None,
+        },
         pg_bin: centinela_tests::pg::bin_dir(),
     };
     let configs =

@@ -751,3 +751,30 @@ impl Sealer {
             .or_insert(0) += n;
     }
 }
+
+/// A webhook on a free loopback port that keeps every JSON body posted to it: its URL and what
+/// it received.
+///
+/// # Panics
+/// When no port can be bound.
+pub async fn webhook() -> (String, Arc<std::sync::Mutex<Vec<serde_json::Value>>>) {
+    use axum::routing::post;
+    let received: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
+    let sink = received.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        post(move |axum::Json(v): axum::Json<serde_json::Value>| {
+            let sink = sink.clone();
+            async move {
+                sink.lock().expect("lock").push(v);
+                "ok"
+            }
+        }),
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(l, app).await });
+    (format!("http://{addr}/hook"), received)
+}

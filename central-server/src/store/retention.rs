@@ -12,7 +12,7 @@ use std::time::Duration;
 use sqlx::Row as _;
 use time::OffsetDateTime;
 
-use super::{Engine, Store, next_month, partition_ddl, ts, unix};
+use super::{Engine, Store, lock_partitions, next_month, partition_ddl, ts, unix};
 use crate::config::Retention;
 
 /// Rows deleted by one statement.
@@ -209,10 +209,7 @@ impl Store {
     /// Makes the partitions of `months` (`YYYY-MM`) unless they exist.
     async fn make_partitions(&self, months: &[String]) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(super::PARTITION_LOCK)
-            .fetch_all(&mut *tx)
-            .await?;
+        lock_partitions(&mut tx).await?;
         for m in months {
             sqlx::raw_sql(sqlx::AssertSqlSafe(partition_ddl(m)))
                 .execute(&mut *tx)
@@ -253,10 +250,7 @@ impl Store {
                 continue;
             }
             let mut tx = self.pool.begin().await?;
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(super::PARTITION_LOCK)
-                .fetch_all(&mut *tx)
-                .await?;
+            lock_partitions(&mut tx).await?;
             let n: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT count(*) FROM {}",
                 super::partition_name(&month)

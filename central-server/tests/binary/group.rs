@@ -7,7 +7,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use centinela_tests::Mosquitto;
@@ -15,36 +14,12 @@ use centinela_tests::live::{
     Feeder, Fleet, ServerProcess, assert_exactly_once, stored_ids, wait_for,
 };
 use centinela_tests::testdb::Backend;
-use serde_json::Value;
 
 use crate::BIN;
 
 const FAC: &str = "group-prison";
 const SENSORS: usize = 4;
 const EVENTS: u32 = 1200;
-
-/// A webhook that keeps every alert posted to it.
-async fn webhook() -> (String, Arc<Mutex<Vec<Value>>>) {
-    use axum::routing::post;
-    let received: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let sink = received.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        post(move |axum::Json(v): axum::Json<Value>| {
-            let sink = sink.clone();
-            async move {
-                sink.lock().expect("lock").push(v);
-                "ok"
-            }
-        }),
-    );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = l.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(l, app).await });
-    (format!("http://{addr}/hook"), received)
-}
 
 /// A token that may read `/metrics`, made in the group's database.
 async fn metrics_token(db: &central_server::db::Database) -> String {
@@ -99,7 +74,7 @@ async fn a_group_shares_ingest_and_survives_the_sigkill_of_a_member() {
     // The sensors' broker users with their test passwords; broker-config keeps them and adds
     // the server's user, the ACL and the Mosquitto fragment.
     fleet.write_broker(&broker_dir);
-    let (hook, alerts) = webhook().await;
+    let (hook, alerts) = centinela_tests::live::webhook().await;
     let mut cfg: central_server::config::ServerConfig =
         toml::from_str(&fleet.toml()).expect("configuration");
     cfg.server.db = db.db.clone();

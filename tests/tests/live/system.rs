@@ -1004,24 +1004,7 @@ async fn a_taken_port_fails_fast_with_a_clear_message() {
 
 /// Alerts reach a webhook: a critical gap and a jammer band going down, posted as JSON.
 async fn alerts_are_posted_to_the_webhook(b: Backend) {
-    use axum::routing::post;
-    let received: Arc<std::sync::Mutex<Vec<Value>>> = Arc::default();
-    let sink = received.clone();
-    let app = axum::Router::new().route(
-        "/hook",
-        post(move |axum::Json(v): axum::Json<Value>| {
-            let sink = sink.clone();
-            async move {
-                sink.lock().expect("lock").push(v);
-                "ok"
-            }
-        }),
-    );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let hook = l.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(l, app).await });
+    let (hook, received) = live::webhook().await;
     let dir = tempfile::tempdir().expect("dir");
     let Some(db) = b.open(dir.path()).await else {
         return;
@@ -1033,7 +1016,7 @@ async fn alerts_are_posted_to_the_webhook(b: Backend) {
             db: db.db.clone(),
             data_dir: Some(db.dir.clone()),
             http: loopback0(),
-            webhook: Some(format!("http://{hook}/hook")),
+            webhook: Some(hook),
             ..ServerSection::default()
         },
         facilities: fleet().facilities(),
