@@ -664,7 +664,7 @@ impl Store {
         let sensors = Self::read_sensors(&mut tx, batch).await?;
         let kept = self.kept(batch, &sensors);
         let seqs = Self::sequences(&mut tx, batch, &kept, received_at).await?;
-        self.ensure_partitions(&mut tx, batch, &seqs, &kept).await?;
+        let made = self.ensure_partitions(&mut tx, batch, &seqs, &kept).await?;
         let inserted =
             Self::insert_events(&mut tx, self.engine, batch, &seqs, &kept, received_at).await?;
         let stored = Self::stored_payloads(&mut tx, batch, &seqs, &inserted).await?;
@@ -765,6 +765,7 @@ impl Store {
             });
         }
         tx.commit().await?;
+        self.known_partitions(made);
         Ok(results)
     }
 
@@ -1233,17 +1234,18 @@ impl Store {
     }
 
     /// PostgreSQL keeps events in a partition per month of their observed time: the months this
-    /// batch writes into must exist. Made here when a month is new to this server (one server
-    /// at a time: a transaction-scoped advisory lock), and known from then on.
+    /// batch writes into must exist. Made here, in the batch's transaction, when a month is new
+    /// to this server; returns them, to be known once the transaction commits (a batch rolled
+    /// back takes its partitions with it).
     async fn ensure_partitions(
         &self,
         tx: &mut AnyConnection,
         batch: &[Item<'_>],
         seqs: &[Option<bool>],
         kept: &[bool],
-    ) -> Result<(), sqlx::Error> {
+    ) -> Result<Vec<String>, sqlx::Error> {
         if self.engine != Engine::Postgres {
-            return Ok(());
+            return Ok(Vec::new());
         }
         let months: std::collections::BTreeSet<String> = batch
             .iter()
@@ -1263,20 +1265,18 @@ impl Store {
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             months.into_iter().filter(|m| !known.contains(m)).collect()
         };
-        if missing.is_empty() {
-            return Ok(());
+        if !missing.is_empty() {
+            create_partitions(tx, &missing).await?;
         }
-        lock_partitions(tx).await?;
-        for m in &missing {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(partition_ddl(m)))
-                .execute(&mut *tx)
-                .await?;
-        }
+        Ok(missing)
+    }
+
+    /// Months whose partition exists now (their transaction committed).
+    fn known_partitions(&self, months: impl IntoIterator<Item = String>) {
         self.partitions
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend(missing);
-        Ok(())
+            .extend(months);
     }
 
     /// Several servers share a PostgreSQL database: each sensor's current state (gaps, jammer
@@ -2238,6 +2238,18 @@ impl Store {
 
 /// The advisory lock under which a server makes or drops an events partition.
 const PARTITION_LOCK: i64 = 0x6365_6e74_7061_7274; // "centpart"
+
+/// Makes the partitions of `months` (`YYYY-MM`) unless they exist, one server at a time (a
+/// transaction-scoped advisory lock).
+async fn create_partitions(tx: &mut AnyConnection, months: &[String]) -> Result<(), sqlx::Error> {
+    lock_partitions(tx).await?;
+    for m in months {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(partition_ddl(m)))
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
 
 /// Takes [`PARTITION_LOCK`] for the transaction.
 async fn lock_partitions(tx: &mut AnyConnection) -> Result<(), sqlx::Error> {

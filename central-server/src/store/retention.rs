@@ -12,7 +12,7 @@ use std::time::Duration;
 use sqlx::Row as _;
 use time::OffsetDateTime;
 
-use super::{Engine, Store, lock_partitions, next_month, partition_ddl, ts, unix};
+use super::{Engine, Store, create_partitions, lock_partitions, next_month, ts, unix};
 use crate::config::Retention;
 
 /// Rows deleted by one statement.
@@ -209,17 +209,9 @@ impl Store {
     /// Makes the partitions of `months` (`YYYY-MM`) unless they exist.
     async fn make_partitions(&self, months: &[String]) -> Result<(), sqlx::Error> {
         let mut tx = self.pool.begin().await?;
-        lock_partitions(&mut tx).await?;
-        for m in months {
-            sqlx::raw_sql(sqlx::AssertSqlSafe(partition_ddl(m)))
-                .execute(&mut *tx)
-                .await?;
-        }
+        create_partitions(&mut tx, months).await?;
         tx.commit().await?;
-        self.partitions
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .extend(months.iter().cloned());
+        self.known_partitions(months.iter().cloned());
         Ok(())
     }
 
