@@ -61,6 +61,23 @@ pub enum Alert {
         /// What was refused.
         detail: String,
     },
+    /// A sensor lost what it should have kept: events dropped from its outbox (full, or its
+    /// disk failing with its memory queue full too) or evidence clips not kept, since its
+    /// previous status.
+    SensorLoss {
+        /// Facility.
+        facility_id: String,
+        /// Sensor.
+        sensor_id: String,
+        /// Zone.
+        zone: String,
+        /// Events dropped since its previous status.
+        events: u64,
+        /// Evidence clips not kept since its previous status.
+        clips: u64,
+        /// Events it holds in memory only (its disk cannot be written).
+        in_memory: u64,
+    },
     /// A sensor went offline.
     SensorOffline {
         /// Facility.
@@ -72,6 +89,59 @@ pub enum Alert {
         /// Why the server thinks so.
         reason: String,
     },
+}
+
+/// Something wrong with this server itself, said at once by the server that sees it: it cannot
+/// be a row of the database first (the database may be what fails), so it is not claimed or
+/// settled; the webhook is tried a few times in the background.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "alert", rename_all = "snake_case")]
+pub enum ServerAlert {
+    /// The database does not take writes: nothing is stored and no receipt is sent (agents keep
+    /// their events), until it does again.
+    DatabaseUnwritable {
+        /// The server that cannot write.
+        server: String,
+        /// The database's error.
+        error: String,
+        /// For how long writes have failed, seconds.
+        failing_s: f64,
+    },
+    /// The database takes writes again.
+    DatabaseWritable {
+        /// The server.
+        server: String,
+        /// How long writes failed, seconds.
+        after_s: f64,
+    },
+}
+
+impl ServerAlert {
+    /// Label for counters.
+    #[must_use]
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::DatabaseUnwritable { .. } => "database_unwritable",
+            Self::DatabaseWritable { .. } => "database_writable",
+        }
+    }
+
+    /// One line for the log, Spanish then English.
+    #[must_use]
+    pub fn sentence(&self) -> String {
+        match self {
+            Self::DatabaseUnwritable {
+                server,
+                error,
+                failing_s,
+            } => format!(
+                "BASE DE DATOS SIN ESCRITURA en el servidor {server} desde hace {failing_s:.0} s: no se guarda nada ni se envían recibos; los sensores conservan sus eventos / DATABASE NOT WRITABLE on server {server} for {failing_s:.0} s ({error}): nothing is stored and no receipt is sent; sensors keep their events"
+            ),
+            Self::DatabaseWritable { server, after_s } => format!(
+                "BASE DE DATOS ESCRIBE DE NUEVO en el servidor {server} tras {after_s:.0} s / DATABASE WRITABLE AGAIN on server {server} after {after_s:.0} s"
+            ),
+        }
+    }
 }
 
 /// An alert recorded in the database, to be said.
@@ -151,6 +221,11 @@ impl Alert {
                 facility_id,
                 sensor_id,
                 ..
+            }
+            | Self::SensorLoss {
+                facility_id,
+                sensor_id,
+                ..
             } => (facility_id, sensor_id),
         }
     }
@@ -162,6 +237,7 @@ impl Alert {
             Self::CriticalGap { .. } => "critical_gap",
             Self::JammerDown { .. } => "jammer_down",
             Self::SensorOffline { .. } => "sensor_offline",
+            Self::SensorLoss { .. } => "sensor_loss",
             Self::Tamper { .. } => "tamper",
         }
     }
@@ -197,6 +273,16 @@ impl Alert {
                 zone,
                 reason,
             } => format!("SENSOR OFFLINE at {facility_id}/{zone}: {sensor_id}, {reason}"),
+            Self::SensorLoss {
+                facility_id,
+                sensor_id,
+                zone,
+                events,
+                clips,
+                in_memory,
+            } => format!(
+                "SENSOR LOST EVIDENCE at {facility_id}/{zone}: sensor {sensor_id} dropped {events} event(s) and {clips} evidence clip(s) since its last status ({in_memory} held in memory only: its disk cannot be written or is full)"
+            ),
             Self::Tamper {
                 facility_id,
                 sensor_id,
@@ -253,6 +339,30 @@ impl Alerter {
             let this = self.clone();
             tokio::spawn(async move { this.deliver(r).await });
         }
+    }
+
+    /// Says an alert about this server itself: the log at once, the webhook in the background
+    /// (three attempts, 5 s apart; no database row, since the database may be what fails).
+    pub fn say_server(&self, alert: ServerAlert) {
+        tracing::error!(target: "alert", "{}", alert.sentence());
+        self.metrics.alert(alert.label());
+        let Some(url) = self.webhook.clone() else {
+            return;
+        };
+        let this = self.clone();
+        tokio::spawn(async move {
+            for attempt in 1..=3 {
+                let res = this.client.post(&url).json(&alert).send().await;
+                match res.map(reqwest::Response::error_for_status) {
+                    Ok(Ok(_)) => return,
+                    Ok(Err(e)) | Err(e) => {
+                        this.metrics.webhook_failed();
+                        tracing::warn!("webhook {url} (server alert, attempt {attempt} of 3): {e}");
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        });
     }
 
     async fn deliver(&self, r: Raised) {

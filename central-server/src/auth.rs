@@ -54,7 +54,8 @@ pub struct AppState {
 }
 
 /// Reasons a request or a login is refused (the label of `centinela_http_refused_total`).
-pub const REFUSALS: [&str; 11] = [
+pub const REFUSALS: [&str; 12] = [
+    "bad_host",
     "no_credentials",
     "bad_token",
     "revoked_token",
@@ -68,14 +69,21 @@ pub const REFUSALS: [&str; 11] = [
     "unavailable",
 ];
 
-/// Consecutive failed logins that lock an account.
-pub const LOCK_AFTER: i64 = 5;
+/// Consecutive failed logins to one account, from any addresses, that lock it (a guess spread
+/// over many addresses). One address alone cannot get there: [`PAIR_THROTTLE_AFTER`] stops it
+/// first, so an attacker cannot lock another user out from where that user works.
+pub const LOCK_AFTER: i64 = 20;
 /// How long a locked account stays locked.
 pub const LOCK_FOR: Duration = Duration::from_secs(15 * 60);
-/// Failed logins from one address within [`THROTTLE_WINDOW`] after which it is refused.
-pub const THROTTLE_AFTER: u32 = 20;
+/// Failed logins to one account from one address within [`THROTTLE_WINDOW`] after which that
+/// address may not try that account (the others' logins from there go on).
+pub const PAIR_THROTTLE_AFTER: u32 = 5;
+/// Failed logins from one address, to any accounts, within [`THROTTLE_WINDOW`] after which the
+/// address is refused: high, so that a site behind one NAT is not shut out by one of its users,
+/// yet it bounds a guesser who tries many accounts.
+pub const ADDRESS_THROTTLE_AFTER: u32 = 100;
 /// The throttle's window.
-pub const THROTTLE_WINDOW: Duration = Duration::from_secs(10 * 60);
+pub const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
 /// A dashboard session ends after this long without a request.
 pub const SESSION_IDLE: Duration = Duration::from_secs(8 * 3600);
 /// The shortest password `user add` and `user passwd` accept.
@@ -296,9 +304,9 @@ pub fn no_facility(id: &str) -> String {
     format!("facility `{id}` is not in the server's configuration")
 }
 
-/// The remote address of a request (set by the server's listener).
+/// The address a request came from ([`ClientAddr`], else the peer's).
 #[derive(Debug, Clone, Copy)]
-pub struct Remote(pub Option<SocketAddr>);
+pub struct Remote(pub Option<IpAddr>);
 
 impl<S: Send + Sync> FromRequestParts<S> for Remote {
     type Rejection = std::convert::Infallible;
@@ -310,16 +318,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Remote {
 
 impl Remote {
     fn of(parts: &Parts) -> Self {
+        if let Some(ClientAddr(c)) = parts.extensions.get::<ClientAddr>() {
+            return Self(*c);
+        }
         Self(
             parts
                 .extensions
                 .get::<axum::extract::ConnectInfo<SocketAddr>>()
-                .map(|c| c.0),
+                .map(|c| c.0.ip()),
         )
     }
 
     fn text(self) -> String {
-        self.0.map(|a| a.ip().to_string()).unwrap_or_default()
+        self.0.map(|a| a.to_string()).unwrap_or_default()
     }
 }
 
@@ -328,10 +339,17 @@ impl Remote {
 pub struct AuthState {
     /// The session cookie is `Secure` (the server speaks HTTPS).
     pub secure: bool,
-    failures: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    failures: Mutex<Failures>,
     /// A hash to verify unknown users' passwords against, so that a login for a user who does
     /// not exist costs what one for a user who does.
     decoy: String,
+}
+
+/// Failed logins within the throttle's window: per address and account, and per address.
+#[derive(Debug, Default)]
+struct Failures {
+    pairs: HashMap<(IpAddr, String), (u32, Instant)>,
+    addresses: HashMap<IpAddr, (u32, Instant)>,
 }
 
 impl AuthState {
@@ -343,29 +361,153 @@ impl AuthState {
         let pw = crate::credentials::random_password()?;
         Ok(Self {
             secure,
-            failures: Mutex::new(HashMap::new()),
+            failures: Mutex::new(Failures::default()),
             decoy: hash_password(pw.expose())?,
         })
     }
 
-    fn throttled(&self, ip: Option<IpAddr>) -> bool {
-        let Some(ip) = ip else { return false };
-        let mut m = self
-            .failures
+    fn lock(&self) -> std::sync::MutexGuard<'_, Failures> {
+        self.failures
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        m.retain(|_, (_, t)| t.elapsed() < THROTTLE_WINDOW);
-        m.get(&ip).is_some_and(|(n, _)| *n >= THROTTLE_AFTER)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn failed(&self, ip: Option<IpAddr>) {
+    /// Whether logins to `user` from `ip` are refused for now: that address failed too often
+    /// at that account, or at accounts at all.
+    fn throttled(&self, ip: Option<IpAddr>, user: &str) -> bool {
+        let Some(ip) = ip else { return false };
+        let mut m = self.lock();
+        m.pairs.retain(|_, (_, t)| t.elapsed() < THROTTLE_WINDOW);
+        m.addresses
+            .retain(|_, (_, t)| t.elapsed() < THROTTLE_WINDOW);
+        m.pairs
+            .get(&(ip, user.to_lowercase()))
+            .is_some_and(|(n, _)| *n >= PAIR_THROTTLE_AFTER)
+            || m.addresses
+                .get(&ip)
+                .is_some_and(|(n, _)| *n >= ADDRESS_THROTTLE_AFTER)
+    }
+
+    fn failed(&self, ip: Option<IpAddr>, user: &str) {
         let Some(ip) = ip else { return };
-        let mut m = self
-            .failures
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let e = m.entry(ip).or_insert((0, Instant::now()));
-        e.0 += 1;
+        let mut m = self.lock();
+        // Bounded: a flood of made-up names from many addresses cannot grow this without end.
+        if m.pairs.len() > 100_000 {
+            m.pairs.retain(|_, (_, t)| t.elapsed() < THROTTLE_WINDOW);
+        }
+        if m.pairs.len() <= 100_000 {
+            m.pairs
+                .entry((ip, user.to_lowercase()))
+                .or_insert((0, Instant::now()))
+                .0 += 1;
+        }
+        m.addresses.entry(ip).or_insert((0, Instant::now())).0 += 1;
+    }
+}
+
+/// The address a request came from: the peer's, or, when the peer is one of the configured
+/// `server.trusted_proxies`, the last address of `X-Forwarded-For` that is not a proxy's.
+#[must_use]
+pub fn client_address(
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> Option<IpAddr> {
+    let peer = peer?;
+    let is_proxy = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_proxy(&peer) {
+        return Some(peer);
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for v in headers.get_all("x-forwarded-for") {
+        let Ok(v) = v.to_str() else { return Some(peer) };
+        for part in v.split(',') {
+            match part.trim().parse::<IpAddr>() {
+                Ok(ip) => hops.push(ip),
+                // A hop we cannot read: believe nothing left of it.
+                Err(_) => hops.clear(),
+            }
+        }
+    }
+    Some(
+        hops.into_iter()
+            .rev()
+            .find(|ip| !is_proxy(ip))
+            .unwrap_or(peer),
+    )
+}
+
+/// The client's address, worked out once per request by [`gate`].
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<IpAddr>);
+
+/// What every request passes before its route: its address is worked out (trusted proxies), its
+/// `Host` must name this server (`server.hostnames`; `/api/health` is exempt, for load
+/// balancers that probe by address), and a request that changes state (any method but GET,
+/// HEAD and OPTIONS) must come from this site (its `Origin`, when sent, is the host it was
+/// sent to). Refusals are counted and logged.
+pub async fn gate(
+    axum::extract::State(s): axum::extract::State<AppState>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    let client = client_address(peer, req.headers(), &s.config.server.trusted_proxies);
+    req.extensions_mut().insert(ClientAddr(client));
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()));
+    let host_name = host.as_deref().map(host_without_port);
+    if req.uri().path() != "/api/health"
+        && !host_name.is_some_and(|h| s.config.server.serves_host(h))
+    {
+        s.metrics.http_refused("bad_host");
+        return (
+            StatusCode::MISDIRECTED_REQUEST,
+            axum::Json(serde_json::json!({
+                "error": format!(
+                    "este servidor no responde al nombre `{0}` / this server does not answer to `{0}` (server.hostnames)",
+                    host_name.unwrap_or("").chars().take(100).collect::<String>().escape_default()
+                )
+            })),
+        )
+            .into_response();
+    }
+    let safe = matches!(
+        *req.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD | axum::http::Method::OPTIONS
+    );
+    if !safe && !same_origin(req.headers()) {
+        s.metrics.http_refused("bad_origin");
+        let remote = client.map(|i| i.to_string()).unwrap_or_default();
+        let path = req.uri().path().chars().take(100).collect::<String>();
+        security_log(&s.store, "", "denied", &path, "cross-site request", &remote).await;
+        return (
+            StatusCode::FORBIDDEN,
+            axum::Json(serde_json::json!({
+                "error": "petición de otro sitio rechazada / cross-site request refused"
+            })),
+        )
+            .into_response();
+    }
+    next.run(req).await
+}
+
+/// `host` of `host:port`, `[v6]:port` or `host`.
+fn host_without_port(h: &str) -> &str {
+    if let Some(rest) = h.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("");
+    }
+    match h.rsplit_once(':') {
+        Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+        _ => h,
     }
 }
 
@@ -497,7 +639,7 @@ impl Users {
             ));
         }
         let hash = hash_password(password.expose())?;
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = crate::db::begin(&self.pool).await.map_err(db)?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO users (name, role, password, created_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT(name) DO NOTHING RETURNING id",
@@ -573,7 +715,7 @@ impl Users {
         check_new_password(password)?;
         let id = self.id_of(name).await?;
         let hash = hash_password(password.expose())?;
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = crate::db::begin(&self.pool).await.map_err(db)?;
         sqlx::query("UPDATE users SET password = $1, failures = 0, locked_until = 0 WHERE id = $2")
             .bind(&hash)
             .bind(id)
@@ -599,7 +741,7 @@ impl Users {
         actor: &str,
     ) -> Result<(), String> {
         let id = self.id_of(name).await?;
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = crate::db::begin(&self.pool).await.map_err(db)?;
         sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
             .bind(i64::from(disabled))
             .bind(id)
@@ -637,7 +779,7 @@ impl Users {
             "cnt_{}",
             crate::credentials::random_password()?.expose()
         ));
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = crate::db::begin(&self.pool).await.map_err(db)?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO tokens (user_id, label, scope, digest, created_at) VALUES ($1, $2, $3, $4, $5) RETURNING id",
         )
@@ -669,7 +811,7 @@ impl Users {
     /// No such token of that user, or the database.
     pub async fn revoke_token(&self, name: &str, token: i64, actor: &str) -> Result<(), String> {
         let user = self.id_of(name).await?;
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = crate::db::begin(&self.pool).await.map_err(db)?;
         let n = sqlx::query(
             "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL",
         )
@@ -707,7 +849,7 @@ impl Users {
         actor: &str,
     ) -> Result<(), String> {
         let user = self.id_of(name).await?;
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = crate::db::begin(&self.pool).await.map_err(db)?;
         let ids: Vec<i64> = sqlx::query_scalar(
             "UPDATE tokens SET revoked_at = $1 WHERE user_id = $2 AND label = $3 AND revoked_at IS NULL RETURNING id",
         )
@@ -1138,10 +1280,10 @@ pub async fn login(
     s: &AppState,
     session: &tower_sessions::Session,
     headers: &HeaderMap,
-    remote: Option<SocketAddr>,
+    remote: Option<IpAddr>,
     form: LoginForm,
 ) -> LoginOutcome {
-    let ip = remote.map(|a| a.ip());
+    let ip = remote;
     let remote_text = ip.map(|i| i.to_string()).unwrap_or_default();
     let name: String = form.user.chars().take(64).collect();
     let f = match check_login(s, session, headers, ip, &name, form.password).await {
@@ -1152,7 +1294,7 @@ pub async fn login(
         Err(f) => f,
     };
     if f.throttle {
-        s.auth.failed(ip);
+        s.auth.failed(ip, &name);
     }
     if let Some(detail) = f.detail {
         security_log(&s.store, &name, "login_failed", &name, detail, &remote_text).await;
@@ -1188,7 +1330,7 @@ async fn check_login(
     if !same_origin(headers) {
         return Err(Failure::new("bad_origin", "cross-site form", false));
     }
-    if s.auth.throttled(ip) {
+    if s.auth.throttled(ip, name) {
         return Err(Failure::new("login_throttled", "throttled", false));
     }
     let pool = s.store.pool();
@@ -1250,7 +1392,7 @@ async fn check_login(
 }
 
 /// Ends a session (its row is deleted) and logs it.
-pub async fn logout(s: &AppState, session: &tower_sessions::Session, remote: Option<SocketAddr>) {
+pub async fn logout(s: &AppState, session: &tower_sessions::Session, remote: Option<IpAddr>) {
     let uid: Option<i64> = session.get("uid").await.ok().flatten();
     let _ = session.flush().await;
     if let Some(uid) = uid {
@@ -1261,7 +1403,7 @@ pub async fn logout(s: &AppState, session: &tower_sessions::Session, remote: Opt
             .ok()
             .flatten();
         let name = name.unwrap_or_default();
-        let remote = remote.map(|a| a.ip().to_string()).unwrap_or_default();
+        let remote = remote.map(|a| a.to_string()).unwrap_or_default();
         security_log(&s.store, &name, "logout", &name, "", &remote).await;
     }
 }

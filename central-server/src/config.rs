@@ -62,6 +62,10 @@ pub struct ServerSection {
     /// The server's own files (the broker's password and ACL files, its secrets); default: the
     /// SQLite file's directory, or the working directory with PostgreSQL.
     pub data_dir: Option<PathBuf>,
+    /// The key that signs commit receipts (Ed25519, PKCS#8 PEM, mode 0600; made when missing).
+    /// Default: `{data_dir}/keys/receipt.key`. Servers of a group may share one key, or each
+    /// have its own (agents then list every public key in `server_key`).
+    pub receipt_key: Option<PathBuf>,
     /// HTTP listen address. Off loopback it must be HTTPS (`tls_cert`, `tls_key`): the
     /// dashboard's passwords, cookies and tokens never cross a network in the clear.
     pub http: SocketAddr,
@@ -71,6 +75,16 @@ pub struct ServerSection {
     /// The HTTPS private key (PEM, PKCS#8, SEC1 or PKCS#1; mode 0600: a key others can read is
     /// refused).
     pub tls_key: Option<PathBuf>,
+    /// The names clients reach the API and dashboard by (`centinela.example.gov`, or an
+    /// address): a request whose `Host` is none of them is refused (421), so a page of another
+    /// site that resolves its own name to this server (DNS rebinding) gets nothing. On loopback
+    /// the default is `localhost`, `127.0.0.1` and `::1`; off loopback they must be given.
+    pub hostnames: Vec<String>,
+    /// Reverse proxies in front of the server (addresses or networks, `10.0.0.5`,
+    /// `10.0.0.0/24`): only from them is `X-Forwarded-For` believed, and then a request's
+    /// address is the last one there that is not a proxy's. The login throttle and the
+    /// security log use that address.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Webhook that receives alerts as JSON (http:// only in this build).
     pub webhook: Option<String>,
     /// A sensor whose last message is older than this many heartbeats is offline.
@@ -141,9 +155,12 @@ impl Default for ServerSection {
             instance: None,
             db: crate::db::Database::Sqlite(PathBuf::from("centinela.db")),
             data_dir: None,
+            receipt_key: None,
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tls_cert: None,
             tls_key: None,
+            hostnames: Vec::new(),
+            trusted_proxies: Vec::new(),
             webhook: None,
             offline_after_heartbeats: 3.0,
             max_clock_skew_s: 300.0,
@@ -273,6 +290,26 @@ impl ServerSection {
         })
     }
 
+    /// Whether `host` (a request's `Host` without its port) names this server: one of
+    /// `hostnames`, or on loopback by default `localhost`, `127.0.0.1` or `::1`.
+    #[must_use]
+    pub fn serves_host(&self, host: &str) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if self.hostnames.is_empty() {
+            return matches!(host, "localhost" | "127.0.0.1" | "::1")
+                || host == self.http.ip().to_string();
+        }
+        self.hostnames.iter().any(|h| h.eq_ignore_ascii_case(host))
+    }
+
+    /// The receipt key's file: `receipt_key`, or `{data_dir}/keys/receipt.key`.
+    #[must_use]
+    pub fn receipt_key_path(&self) -> PathBuf {
+        self.receipt_key
+            .clone()
+            .unwrap_or_else(|| self.data_dir().join(crate::credentials::RECEIPT_KEY_FILE))
+    }
+
     /// Where the broker's password file, ACL and the server's broker password live.
     #[must_use]
     pub fn broker_dir(&self) -> PathBuf {
@@ -342,6 +379,19 @@ impl ServerConfig {
             )),
             _ => {}
         }
+        if self.server.hostnames.is_empty() && !self.server.http.ip().is_loopback() {
+            p.push(format!(
+                "{origin}: server.hostnames is empty but server.http {} is not a loopback address: give the names clients reach the server by (e.g. hostnames = [\"centinela.example.gov\"]); every request's Host is checked against them",
+                self.server.http
+            ));
+        }
+        for h in &self.server.hostnames {
+            if h.is_empty() || h.contains(['/', ' ', '@']) {
+                p.push(format!(
+                    "{origin}: server.hostnames: `{h}` is not a host name or address"
+                ));
+            }
+        }
         if let Some(g) = &self.server.shared_group {
             if g.is_empty() || g.contains(['/', '+', '#']) {
                 p.push(format!(
@@ -370,6 +420,40 @@ impl ServerConfig {
             ));
         }
         let r = &self.server.retention;
+        for (name, v) in [
+            ("events_days", r.events_days),
+            ("statuses_days", r.statuses_days),
+            ("hourly_days", r.hourly_days),
+            ("daily_days", r.daily_days),
+        ] {
+            if !(v.is_finite() && v <= MAX_RETENTION_DAYS) {
+                let shown = if v.abs() < 1e9 {
+                    v.to_string()
+                } else {
+                    format!("{v:e}")
+                };
+                p.push(format!(
+                    "{origin}: server.retention.{name} ({shown}) must be a number of days up to {MAX_RETENTION_DAYS} (100 years)"
+                ));
+            }
+        }
+        if !(r.heartbeat_sample_s.is_finite() && r.heartbeat_sample_s <= 86_400.0) {
+            p.push(format!(
+                "{origin}: server.retention.heartbeat_sample_s must be at most 86400 seconds"
+            ));
+        }
+        if !(r.every_s.is_finite() && r.every_s <= 86_400.0) {
+            p.push(format!(
+                "{origin}: server.retention.every_s must be at most 86400 seconds"
+            ));
+        }
+        if !(self.server.offline_after_heartbeats.is_finite()
+            && self.server.offline_after_heartbeats <= 1000.0)
+        {
+            p.push(format!(
+                "{origin}: server.offline_after_heartbeats must be at most 1000"
+            ));
+        }
         if r.events_days.is_nan() || r.events_days < self.server.max_event_age_days {
             p.push(format!(
                 "{origin}: server.retention.events_days ({}) must be at least server.max_event_age_days ({}): an event accepted must not be pruned at once",
@@ -457,9 +541,16 @@ impl ServerConfig {
                     p.push(format!("{at}: zone `{}` defined twice", z.id));
                 }
             }
+            let mut sensor_ids = std::collections::HashSet::new();
             for s in &f.sensors {
                 if protocol::check_id("sensor_id", &s.id).is_err() {
                     p.push(format!("{at}: sensor `{}`: bad id", s.id));
+                }
+                if !sensor_ids.insert(&s.id) {
+                    p.push(format!(
+                        "{at}: sensor `{}` is defined twice (each sensor once, with its own key)",
+                        s.id
+                    ));
                 }
                 if !f.zones.iter().any(|z| z.id == s.zone) {
                     p.push(format!(
@@ -491,10 +582,84 @@ impl ServerConfig {
         p
     }
 
+    /// Problems of the files the configuration names (checked at start and by `check-config`,
+    /// not while parsing): TLS certificates and keys that must exist, private keys others may
+    /// read, a receipt key others may read.
+    #[must_use]
+    pub fn file_problems(&self, origin: &str) -> Vec<String> {
+        let mut p = Vec::new();
+        let s = &self.server;
+        for (name, f, private) in [
+            ("tls_cert", &s.tls_cert, false),
+            ("tls_key", &s.tls_key, true),
+            ("broker_tls_ca", &s.broker_tls_ca, false),
+            ("broker_tls_cert", &s.broker_tls_cert, false),
+            ("broker_tls_key", &s.broker_tls_key, true),
+        ] {
+            if let Some(f) = f {
+                file_problem(&mut p, origin, &format!("server.{name}"), f, private, true);
+            }
+        }
+        // Made at start when missing; when there, it must be private.
+        file_problem(
+            &mut p,
+            origin,
+            "server.receipt_key",
+            &s.receipt_key_path(),
+            true,
+            false,
+        );
+        p
+    }
+
     /// A facility by id.
     #[must_use]
     pub fn facility(&self, id: &str) -> Option<&Facility> {
         self.facilities.iter().find(|f| f.id == id)
+    }
+}
+
+/// Most days of history any retention setting may keep.
+pub const MAX_RETENTION_DAYS: f64 = 36_500.0;
+
+/// `path` must be a readable regular file (`required`: it must exist), and a `private` one
+/// readable by its owner only.
+fn file_problem(
+    p: &mut Vec<String>,
+    origin: &str,
+    name: &str,
+    path: &std::path::Path,
+    private: bool,
+    required: bool,
+) {
+    let at = path.display();
+    match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if required {
+                p.push(format!(
+                    "{origin}: {name}: `{at}` does not exist (fix the path, or make the file)"
+                ));
+            }
+        }
+        Err(e) => p.push(format!("{origin}: {name}: `{at}`: {e}")),
+        Ok(m) if !m.is_file() => p.push(format!("{origin}: {name}: `{at}` is not a regular file")),
+        Ok(m) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                let mode = m.permissions().mode() & 0o777;
+                if private && mode & 0o077 != 0 {
+                    p.push(format!(
+                        "{origin}: {name}: `{at}` is open to others (mode {mode:04o}); a private key must be readable by its owner only: chmod 600 {at}"
+                    ));
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = (m, private);
+            if let Err(e) = std::fs::File::open(path) {
+                p.push(format!("{origin}: {name}: `{at}` cannot be read: {e}"));
+            }
+        }
     }
 }
 
@@ -621,6 +786,70 @@ broker_password = "s3cret-broker-pass"
         );
         let shown = format!("{c:?} {c:#?}");
         assert!(!shown.contains("s3cret"), "{shown}");
+    }
+
+    #[test]
+    fn absurd_settings_twice_defined_sensors_and_missing_or_open_key_files_are_named() {
+        let text = r#"
+[server]
+http = "0.0.0.0:8443"
+tls_cert = "/nonexistent/cert.pem"
+tls_key = "/nonexistent/key.pem"
+[server.retention]
+events_days = 1e300
+[[facility]]
+id = "f"
+name = "F"
+outline = [[0,0],[10,0],[10,10],[0,10]]
+[[facility.zone]]
+id = "z"
+name = "Z"
+polygon = [[0,0],[10,0],[10,10],[0,10]]
+[[facility.sensor]]
+id = "s1"
+zone = "z"
+position = [1, 2]
+[[facility.sensor]]
+id = "s1"
+zone = "z"
+position = [3, 4]
+"#;
+        let e = ServerConfig::from_toml(text, "server.toml").expect_err("bad");
+        let all = e.join("\n");
+        for want in [
+            "events_days (1e300)",
+            "sensor `s1` is defined twice",
+            "server.hostnames is empty",
+        ] {
+            assert!(all.contains(want), "{want} in {all}");
+        }
+        let dir = tempfile::tempdir().expect("dir");
+        let key = dir.path().join("key.pem");
+        std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\n").expect("key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        }
+        let c = ServerConfig {
+            server: ServerSection {
+                tls_cert: Some(dir.path().join("missing-cert.pem")),
+                tls_key: Some(key.clone()),
+                data_dir: Some(dir.path().to_path_buf()),
+                ..ServerSection::default()
+            },
+            facilities: Vec::new(),
+        };
+        let files = c.file_problems("server.toml").join("\n");
+        assert!(
+            files.contains("tls_cert") && files.contains("does not exist"),
+            "{files}"
+        );
+        #[cfg(unix)]
+        assert!(
+            files.contains("tls_key") && files.contains("chmod 600"),
+            "{files}"
+        );
     }
 
     #[test]

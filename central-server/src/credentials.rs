@@ -39,6 +39,18 @@ pub const SERVER_SECRET_FILE: &str = "server.secret";
 /// Where sensors' new passwords are written for their technicians.
 pub const CREDENTIALS_DIR: &str = "credentials";
 
+/// The broker user of a server: [`SERVER_USER`] alone, `centinela-server@{instance}` for a
+/// member of a group. Mosquitto runs with `use_username_as_clientid`, so a user's client id is
+/// its name: members of a group need names of their own or they would take each other's
+/// sessions over.
+#[must_use]
+pub fn server_user(instance_in_group: Option<&str>) -> String {
+    match instance_in_group {
+        Some(i) => format!("{SERVER_USER}@{i}"),
+        None => SERVER_USER.to_string(),
+    }
+}
+
 /// The broker user of a sensor.
 #[must_use]
 pub fn sensor_user(facility: &str, sensor: &str) -> String {
@@ -159,14 +171,7 @@ impl PasswordFile {
     /// # Errors
     /// The file cannot be written.
     pub fn save(&self, path: &Path) -> Result<(), String> {
-        let mut text = String::new();
-        for (u, h) in &self.users {
-            text.push_str(u);
-            text.push(':');
-            text.push_str(h);
-            text.push('\n');
-        }
-        write_private(path, text.as_bytes())
+        write_file(path, passwd_text(self).as_bytes(), shared_group_of(path))
     }
 }
 
@@ -175,6 +180,12 @@ impl PasswordFile {
 /// # Errors
 /// The file cannot be written.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    write_file(path, bytes, None)
+}
+
+/// Writes `bytes` to `path` through a temporary file and a rename: mode 0600, or 0640 with
+/// group `gid` (a file the broker, running as its own user, must read).
+fn write_file(path: &Path, bytes: &[u8], gid: Option<u32>) -> Result<(), String> {
     let fail = |e: std::io::Error| format!("{}: {e}", path.display());
     let tmp = path.with_extension("tmp");
     let mut opts = std::fs::OpenOptions::new();
@@ -185,23 +196,60 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
         opts.mode(0o600);
     }
     let mut f = opts.open(&tmp).map_err(fail)?;
+    #[cfg(unix)]
+    if let Some(g) = gid {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::os::unix::fs::fchown(&f, None, Some(g)).map_err(fail)?;
+        f.set_permissions(std::fs::Permissions::from_mode(0o640))
+            .map_err(fail)?;
+    }
     f.write_all(bytes)
         .and_then(|()| f.sync_all())
         .map_err(fail)?;
     std::fs::rename(&tmp, path).map_err(fail)
 }
 
-/// Creates `dir` with mode 0700 (or checks an existing one is not open to others).
+/// The group a broker file is shared with now: the file's group when its mode is 0640 (as
+/// [`broker_config`] leaves it for the broker's own user), else none.
+fn shared_group_of(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = std::fs::metadata(path).ok()?;
+        (m.mode() & 0o777 == 0o640).then_some(m.gid())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+/// The id of group `name`, from `/etc/group`.
+#[must_use]
+pub fn group_id(name: &str) -> Option<u32> {
+    let text = std::fs::read_to_string("/etc/group").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then_some(())?;
+        f.nth(1)?.parse().ok()
+    })
+}
+
+/// Creates `dir` with mode 0700, or closes an existing one to others (a broker directory
+/// that [`broker_config`] opened to the broker's group, 0750, stays so).
 ///
 /// # Errors
-/// It cannot be created, or others may read it.
+/// It cannot be created, or its mode cannot be set.
 pub fn private_dir(dir: &Path) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
         let m = std::fs::metadata(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-        if m.permissions().mode() & 0o077 != 0 {
+        let mode = m.permissions().mode() & 0o777;
+        // 0750 is what `share_dir` leaves for the broker's group; anything else open is closed.
+        if mode & 0o077 != 0 && mode != 0o750 {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(|e| format!("{}: {e}", dir.display()))?;
         }
@@ -209,29 +257,80 @@ pub fn private_dir(dir: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The server's broker password in `dir`, made on first use (and its user added to the
-/// password file there).
+/// The password of the server's broker user `user` ([`server_user`]) in `dir`, made on first
+/// use (and the user added to the password file there): `server.secret` for [`SERVER_USER`],
+/// `server@{instance}.secret` for a member of a group.
 ///
 /// # Errors
 /// The files cannot be read or written.
-pub fn server_password(dir: &Path) -> Result<Secret, String> {
+pub fn server_password(dir: &Path, user: &str) -> Result<Secret, String> {
     private_dir(dir)?;
-    let secret_path = dir.join(SERVER_SECRET_FILE);
+    let secret_path = dir.join(match user.strip_prefix(SERVER_USER) {
+        Some(rest) if rest.starts_with('@') => format!("server{rest}.secret"),
+        _ => SERVER_SECRET_FILE.to_string(),
+    });
     let passwd_path = dir.join(PASSWD_FILE);
     let mut file = PasswordFile::load(&passwd_path)?;
     if let Ok(text) = std::fs::read_to_string(&secret_path) {
         let pw = Secret::new(text.trim());
-        if !file.check(SERVER_USER, pw.expose()) {
-            file.users.insert(SERVER_USER.into(), hash(pw.expose())?);
+        if !file.check(user, pw.expose()) {
+            file.users.insert(user.into(), hash(pw.expose())?);
             file.save(&passwd_path)?;
         }
         return Ok(pw);
     }
     let pw = random_password()?;
     write_private(&secret_path, format!("{}\n", pw.expose()).as_bytes())?;
-    file.users.insert(SERVER_USER.into(), hash(pw.expose())?);
+    file.users.insert(user.into(), hash(pw.expose())?);
     file.save(&passwd_path)?;
     Ok(pw)
+}
+
+/// The server's receipt key inside its data directory (unless `server.receipt_key` says
+/// otherwise).
+pub const RECEIPT_KEY_FILE: &str = "keys/receipt.key";
+
+/// The server's receipt-signing key (Ed25519, PKCS#8 PEM) at `path`, made when missing (mode
+/// 0600 in a directory of mode 0700). Every commit receipt is signed with it, and agents
+/// delete an event only on a receipt whose signature verifies with its public half. A key file
+/// others may read or write is refused: whoever holds the key can make agents forget events.
+///
+/// # Errors
+/// A file that cannot be read, written or parsed, or one open to others.
+pub fn receipt_key(path: &Path) -> Result<protocol::signed::SensorKey, String> {
+    use protocol::signed::SensorKey;
+    let at = path.display();
+    match std::fs::metadata(path) {
+        Ok(m) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt as _;
+                let mode = m.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    return Err(format!(
+                        "{at}: the receipt key is open to others (mode {mode:04o}); whoever reads it can make agents delete events they still hold: chmod 600 {at}"
+                    ));
+                }
+            }
+            let _ = m;
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{at}: {e}"))?;
+            SensorKey::from_pkcs8_pem(&text).map_err(|e| format!("{at}: {e}"))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                private_dir(dir)?;
+            }
+            let key = SensorKey::generate().map_err(|e| e.to_string())?;
+            let pem = key.to_pkcs8_pem().map_err(|e| e.to_string())?;
+            write_private(path, pem.as_bytes())?;
+            tracing::info!(
+                "made the server's receipt key {at}; its public key, for every agent's [mqtt] server_key: {}",
+                key.public()
+            );
+            Ok(key)
+        }
+        Err(e) => Err(format!("{at}: {e}")),
+    }
 }
 
 /// Reads a credentials file written by [`broker_config`]: its user and password.
@@ -254,6 +353,21 @@ pub struct Written {
     pub removed: Vec<String>,
     /// Users kept.
     pub kept: usize,
+    /// The group the broker's files were given to (`None`: they stay 0600, readable by their
+    /// owner only).
+    pub broker_group: Option<u32>,
+}
+
+/// What [`broker_config_with`] is told beyond the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct BrokerOptions {
+    /// Members of a server group to make broker users for (`centinela-server@{instance}`), so
+    /// that Mosquitto knows them before they start. Members already in the file are kept.
+    pub instances: Vec<String>,
+    /// The group the broker runs as (`mosquitto` for Debian's package): the password file, the
+    /// ACL and the fragment are made readable by it (0640), the directory 0750. `None`: the
+    /// `mosquitto` group when this machine has one, else the files stay 0600.
+    pub group: Option<String>,
 }
 
 /// Writes, in `dir`, the password file, the ACL and the Mosquitto fragment for the registry of
@@ -264,21 +378,65 @@ pub struct Written {
 /// # Errors
 /// The files cannot be read or written.
 pub fn broker_config(cfg: &ServerConfig, dir: &Path) -> Result<Written, String> {
+    broker_config_with(cfg, dir, &BrokerOptions::default())
+}
+
+/// [`broker_config`], with server-group members and the broker's group.
+///
+/// # Errors
+/// The files cannot be read or written, or the group does not exist or cannot be given.
+pub fn broker_config_with(
+    cfg: &ServerConfig,
+    dir: &Path,
+    opts: &BrokerOptions,
+) -> Result<Written, String> {
+    let gid = match &opts.group {
+        Some(g) => Some(group_id(g).ok_or_else(|| {
+            format!("group `{g}` does not exist on this machine (the group the broker runs as: `mosquitto` for Debian's package)")
+        })?),
+        None => group_id("mosquitto"),
+    };
     private_dir(dir)?;
-    server_password(dir)?;
+    server_password(dir, SERVER_USER)?;
+    // Agents pin it: each new sensor's credentials carry it.
+    let server_key = receipt_key(&cfg.server.receipt_key_path())?.public();
+    let mut members: std::collections::BTreeSet<String> = opts.instances.iter().cloned().collect();
+    if cfg.server.shared_group.is_some()
+        && let Some(i) = &cfg.server.instance
+    {
+        members.insert(i.clone());
+    }
+    for i in &members {
+        if i.is_empty()
+            || !i
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(format!("instance `{i}` must be letters, digits, -, _ or ."));
+        }
+        server_password(dir, &server_user(Some(i)))?;
+    }
     let passwd_path = dir.join(PASSWD_FILE);
     let mut file = PasswordFile::load(&passwd_path)?;
     let mut wanted = std::collections::BTreeSet::new();
-    wanted.insert(SERVER_USER.to_string());
+    let servers: Vec<String> = file
+        .users
+        .keys()
+        .filter(|u| *u == SERVER_USER || u.starts_with(&format!("{SERVER_USER}@")))
+        .cloned()
+        .collect();
     let mut out = Written::default();
     let mut acl = String::from(
         "# Centinela broker rights (written by `central-server broker-config`; do not edit: it is\n\
          # written again from the registry). Each sensor writes only its own topics and reads only\n\
-         # its own receipts; the server reads every sensor's topics and writes the receipts.\n\
-         user centinela-server\n\
-         topic read centinela/v1/#\n\
-         topic write centinela/receipt/v1/#\n",
+         # its own receipts; the server reads every sensor's topics and writes the receipts.\n",
     );
+    for u in servers {
+        acl.push_str(&format!(
+            "user {u}\ntopic read centinela/v1/#\ntopic write centinela/receipt/v1/#\n\n"
+        ));
+        wanted.insert(u);
+    }
     for f in &cfg.facilities {
         if f.sensors
             .iter()
@@ -316,7 +474,7 @@ pub fn broker_config(cfg: &ServerConfig, dir: &Path) -> Result<Written, String> 
             write_private(
                 &path,
                 format!(
-                    "# MQTT credentials of sensor {}/{} (agent.toml [mqtt]); give them to its technician, then delete this file\nusername = \"{user}\"\npassword = \"{}\"\n",
+                    "# MQTT credentials of sensor {}/{} (agent.toml [mqtt]); give them to its technician, then delete this file\nusername = \"{user}\"\npassword = \"{}\"\n# the key the server signs its receipts with (not a secret)\nserver_key = \"{server_key}\"\n",
                     f.id,
                     s.id,
                     pw.expose()
@@ -336,20 +494,54 @@ pub fn broker_config(cfg: &ServerConfig, dir: &Path) -> Result<Written, String> 
         file.users.remove(&u);
         out.removed.push(u);
     }
-    file.save(&passwd_path)?;
-    write_private(&dir.join(ACL_FILE), acl.as_bytes())?;
     let conf = format!(
         "# Centinela: include from mosquitto.conf (`include_dir` or copy). No anonymous client;\n\
-         # every client a user of the password file, with the rights of the ACL file.\n\
+         # every client a user of the password file, with the rights of the ACL file, and its\n\
+         # client id its user name (no client takes over another's session, the server's included).\n\
          per_listener_settings false\n\
          allow_anonymous false\n\
+         use_username_as_clientid true\n\
          password_file {}\n\
          acl_file {}\n",
         passwd_path.display(),
         dir.join(ACL_FILE).display()
     );
-    write_private(&dir.join(CONF_FILE), conf.as_bytes())?;
+    write_file(&passwd_path, passwd_text(&file).as_bytes(), gid)?;
+    write_file(&dir.join(ACL_FILE), acl.as_bytes(), gid)?;
+    write_file(&dir.join(CONF_FILE), conf.as_bytes(), gid)?;
+    if let Some(g) = gid {
+        share_dir(dir, g)?;
+    }
+    out.broker_group = gid;
     Ok(out)
+}
+
+/// The text of a password file.
+fn passwd_text(file: &PasswordFile) -> String {
+    let mut text = String::new();
+    for (u, h) in &file.users {
+        text.push_str(u);
+        text.push(':');
+        text.push_str(h);
+        text.push('\n');
+    }
+    text
+}
+
+/// Opens `dir` to group `gid` for reading (0750): the broker, running as its own user, reads
+/// the password file and the ACL in it; the secrets and credentials in it stay 0600 or in
+/// directories of mode 0700.
+fn share_dir(dir: &Path, gid: u32) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::os::unix::fs::chown(dir, None, Some(gid))
+            .and_then(|()| std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)))
+            .map_err(|e| format!("{}: giving it to the broker's group: {e}", dir.display()))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (dir, gid);
+    Ok(())
 }
 
 /// Writes the files of the broker of `facility`, bridged to the central broker at `central`
@@ -429,6 +621,7 @@ pub fn facility_broker_config(
             "# Centinela, the broker of facility {facility}: its sensors only, each with its own rights.\n\
              per_listener_settings false\n\
              allow_anonymous false\n\
+             use_username_as_clientid true\n\
              password_file {}\n\
              acl_file {}\n",
             out.join(PASSWD_FILE).display(),
@@ -493,8 +686,8 @@ mod tests {
     fn the_server_password_is_made_once_and_kept_private() {
         let dir = tempfile::tempdir().expect("tmp");
         let b = dir.path().join("broker");
-        let a = server_password(&b).expect("first");
-        let again = server_password(&b).expect("again");
+        let a = server_password(&b, SERVER_USER).expect("first");
+        let again = server_password(&b, SERVER_USER).expect("again");
         assert_eq!(a.expose(), again.expose());
         let f = PasswordFile::load(&b.join(PASSWD_FILE)).expect("passwd");
         assert!(f.check(SERVER_USER, a.expose()));

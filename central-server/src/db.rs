@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use sqlx::any::{AnyArguments, AnyPoolOptions};
-use sqlx::{AnyPool, Arguments as _};
+use sqlx::{Any, AnyPool, Arguments as _, Connection as _, Transaction};
 
 /// Where the store lives: a SQLite file, or a PostgreSQL database URL.
 ///
@@ -51,7 +51,14 @@ impl Database {
     }
 
     /// Opens a pool of at most `connections`; SQLite files are created when missing, in WAL
-    /// mode.
+    /// mode with `synchronous = FULL` (see [`SQLITE_PRAGMAS`]).
+    ///
+    /// A connection goes back into the pool only outside any transaction: one that an error
+    /// left inside a transaction (SQLite rolls a transaction back by itself after some I/O
+    /// errors, and then sqlx's own count of open transactions is wrong) is closed, which rolls
+    /// back whatever it held, and the pool opens a new one. Such a connection once held
+    /// SQLite's write lock for ever after a full disk, and "committed" the next batches only
+    /// into a savepoint of its stuck transaction.
     ///
     /// # Errors
     /// Connecting.
@@ -63,13 +70,19 @@ impl Database {
                     .max_connections(connections)
                     .after_connect(|c, _| {
                         Box::pin(async move {
-                            sqlx::raw_sql(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                                 PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
-                            )
-                            .execute(c)
-                            .await
-                            .map(|_| ())
+                            sqlx::raw_sql(SQLITE_PRAGMAS).execute(c).await.map(|_| ())
+                        })
+                    })
+                    .after_release(|c, _| {
+                        Box::pin(async move {
+                            // A raw BEGIN fails inside a transaction, whatever sqlx believes.
+                            if sqlx::raw_sql("BEGIN; ROLLBACK").execute(&mut *c).await.is_err() {
+                                tracing::warn!(
+                                    "a database connection was left inside a transaction; closed (its transaction rolls back)"
+                                );
+                                return Ok(false);
+                            }
+                            Ok(!c.is_in_transaction())
                         })
                     })
                     .connect(&sqlite_url(path, "rwc"))
@@ -79,11 +92,64 @@ impl Database {
                 AnyPoolOptions::new()
                     .max_connections(connections)
                     .acquire_timeout(std::time::Duration::from_secs(10))
+                    .after_release(|c, _| Box::pin(async move { Ok(!c.is_in_transaction()) }))
                     .connect(url)
                     .await
             }
         }
     }
+}
+
+/// How every SQLite connection is set up. `synchronous = FULL`: in WAL mode each commit syncs
+/// the log before it returns, so a commit that a receipt follows survives a power cut or an
+/// operating-system crash (with `NORMAL` it may roll back then, SQLite's documentation says).
+pub const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+     PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;";
+
+/// Begins a write transaction on `pool`, at the top level only: on SQLite `BEGIN IMMEDIATE`
+/// (the write lock taken at once, waiting up to the busy timeout, instead of failing when a
+/// read turns into a write), on PostgreSQL `BEGIN`. sqlx refuses a custom `BEGIN` on a
+/// connection it counts as inside a transaction, and the database refuses it on one that is,
+/// so the commit of what this returns is a real commit, never the release of a savepoint
+/// inside a transaction that stays open.
+///
+/// # Errors
+/// The database, or a connection left inside a transaction.
+pub async fn begin(pool: &AnyPool) -> Result<Transaction<'static, Any>, sqlx::Error> {
+    let sqlite = pool.connect_options().database_url.scheme() == "sqlite";
+    pool.begin_with(if sqlite { "BEGIN IMMEDIATE" } else { "BEGIN" })
+        .await
+}
+
+/// What a committed transaction produced. Only [`commit`] makes one, after the database
+/// said the commit succeeded: receipts are built from it, so none can be said for a
+/// transaction that did not commit.
+#[derive(Debug)]
+#[must_use]
+pub struct Committed<T>(T);
+
+impl<T> Committed<T> {
+    /// What the transaction produced.
+    pub fn into_inner(self) -> T {
+        self.0
+    }
+
+    /// What the transaction produced, borrowed.
+    pub fn get(&self) -> &T {
+        &self.0
+    }
+}
+
+/// Commits `tx` and hands back `value` as committed.
+///
+/// # Errors
+/// The commit failed: nothing of `tx` is stored, and `value` is dropped.
+pub async fn commit<T>(
+    tx: Transaction<'static, Any>,
+    value: T,
+) -> Result<Committed<T>, sqlx::Error> {
+    tx.commit().await?;
+    Ok(Committed(value))
 }
 
 /// `sqlite://…` for a path: every byte but the unreserved ones percent-encoded, so that a `?`,

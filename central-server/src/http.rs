@@ -67,6 +67,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/facilities/{id}/{file}", get(map_file))
         .route("/api/rejects", get(rejects))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::gate,
+        ))
         .with_state(state)
         .layer(sessions)
         .layer(axum::middleware::map_response(security_headers))
@@ -167,7 +171,7 @@ async fn login(
     match crate::auth::login(&s, &session, &headers, remote.0, form).await {
         LoginOutcome::Ok => Redirect::to("/").into_response(),
         LoginOutcome::Refused("login_throttled") => login_html(
-            "<p class=\"error\">Demasiados intentos fallidos desde esta dirección; espere unos minutos. <span class=\"en\">Too many failed attempts from this address; wait a few minutes.</span></p>",
+            "<p class=\"error\">Demasiados intentos fallidos desde esta dirección; espere unos minutos (los demás usuarios pueden entrar). <span class=\"en\">Too many failed attempts from this address; wait a few minutes (other users may sign in).</span></p>",
             StatusCode::TOO_MANY_REQUESTS,
         ),
         LoginOutcome::Refused(_) => login_html(
@@ -209,12 +213,16 @@ async fn exported(s: &AppState, who: &Principal, facility: &str, what: &str) {
 }
 
 async fn health(State(s): State<AppState>) -> Response {
-    let db = sqlx::query("SELECT 1")
+    // Reading proves little (a database on a full disk still reads): writes are what receipts
+    // rest on, and they are probed every few seconds and watched at every ingest batch.
+    let readable = sqlx::query("SELECT 1")
         .execute(s.store.pool())
         .await
         .is_ok();
+    let w = s.metrics.database();
     let broker = s.metrics.connected();
-    let code = if db {
+    let db_ok = readable && w.writable;
+    let code = if db_ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -222,8 +230,14 @@ async fn health(State(s): State<AppState>) -> Response {
     (
         code,
         axum::Json(json!({
-            "status": if db && broker { "ok" } else { "degraded" },
-            "database": db,
+            "status": if db_ok && broker { "ok" } else { "degraded" },
+            "database": {
+                "readable": readable,
+                "writable": w.writable,
+                "error": w.error,
+                "failing_s": w.failing_s.map(f64::round),
+                "last_write_s": w.last_ok_s.map(f64::round),
+            },
             "broker_connected": broker,
             "version": env!("CARGO_PKG_VERSION"),
         })),

@@ -66,6 +66,20 @@ pub struct IngestOptions {
     pub tamper_interval: Duration,
     /// The shared-subscription group of several servers (`None`: this server alone).
     pub shared_group: Option<String>,
+    /// The key that signs every receipt.
+    pub receipt_key: std::sync::Arc<protocol::signed::SensorKey>,
+}
+
+/// The number of the next receipt this server signs: it starts at the server's clock in
+/// microseconds, so it grows across restarts (agents do not rely on it: a receipt only says
+/// what was true at its commit).
+fn next_receipt_seq() -> u64 {
+    static NEXT: std::sync::LazyLock<std::sync::atomic::AtomicU64> =
+        std::sync::LazyLock::new(|| {
+            let micros = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000;
+            std::sync::atomic::AtomicU64::new(u64::try_from(micros).unwrap_or(1))
+        });
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl IngestOptions {
@@ -251,6 +265,20 @@ pub async fn run(
                             tracing::error!(
                                 target: "alert",
                                 "ingest: broker {scheme}://{}:{} refused by TLS ({e}): is it the broker the CA in server.broker_tls_ca signed? retrying",
+                                opts.host,
+                                opts.port
+                            );
+                        } else if matches!(
+                            e,
+                            ConnectionError::ConnectionRefused(
+                                ConnectReturnCode::NotAuthorized
+                                    | ConnectReturnCode::BadUserNamePassword
+                            )
+                        ) {
+                            let user = opts.credentials.as_ref().map_or("", |c| c.0.as_str());
+                            tracing::error!(
+                                target: "alert",
+                                "ingest: broker {scheme}://{}:{} refused the server's login `{user}` ({e}): the broker does not know this user or its password; write the broker's files with `central-server broker-config` (for a member of a group, `--instance NAME`) and reload the broker (SIGHUP); retrying",
                                 opts.host,
                                 opts.port
                             );
@@ -576,10 +604,12 @@ async fn store_batch(
         match store.ingest_batch(&items, received_at).await {
             Ok(r) => {
                 metrics.batch_stored(t0.elapsed());
+                metrics.database_write(crate::metrics::Writer::Ingest, Ok(()));
                 break (r, received_at);
             }
             Err(e) => {
                 metrics.store_error();
+                metrics.database_write(crate::metrics::Writer::Ingest, Err(e.to_string()));
                 attempts += 1;
                 if attempts == 1 || attempts.is_multiple_of(10) {
                     tracing::error!(
@@ -620,6 +650,8 @@ async fn store_batch(
         }
     }
     let mut per_sensor: BTreeMap<(String, String), Vec<ReceiptItem>> = BTreeMap::new();
+    // Receipts come only from what the commit returned.
+    let results = results.into_inner();
     for ((d, r), (p, (topic, parsed))) in decoded.iter().zip(results).zip(batch.iter().zip(&topics))
     {
         let (outcome, reason, event_id) = match (d, r) {
@@ -694,20 +726,29 @@ async fn store_batch(
             Err(e) => tracing::warn!("recording a tamper alert: {e}"),
         }
     }
-    let receipts = per_sensor
-        .into_iter()
-        .filter_map(|((facility, sensor), items)| {
-            let topic = protocol::receipt_topic(&facility, &sensor).ok()?;
+    // One signed receipt per sensor and at most MAX_RECEIPT_ITEMS items.
+    let mut receipts = Vec::new();
+    for ((facility, sensor), items) in per_sensor {
+        let Ok(topic) = protocol::receipt_topic(&facility, &sensor) else {
+            continue;
+        };
+        for chunk in items.chunks(protocol::receipt::MAX_RECEIPT_ITEMS) {
             let r = Receipt {
                 schema: protocol::RECEIPT_SCHEMA.into(),
-                facility_id: facility,
-                sensor_id: sensor,
+                facility_id: facility.clone(),
+                sensor_id: sensor.clone(),
                 committed_at,
-                items,
+                items: chunk.to_vec(),
             };
-            Some((topic, serde_json::to_vec(&r).ok()?))
-        })
-        .collect();
+            match protocol::receipt::seal_receipt(&opts.receipt_key, &topic, next_receipt_seq(), &r)
+            {
+                Ok(payload) => receipts.push((topic.clone(), payload)),
+                // Not seen: a chunk is far under the limit. The agent sends again and gets a
+                // receipt for the duplicate.
+                Err(e) => tracing::error!("signing a receipt for {facility}/{sensor}: {e}"),
+            }
+        }
+    }
     Some(Done {
         epoch,
         batch,

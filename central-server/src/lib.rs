@@ -32,6 +32,13 @@ use crate::metrics::Metrics;
 use crate::store::Store;
 use protocol::parse_broker_url;
 
+/// How often the database's writes are probed.
+const PROBE_EVERY: Duration = Duration::from_secs(5);
+/// A probe that takes longer than this has failed.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Writes that fail for this long are said as an alert.
+const PROBE_ALERT_AFTER: Duration = Duration::from_secs(10);
+
 /// Errors of the server.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -80,6 +87,8 @@ pub struct Server {
     pub store: Store,
     /// Metrics.
     pub metrics: Metrics,
+    /// The public half of the key that signs this server's receipts.
+    pub receipt_key: protocol::signed::PublicKey,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -90,7 +99,8 @@ impl Server {
     /// # Errors
     /// A taken port, a bad configuration, or a database that cannot be opened.
     pub async fn start(cfg: ServerConfig) -> Result<Self, ServerError> {
-        let problems = cfg.problems("configuration");
+        let mut problems = cfg.problems("configuration");
+        problems.extend(cfg.file_problems("configuration"));
         if !problems.is_empty() {
             return Err(ServerError::Config(problems));
         }
@@ -134,9 +144,15 @@ impl Server {
         let credentials = match (&cfg.server.broker_username, &cfg.server.broker_password) {
             (Some(u), Some(p)) => Some((u.clone(), p.clone())),
             _ if embedded_broker || broker_dir.join(credentials::SERVER_SECRET_FILE).exists() => {
-                let pw = credentials::server_password(&broker_dir)
+                // A member of a group logs in as a user of its own (Mosquitto gives each user
+                // its name as client id, so members sharing one would take each other over).
+                let instance = cfg.server.instance_name();
+                let user = credentials::server_user(
+                    cfg.server.shared_group.as_ref().map(|_| instance.as_str()),
+                );
+                let pw = credentials::server_password(&broker_dir, &user)
                     .map_err(|e| ServerError::Config(vec![format!("broker credentials: {e}")]))?;
-                Some((credentials::SERVER_USER.to_string(), pw))
+                Some((user, pw))
             }
             _ => None,
         };
@@ -168,6 +184,14 @@ impl Server {
                 cfg.server.ingest_client_id()
             );
         }
+        let receipt_key = Arc::new(
+            credentials::receipt_key(&cfg.server.receipt_key_path())
+                .map_err(|e| ServerError::Config(vec![format!("server.receipt_key: {e}")]))?,
+        );
+        tracing::info!(
+            "receipts are signed with {} (each agent's [mqtt] server_key)",
+            receipt_key.public()
+        );
         let registry = trust::Registry::from_config(&cfg);
         let (registered, live) = registry.counts();
         if live == 0 {
@@ -201,6 +225,7 @@ impl Server {
                 registry: Arc::new(registry),
                 tamper_interval: Duration::from_secs_f64(cfg.server.tamper_alert_interval_s),
                 shared_group: cfg.server.shared_group.clone(),
+                receipt_key: receipt_key.clone(),
             },
             store.clone(),
             metrics.clone(),
@@ -252,6 +277,58 @@ impl Server {
                     }
                     tokio::select! {
                         () = tokio::time::sleep(Duration::from_secs_f64(retention.every_s.clamp(1.0, 3600.0))) => {}
+                        _ = rx.changed() => break,
+                    }
+                }
+            }));
+        }
+        {
+            // Whether the database takes writes, probed every few seconds; a database that has
+            // not for PROBE_ALERT_AFTER is said as an alert, and its recovery too.
+            let store = store.clone();
+            let alerter = alerter.clone();
+            let metrics = metrics.clone();
+            let instance = instance.clone();
+            let mut rx = rx.clone();
+            tasks.push(tokio::spawn(async move {
+                // Since when writes have failed, once said.
+                let mut said: Option<std::time::Instant> = None;
+                loop {
+                    let r = tokio::time::timeout(PROBE_TIMEOUT, store.probe_write()).await;
+                    let outcome = match r {
+                        Ok(Ok(())) => Ok(()),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => Err(format!(
+                            "a write took more than {} s",
+                            PROBE_TIMEOUT.as_secs()
+                        )),
+                    };
+                    if let Err(e) = &outcome {
+                        tracing::warn!("database write probe: {e}");
+                    }
+                    metrics.database_write(metrics::Writer::Probe, outcome);
+                    let db = metrics.database();
+                    match (db.failing_s, said) {
+                        (Some(s), None) if s >= PROBE_ALERT_AFTER.as_secs_f64() => {
+                            said =
+                                std::time::Instant::now().checked_sub(Duration::from_secs_f64(s));
+                            alerter.say_server(alerts::ServerAlert::DatabaseUnwritable {
+                                server: instance.clone(),
+                                error: db.error.unwrap_or_default(),
+                                failing_s: s,
+                            });
+                        }
+                        (None, Some(since)) if db.writable => {
+                            said = None;
+                            alerter.say_server(alerts::ServerAlert::DatabaseWritable {
+                                server: instance.clone(),
+                                after_s: since.elapsed().as_secs_f64(),
+                            });
+                        }
+                        _ => {}
+                    }
+                    tokio::select! {
+                        () = tokio::time::sleep(PROBE_EVERY) => {}
                         _ = rx.changed() => break,
                     }
                 }
@@ -350,6 +427,7 @@ impl Server {
             embedded_broker,
             store,
             metrics,
+            receipt_key: receipt_key.public(),
             shutdown: tx,
             tasks,
         })

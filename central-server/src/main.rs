@@ -45,6 +45,24 @@ enum Command {
         /// The CA (PEM) of the central broker's certificate: the bridge speaks TLS.
         #[arg(long)]
         central_ca: Option<PathBuf>,
+        /// A member of a server group (its --instance name): it gets a broker user of its own,
+        /// `centinela-server@NAME`, now, so that Mosquitto knows it before it starts. Repeat
+        /// for each member.
+        #[arg(long = "instance", value_name = "NAME")]
+        instances: Vec<String>,
+        /// The group the broker runs as: the password file, ACL and fragment are made readable
+        /// by it (0640, directory 0750). Default: `mosquitto` when the machine has that group
+        /// (Debian's package: Mosquitto started as root drops to that user before reading them).
+        #[arg(long, value_name = "GROUP")]
+        broker_group: Option<String>,
+    },
+    /// Print the public key that signs this server's commit receipts (made on first use): each
+    /// agent's `[mqtt] server_key`.
+    ReceiptKey {
+        /// Configuration file (TOML): its `server.receipt_key`, or the data directory's
+        /// `keys/receipt.key`.
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
     /// Re-verify, offline and read-only, every stored event of a database (best on a copy):
     /// signatures, rows, digests and each sensor's sequence. Exits 1 naming each event that
@@ -366,11 +384,17 @@ fn broker_config(
     config: &std::path::Path,
     out: Option<PathBuf>,
     facility_broker: Option<(String, String, Option<PathBuf>)>,
+    opts: &central_server::credentials::BrokerOptions,
 ) -> Result<(), ServerError> {
     let cfg = load(config)?;
     let dir = out.unwrap_or_else(|| cfg.server.broker_dir());
-    let w = central_server::credentials::broker_config(&cfg, &dir)
+    let w = central_server::credentials::broker_config_with(&cfg, &dir, opts)
         .map_err(|e| ServerError::Config(vec![e]))?;
+    if w.broker_group.is_none() {
+        println!(
+            "note: no `mosquitto` group here, so the files stay readable by their owner only (0600): a Mosquitto that runs as another user cannot read them; give them to its group with --broker-group GROUP"
+        );
+    }
     for (user, path) in &w.new_sensors {
         println!(
             "new sensor user {user}: its credentials are in {} (mode 0600; give them to its technician)",
@@ -493,20 +517,47 @@ fn main() -> ExitCode {
                 facility_broker,
                 central,
                 central_ca,
+                instances,
+                broker_group,
             } => broker_config(
                 &config,
                 out,
                 facility_broker
                     .zip(central)
                     .map(|(f, c)| (f, c, central_ca)),
+                &central_server::credentials::BrokerOptions {
+                    instances,
+                    group: broker_group,
+                },
             ),
+            Command::ReceiptKey { config } => {
+                let section = match config {
+                    Some(c) => load(&c)?.server,
+                    None => central_server::config::ServerSection::default(),
+                };
+                let path = section.receipt_key_path();
+                central_server::credentials::receipt_key(&path)
+                    .map(|k| {
+                        println!("{}", k.public());
+                        eprintln!(
+                            "(the key is {}; put the line above in each agent's [mqtt] server_key)",
+                            path.display()
+                        );
+                    })
+                    .map_err(|e| ServerError::Config(vec![e]))
+            }
             Command::Serve(a) => serve(a).await,
-            Command::CheckConfig { config } => load(&config).map(|c| {
+            Command::CheckConfig { config } => load(&config).and_then(|c| {
+                let files = c.file_problems(&config.display().to_string());
+                if !files.is_empty() {
+                    return Err(ServerError::Config(files));
+                }
                 println!(
                     "{}: ok ({} facilities)",
                     config.display(),
                     c.facilities.len()
                 );
+                Ok(())
             }),
         }
     });

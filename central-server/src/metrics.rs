@@ -83,6 +83,40 @@ struct Inner {
     batch_seconds: Counter<f64, AtomicU64>,
     broker_refused: Family<ReasonLabel, Counter>,
     http_refused: Family<ReasonLabel, Counter>,
+    db_writable: Gauge<i64, AtomicI64>,
+    db_write_failures: Counter,
+    db_state: std::sync::Mutex<DbState>,
+}
+
+/// What the server last learnt of its database's writes, from each writer (the probe, ingest).
+#[derive(Debug, Default, Clone)]
+struct DbState {
+    /// Per writer, since when and why its writes fail.
+    failing: [Option<(std::time::Instant, String)>; 2],
+    /// When a write last succeeded.
+    last_ok: Option<std::time::Instant>,
+}
+
+/// Who wrote to the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    /// The health probe (one small row every few seconds).
+    Probe = 0,
+    /// An ingest batch.
+    Ingest = 1,
+}
+
+/// The database's write health, as `/api/health` shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DbHealth {
+    /// The last write (probe or ingest batch) committed.
+    pub writable: bool,
+    /// Why the last write failed, while writes fail.
+    pub error: Option<String>,
+    /// For how long writes have failed, seconds.
+    pub failing_s: Option<f64>,
+    /// Seconds since a write last committed (`None`: none yet).
+    pub last_ok_s: Option<f64>,
 }
 
 impl Default for Metrics {
@@ -117,6 +151,18 @@ impl Metrics {
         let batch_seconds = Counter::<f64, AtomicU64>::default();
         let broker_refused = Family::<ReasonLabel, Counter>::default();
         let http_refused = Family::<ReasonLabel, Counter>::default();
+        let db_writable = Gauge::<i64, AtomicI64>::default();
+        let db_write_failures = Counter::default();
+        registry.register(
+            "database_writable",
+            "1 while the database's last write (a probe every few seconds, or an ingest batch) committed",
+            db_writable.clone(),
+        );
+        registry.register(
+            "database_write_failures",
+            "Writes to the database that failed (probes and ingest batches)",
+            db_write_failures.clone(),
+        );
         registry.register(
             "http_refused",
             "HTTP requests and logins refused, by reason (see auth::REFUSALS)",
@@ -234,6 +280,9 @@ impl Metrics {
                 batch_seconds,
                 broker_refused,
                 http_refused,
+                db_writable,
+                db_write_failures,
+                db_state: std::sync::Mutex::default(),
             }),
         }
     }
@@ -329,6 +378,53 @@ impl Metrics {
     /// The database failed.
     pub fn store_error(&self) {
         self.inner.store_errors.inc();
+    }
+
+    /// A write to the database by `writer` committed (`Ok`) or failed. The database is
+    /// writable while no writer's last write failed (a small probe may pass where a batch
+    /// does not). Returns whether it was writable before, and is now: a change is worth saying.
+    pub fn database_write(&self, writer: Writer, outcome: Result<(), String>) -> (bool, bool) {
+        let mut st = self
+            .inner
+            .db_state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let before = st.failing.iter().all(Option::is_none);
+        let slot = &mut st.failing[writer as usize];
+        match outcome {
+            Ok(()) => {
+                *slot = None;
+                st.last_ok = Some(std::time::Instant::now());
+            }
+            Err(e) => {
+                let since = slot.as_ref().map_or_else(std::time::Instant::now, |f| f.0);
+                *slot = Some((since, e));
+                self.inner.db_write_failures.inc();
+            }
+        }
+        let now = st.failing.iter().all(Option::is_none);
+        self.inner
+            .db_writable
+            .set(i64::from(now && st.last_ok.is_some()));
+        (before, now)
+    }
+
+    /// The database's write health.
+    #[must_use]
+    pub fn database(&self) -> DbHealth {
+        let st = self
+            .inner
+            .db_state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let worst = st.failing.iter().flatten().min_by_key(|f| f.0);
+        DbHealth {
+            writable: worst.is_none() && st.last_ok.is_some(),
+            error: worst.map(|f| f.1.clone()),
+            failing_s: worst.map(|f| f.0.elapsed().as_secs_f64()),
+            last_ok_s: st.last_ok.map(|t| t.elapsed().as_secs_f64()),
+        }
     }
 
     /// An alert was raised.

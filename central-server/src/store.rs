@@ -201,6 +201,32 @@ struct SensorNow {
     status_kept_at: Option<String>,
 }
 
+/// What a sensor says it lost since its previous status (events dropped from its outbox,
+/// evidence clips not kept), as an alert; `None` when nothing new was lost. Its counters run
+/// from the agent's start: a status whose uptime is below the previous one's starts from zero.
+fn losses(prev_payload: Option<&str>, s: &protocol::StatusEvent) -> Option<Alert> {
+    let prev = prev_payload
+        .and_then(|p| {
+            serde_json::from_slice::<protocol::StatusEvent>(protocol::signed::message_bytes(
+                p.as_bytes(),
+            ))
+            .ok()
+        })
+        .map(|p| p.health)
+        .filter(|h| h.uptime_s <= s.health.uptime_s)
+        .unwrap_or_default();
+    let events = s.health.outbox_dropped.saturating_sub(prev.outbox_dropped);
+    let clips = s.health.clips_lost.saturating_sub(prev.clips_lost);
+    (events > 0 || clips > 0).then(|| Alert::SensorLoss {
+        facility_id: s.facility_id.clone(),
+        sensor_id: s.sensor_id.clone(),
+        zone: s.zone.clone(),
+        events,
+        clips,
+        in_memory: s.health.outbox_in_memory,
+    })
+}
+
 /// The batch's sensors by (facility, sensor): `None` for one the table does not hold yet.
 #[derive(Debug, Default)]
 struct SensorRows {
@@ -298,6 +324,9 @@ impl Current {
                 None => kept.then(|| at.clone()),
             },
         };
+        if online && let Some(lost) = losses(prev.as_ref().map(|p| p.status.as_str()), s) {
+            alerts.push(lost);
+        }
         if !online
             && prev
                 .as_ref()
@@ -642,6 +671,31 @@ impl Store {
         self.engine
     }
 
+    /// Writes and commits one small row (this server's probe in `maintenance`): whether the
+    /// database takes a write now, through a full disk or a lock held too long.
+    ///
+    /// # Errors
+    /// The write or its commit failed.
+    pub async fn probe_write(&self) -> Result<(), sqlx::Error> {
+        let now = unix(OffsetDateTime::now_utc());
+        let mut tx = crate::db::begin(&self.pool).await?;
+        sqlx::query(
+            "INSERT INTO maintenance (name, claimed_by, claimed_until, value) VALUES ($1, $2, $3, 'health probe')
+             ON CONFLICT (name) DO UPDATE SET claimed_until = excluded.claimed_until",
+        )
+        .bind(format!("probe:{}", self.claimant))
+        .bind(&*self.claimant)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        // Probes of servers gone for a day.
+        sqlx::query("DELETE FROM maintenance WHERE name LIKE 'probe:%' AND claimed_until < $1")
+            .bind(now - 86_400)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await
+    }
+
     /// Stores a batch in one transaction (one commit), in order: accepted messages once each
     /// with the current state they change, rejected ones in the rejects list. Returns one
     /// result per item (`None` for rejects).
@@ -652,14 +706,17 @@ impl Store {
     /// statement is a round trip to the database (its own thread for SQLite, a socket for
     /// PostgreSQL) and the round trips were most of ingest's time.
     ///
+    /// The results come [`Committed`](crate::db::Committed): only after the database said the
+    /// batch's transaction committed, so no receipt can be built for a batch that was not.
+    ///
     /// # Errors
     /// Database failures: then nothing of the batch is stored.
     pub async fn ingest_batch(
         &self,
         batch: &[Item<'_>],
         received_at: OffsetDateTime,
-    ) -> Result<Vec<Option<Ingested>>, sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+    ) -> Result<crate::db::Committed<Vec<Option<Ingested>>>, sqlx::Error> {
+        let mut tx = crate::db::begin(&self.pool).await?;
         self.lock_sensors(&mut tx, batch).await?;
         let sensors = Self::read_sensors(&mut tx, batch).await?;
         let kept = self.kept(batch, &sensors);
@@ -764,9 +821,9 @@ impl Store {
                 Some(Outcome::Replayed) => Some(Ingested::Replayed),
             });
         }
-        tx.commit().await?;
+        let committed = crate::db::commit(tx, results).await?;
         self.known_partitions(made);
-        Ok(results)
+        Ok(committed)
     }
 
     /// Applies one accepted message to the batch's picture of the current state.
@@ -1903,7 +1960,7 @@ impl Store {
             if silent <= factor * heartbeat_s {
                 continue;
             }
-            let mut tx = self.pool.begin().await?;
+            let mut tx = crate::db::begin(&self.pool).await?;
             if self.engine == Engine::Postgres {
                 // Ingest writes a sensor's row whole under this lock: the watchdog takes it too.
                 sqlx::query("SELECT pg_advisory_xact_lock($1)")
@@ -1948,7 +2005,7 @@ impl Store {
         let (facility, sensor) = alert.source();
         let t = unix(now);
         let before = t - i64::try_from(interval.as_secs()).unwrap_or(i64::MAX / 2);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::db::begin(&self.pool).await?;
         let won = sqlx::query(
             "INSERT INTO tamper_alerts (facility_id, sensor_id, last_at) VALUES ($1, $2, $3)
              ON CONFLICT (facility_id, sensor_id) DO UPDATE SET last_at = excluded.last_at
@@ -2465,7 +2522,11 @@ mod tests {
                 detail: "a forgery",
             },
         ];
-        let got = store.ingest_batch(&batch, at).await.expect("batch");
+        let got = store
+            .ingest_batch(&batch, at)
+            .await
+            .expect("batch")
+            .into_inner();
         let kinds: Vec<&str> = got
             .iter()
             .map(|r| match r {
@@ -2505,7 +2566,8 @@ mod tests {
         let again = store
             .ingest_batch(&[batch[0], batch[3], item(b, "bytes of b", 9, "sha-b")], at)
             .await
-            .expect("batch");
+            .expect("batch")
+            .into_inner();
         assert!(
             again.iter().all(|r| matches!(r, Some(Ingested::Duplicate))),
             "{again:?}"
@@ -2629,11 +2691,15 @@ mod tests {
             let (ba, bb) = (barrier.clone(), barrier.clone());
             let ta = tokio::spawn(async move {
                 ba.wait().await;
-                sa.ingest_batch(&ia, at).await
+                sa.ingest_batch(&ia, at)
+                    .await
+                    .map(crate::db::Committed::into_inner)
             });
             let tb = tokio::spawn(async move {
                 bb.wait().await;
-                sb.ingest_batch(&ib, at).await
+                sb.ingest_batch(&ib, at)
+                    .await
+                    .map(crate::db::Committed::into_inner)
             });
             let (ra, rb) = (ta.await.expect("a"), tb.await.expect("b"));
             let alerts: usize = ra
@@ -2792,6 +2858,48 @@ mod tests {
         }
     }
 
+    #[test]
+    fn a_status_that_reports_new_losses_raises_one_alert_with_the_new_count() {
+        let at = OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("t");
+        let status = |uptime_s: f64, dropped: u64, clips: u64| {
+            let Message::Status(mut st) = status_at("s", SensorState::Online, at) else {
+                unreachable!()
+            };
+            st.health.uptime_s = uptime_s;
+            st.health.outbox_dropped = dropped;
+            st.health.clips_lost = clips;
+            st
+        };
+        let text = |st: &protocol::StatusEvent| serde_json::to_string(st).expect("json");
+        let lost = |a: Option<Alert>| match a {
+            Some(Alert::SensorLoss { events, clips, .. }) => Some((events, clips)),
+            Some(other) => panic!("{other:?}"),
+            None => None,
+        };
+        assert_eq!(
+            lost(losses(None, &status(10.0, 0, 0))),
+            None,
+            "nothing lost"
+        );
+        assert_eq!(lost(losses(None, &status(10.0, 3, 1))), Some((3, 1)));
+        let before = status(10.0, 3, 1);
+        assert_eq!(
+            lost(losses(Some(&text(&before)), &status(20.0, 3, 1))),
+            None,
+            "the same counts: said already"
+        );
+        assert_eq!(
+            lost(losses(Some(&text(&before)), &status(20.0, 5, 1))),
+            Some((2, 0)),
+            "only what is new"
+        );
+        assert_eq!(
+            lost(losses(Some(&text(&before)), &status(5.0, 2, 0))),
+            Some((2, 0)),
+            "an agent that restarted counts from zero"
+        );
+    }
+
     /// A status of sensor `s` of facility `f`, observed at `at`.
     fn status_at(s: &str, state: SensorState, at: OffsetDateTime) -> Message {
         Message::Status(protocol::StatusEvent {
@@ -2864,7 +2972,11 @@ mod tests {
                 retained: false,
             })
             .collect();
-        store.ingest_batch(&items, at).await.expect("batch")
+        store
+            .ingest_batch(&items, at)
+            .await
+            .expect("batch")
+            .into_inner()
     }
 
     /// The message itself as JSON (the roll-up reads stored payloads as messages).

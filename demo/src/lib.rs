@@ -272,7 +272,8 @@ pub fn sensor_credentials(
         .ok_or_else(|| format!("{}: no credentials written", path.display()))
 }
 
-/// The agent configuration of one demo sensor (its key where [`enroll`] puts it).
+/// The agent configuration of one demo sensor (its key where [`enroll`] puts it), trusting
+/// receipts signed with `server_key`.
 #[must_use]
 pub fn agent_config(
     dir: &std::path::Path,
@@ -280,6 +281,7 @@ pub fn agent_config(
     id: &str,
     zone: &str,
     pos: [f64; 2],
+    server_key: protocol::signed::PublicKey,
 ) -> AgentConfig {
     AgentConfig {
         evidence: sensor_agent::daemon::config::EvidenceSection::default(),
@@ -311,6 +313,7 @@ pub fn agent_config(
             heartbeat_s: 5.0,
             spectrum: true,
             receipt_timeout_s: 10.0,
+            server_key: vec![server_key],
         },
         outbox: OutboxSection {
             dir: dir.join("outbox").join(id),
@@ -379,6 +382,7 @@ impl Demo {
                 id,
                 zone,
                 pos,
+                server.receipt_key,
             );
             cfg.mqtt.username = Some(user);
             cfg.mqtt.password = Some(password);

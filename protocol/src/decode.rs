@@ -322,8 +322,8 @@ pub fn decode(topic: &str, payload: &[u8]) -> Result<Message, DecodeError> {
     match &msg {
         Message::Gap(g) => {
             check_text(&g.zone, "zone").map_err(value)?;
-            check_text(&g.band, "band").map_err(value)?;
-            check_text(&g.gap_key, "gap_key").map_err(value)?;
+            check_band(&g.band).map_err(value)?;
+            check_gap_key(&g.gap_key, &g.band).map_err(value)?;
             if !(g.center_hz > 0.0 && g.center_hz < 300e9) {
                 return Err(value(format!("center_hz {} is out of range", g.center_hz)));
             }
@@ -341,7 +341,7 @@ pub fn decode(topic: &str, payload: &[u8]) -> Result<Message, DecodeError> {
         }
         Message::Jammer(j) => {
             check_text(&j.zone, "zone").map_err(value)?;
-            check_text(&j.band, "band").map_err(value)?;
+            check_band(&j.band).map_err(value)?;
             if !(0.0..=1.0).contains(&j.covered_fraction) {
                 return Err(value(format!(
                     "covered_fraction {} is outside 0–1",
@@ -371,6 +371,42 @@ pub fn decode(topic: &str, payload: &[u8]) -> Result<Message, DecodeError> {
     check_id("facility_id", pf).map_err(|e| value(e.to_string()))?;
     check_id("sensor_id", ps).map_err(|e| value(e.to_string()))?;
     Ok(msg)
+}
+
+/// A band's name: a letter, then letters and digits, at most 16 (`B28`, `n78`, `GSM850`,
+/// `PCS1900`): nothing a page or a log could take for markup.
+fn check_band(band: &str) -> Result<(), String> {
+    let ok = (1..=16).contains(&band.len())
+        && band.starts_with(|c: char| c.is_ascii_alphabetic())
+        && band.chars().all(|c| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "band `{}` is not a band name (a letter, then letters and digits, at most 16: B28, n78, GSM850)",
+            band.chars().take(40).collect::<String>().escape_default()
+        ))
+    }
+}
+
+/// A gap's key: its band, `/`, then letters, digits, `.`, `/`, `_` and `-` (at most 128), as
+/// agents make it (`B28/lte/pci45/770.0MHz`).
+fn check_gap_key(key: &str, band: &str) -> Result<(), String> {
+    let ok = key.len() <= 128
+        && key
+            .strip_prefix(band)
+            .is_some_and(|r| r.starts_with('/') && r.len() > 1)
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "./_-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "gap_key `{}` is not `{band}/…` of letters, digits, . / _ - (at most 128)",
+            key.chars().take(60).collect::<String>().escape_default()
+        ))
+    }
 }
 
 fn check_text(s: &str, field: &str) -> Result<(), String> {

@@ -12,6 +12,15 @@
 //! it, and the SHA-256 of the payload bytes it received: an agent acts on an item only when that
 //! digest is the digest of its own bytes, so a copy of an event id with other content (a forgery,
 //! or a bug) never clears the agent's real event.
+//!
+//! Receipts are signed by the server ([`seal_receipt`]): the same [`crate::signed`] envelope as
+//! the sensors' messages, with the server's own Ed25519 key, over the receipt topic. An agent
+//! holds the server's public key (pinned in its configuration) and acts only on a receipt that
+//! verifies with it ([`open_signed`]): whoever can publish on a receipt topic (any client of a
+//! broker without topic rights, an insider on the broker) cannot make it delete an event. The
+//! envelope's `seq` is the server's own count (it starts at the server's clock, in
+//! microseconds, so it grows across restarts); agents do not check it: a receipt only ever says
+//! what was true when the server committed, so a copy of an old one changes nothing.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -19,6 +28,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::signed::{Envelope, PublicKey, SensorKey, SignedError};
 use crate::{ProtocolError, check_id};
 
 /// Schema of receipts.
@@ -27,6 +37,9 @@ pub const RECEIPT_SCHEMA: &str = "centinela.receipt/1";
 pub const RECEIPT_ROOT: &str = "centinela/receipt/v1";
 /// Largest receipt accepted by an agent, bytes.
 pub const MAX_RECEIPT_BYTES: usize = 256 * 1024;
+/// Most items in one receipt: a batch's items for one sensor go in as many receipts as needed,
+/// each well under the envelope's message limit.
+pub const MAX_RECEIPT_ITEMS: usize = 64;
 
 /// What the server did with one delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -119,6 +132,13 @@ pub enum ReceiptError {
     /// Not a receipt.
     #[error("receipt is not a centinela.receipt/1 JSON object: {0}")]
     Malformed(String),
+    /// Not signed by the server: a bare receipt, or no envelope at all.
+    #[error("receipt is not signed by the server: {0}")]
+    Unsigned(String),
+    /// Signed, but not by a key of the server's that this agent holds (forged, or the server's
+    /// key changed and the agent's configuration was not told).
+    #[error("receipt's signature does not verify with the server's key ({0})")]
+    BadSignature(String),
     /// Addressed to another sensor.
     #[error("receipt addressed to {facility}/{sensor}, not to this sensor")]
     Misaddressed {
@@ -155,6 +175,63 @@ impl Receipt {
         }
         Ok(r)
     }
+}
+
+impl ReceiptError {
+    /// A short, finite label for counters.
+    #[must_use]
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::TooLarge(_) => "too_large",
+            Self::Malformed(_) => "malformed",
+            Self::Unsigned(_) => "unsigned",
+            Self::BadSignature(_) => "bad_signature",
+            Self::Misaddressed { .. } => "misaddressed",
+        }
+    }
+}
+
+/// The server's signed receipt for `topic` (a sensor's receipt topic), numbered `seq`.
+///
+/// # Errors
+/// A receipt too large to seal (more than [`MAX_RECEIPT_ITEMS`] items with long reasons).
+pub fn seal_receipt(
+    key: &SensorKey,
+    topic: &str,
+    seq: u64,
+    receipt: &Receipt,
+) -> Result<Vec<u8>, SignedError> {
+    let json = serde_json::to_vec(receipt).map_err(|e| SignedError::Malformed {
+        field: "msg",
+        why: e.to_string(),
+    })?;
+    key.seal(topic, seq, &json)
+}
+
+/// Opens a signed receipt that arrived on `topic`: its signature must verify, for that topic,
+/// with one of `keys` (the server's), and it must be addressed to `facility_id`/`sensor_id`.
+///
+/// # Errors
+/// [`ReceiptError`]: unsigned, a signature that does not verify, or a receipt that is bad or
+/// addressed elsewhere.
+pub fn open_signed(
+    payload: &[u8],
+    topic: &str,
+    keys: &[PublicKey],
+    facility_id: &str,
+    sensor_id: &str,
+) -> Result<Receipt, ReceiptError> {
+    if payload.len() > MAX_RECEIPT_BYTES {
+        return Err(ReceiptError::TooLarge(payload.len()));
+    }
+    let env = Envelope::open(payload).map_err(|e| match e {
+        SignedError::Unsigned(why) => ReceiptError::Unsigned(why),
+        other => ReceiptError::Unsigned(other.to_string()),
+    })?;
+    if !keys.iter().any(|k| env.verify_with(k, topic).is_ok()) {
+        return Err(ReceiptError::BadSignature(format!("signed by {}", env.key)));
+    }
+    Receipt::decode(env.msg, facility_id, sensor_id)
 }
 
 /// The `event_id` of a payload (a signed envelope's message, or a bare message) that may be

@@ -49,7 +49,8 @@ pub struct SensorHealth {
     pub timeouts: u64,
     /// Events waiting in the outbox.
     pub queue_depth: u64,
-    /// Events dropped because the outbox was full, since start.
+    /// Events dropped, since start: the outbox was full, or an event could be neither written
+    /// to disk nor held in memory (its memory queue full too), or not sealed.
     pub outbox_dropped: u64,
     /// Sweeps that failed (source errors) since start.
     pub sweep_errors: u64,
@@ -63,6 +64,17 @@ pub struct SensorHealth {
     /// bytes under one of its event ids, or a forged receipt), since start.
     #[serde(default)]
     pub receipt_mismatches: u64,
+    /// Receipts not signed with the server's key (unsigned or forged), ignored, since start.
+    #[serde(default)]
+    pub receipts_refused: u64,
+    /// Events the outbox could not write to disk (full disk, I/O error), kept in memory
+    /// instead until their receipt, since start.
+    #[serde(default)]
+    pub outbox_unwritten: u64,
+    /// Events held in memory now (written nowhere else: lost if the agent stops before their
+    /// receipt comes).
+    #[serde(default)]
+    pub outbox_in_memory: u64,
     /// Evidence clips kept (one per gap that opened critical), since start.
     #[serde(default)]
     pub clips_kept: u64,

@@ -13,7 +13,7 @@ fn gap_json() -> serde_json::Value {
         "event_id": "0199a0e4-6c00-7000-8000-000000000001",
         "facility_id": "la-picota", "sensor_id": "pab-a",
         "observed_at": "2026-11-26T10:00:00Z",
-        "gap_key": "sync/lte/210", "state": "open", "zone": "pabellon-a", "band": "B28",
+        "gap_key": "B28/lte/pci210/778.0MHz", "state": "open", "zone": "pabellon-a", "band": "B28",
         "technology": "lte", "center_hz": 778e6, "bandwidth_hz": 9e6,
         "cell": {"pci": 210, "earfcn": 9410},
         "power_dbfs": -60.0, "floor_dbfs": -58.0, "margin_db": 4.0,
@@ -69,6 +69,20 @@ fn each_kind_of_bad_message_is_rejected_with_its_reason() {
     let mut v = good.clone();
     v["observed_at"] = "1970-01-01T00:00:00Z".into();
     cases.push((GAP_TOPIC, v.to_string(), "value"));
+    // Identifiers outside their vocabulary: markup, a key of another band, odd characters.
+    for (field, bad) in [
+        ("band", "<img src=x onerror=alert(1)>"),
+        ("band", "B28 "),
+        ("band", "28"),
+        ("gap_key", "B28/<script>/1"),
+        ("gap_key", "B7/lte/pci1/2655.0MHz"),
+        ("gap_key", "B28/"),
+        ("gap_key", "B28/lte/pci210/778.0MHz\u{202e}"),
+    ] {
+        let mut v = good.clone();
+        v[field] = bad.into();
+        cases.push((GAP_TOPIC, v.to_string(), "value"));
+    }
     for (topic, payload, reason) in cases {
         let e = decode(topic, payload.as_bytes()).expect_err(&format!("{topic} {payload:.80}"));
         assert_eq!(e.reason(), reason, "{e}");

@@ -435,6 +435,10 @@ pub fn run(command: Command, out: &mut dyn Write) -> Result<(), AgentError> {
         Command::Run(a) => cmd_run(&a),
         Command::CheckConfig(a) => {
             let cfg = load_agent_config(&a.config)?;
+            let files = cfg.file_problems(&a.config.display().to_string());
+            if !files.is_empty() {
+                return Err(AgentError::Input(files.join("\n")));
+            }
             writeln!(
                 out,
                 "{}: ok (sensor {}/{} in zone {}, broker {})",

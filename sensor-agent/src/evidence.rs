@@ -51,6 +51,9 @@ pub struct ClipStore {
     files: VecDeque<(String, u64)>,
     /// Counters.
     pub stats: ClipStats,
+    /// Clips not kept in the current run of failures (logged once when it starts, once when
+    /// it ends).
+    failing: u64,
 }
 
 /// Bytes a clip's metadata may take, counted against the budget before it is written.
@@ -105,6 +108,7 @@ impl ClipStore {
             source,
             files,
             stats,
+            failing: 0,
         })
     }
 
@@ -225,10 +229,25 @@ impl EvidenceKeeper for ClipStore {
         captures: &[HopCapture<'_>],
     ) -> Option<protocol::Evidence> {
         match self.write(plan, settings, at, gap, captures) {
-            Ok(e) => e,
+            Ok(e) => {
+                if self.failing > 0 {
+                    tracing::warn!(
+                        "evidence clips are written again; {} clip(s) were not kept meanwhile (counted as clips_lost)",
+                        self.failing
+                    );
+                    self.failing = 0;
+                }
+                e
+            }
             Err(err) => {
                 self.stats.failed += 1;
-                tracing::error!("evidence clip of gap {} not kept: {err}", gap.gap_key);
+                if self.failing == 0 {
+                    tracing::error!(
+                        "evidence clip of gap {} not kept: {err}; later failures are counted (clips_lost in the status, an alert at the server) and said once when clips are written again",
+                        gap.gap_key
+                    );
+                }
+                self.failing += 1;
                 None
             }
         }

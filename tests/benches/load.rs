@@ -185,7 +185,9 @@ async fn connect(port: u16, f: usize, sensors: usize, run: &str) -> Arc<Fac> {
                 match el.poll().await {
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let Some(fac) = weak.upgrade() else { return };
-                        let Ok(r) = serde_json::from_slice::<Receipt>(&p.payload) else {
+                        let Ok(r) = serde_json::from_slice::<Receipt>(
+                            protocol::signed::message_bytes(&p.payload),
+                        ) else {
                             continue;
                         };
                         let now = Instant::now();

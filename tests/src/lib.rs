@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub mod browser;
+pub mod disk;
 pub mod fuzz;
 pub mod live;
 pub mod pg;
@@ -243,6 +244,8 @@ pub struct Mosquitto {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<std::process::Child>,
+    /// The user it runs as when started as root (`None`: this process's own user).
+    as_user: Option<String>,
 }
 
 impl Mosquitto {
@@ -269,6 +272,7 @@ impl Mosquitto {
             port: free_port(),
             dir,
             child: None,
+            as_user: None,
         };
         m.write_conf("");
         m.restart();
@@ -278,13 +282,15 @@ impl Mosquitto {
     fn write_conf(&self, extra: &str) {
         // Run as the test's own user, so that Mosquitto can write its persistence file and read
         // the TLS files in the test's private directory (as root it would switch to `mosquitto`).
-        let user = Command::new("id")
-            .arg("-un")
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "root".into());
+        let user = self.as_user.clone().unwrap_or_else(|| {
+            Command::new("id")
+                .arg("-un")
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| "root".into())
+        });
         // The settings Centinela ships for Mosquitto, then this test's listener and directory
         // (and `CENTINELA_MOSQUITTO_EXTRA`, for benchmarks that weigh a setting: later lines win).
         let shipped = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -371,6 +377,37 @@ impl Mosquitto {
     pub fn start_with(extra: &str) -> Option<Self> {
         let mut m = Self::start()?;
         m.stop();
+        m.write_conf(extra);
+        m.restart();
+        Some(m)
+    }
+
+    /// Starts Mosquitto as Debian's service does: started as root, it drops to the `mosquitto`
+    /// user before it reads its password and ACL files (`extra` configuration lines after the
+    /// shipped settings). `None` as [`Mosquitto::start`], or when this process is not root
+    /// (with a message).
+    ///
+    /// # Panics
+    /// As [`Mosquitto::start`].
+    #[must_use]
+    pub fn start_as_its_user(extra: &str) -> Option<Self> {
+        let mut m = Self::start()?;
+        m.stop();
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+        if !root {
+            eprintln!("SKIP: starting Mosquitto so that it drops to its own user needs root");
+            return None;
+        }
+        m.as_user = Some("mosquitto".into());
+        let ok = Command::new("chown")
+            .arg("mosquitto")
+            .arg(m.dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "chown mosquitto {}", m.dir.path().display());
         m.write_conf(extra);
         m.restart();
         Some(m)

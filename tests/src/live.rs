@@ -51,6 +51,28 @@ pub fn test_key(facility: &str, sensor: &str) -> SensorKey {
     SensorKey::from_seed(&seed)
 }
 
+/// The receipt key of every test server (written into its data directory by
+/// [`Fleet::write_broker`], where the server finds it), so that test agents can pin its public
+/// half before the server starts.
+#[must_use]
+pub fn test_receipt_key() -> SensorKey {
+    SensorKey::from_seed(&[0x52; 32])
+}
+
+/// Writes [`test_receipt_key`] as the server's receipt key in `data_dir` (replacing one that
+/// `broker-config` may have made there).
+///
+/// # Panics
+/// When it cannot be written.
+pub fn write_receipt_key(data_dir: &Path) {
+    let path = data_dir.join(central_server::credentials::RECEIPT_KEY_FILE);
+    if let Some(d) = path.parent() {
+        central_server::credentials::private_dir(d).expect("keys directory");
+    }
+    let pem = test_receipt_key().to_pkcs8_pem().expect("pem");
+    central_server::credentials::write_private(&path, pem.as_bytes()).expect("receipt key");
+}
+
 /// A test sensor's broker password (the test fleet's users are written with it).
 #[must_use]
 pub fn test_password(facility: &str, sensor: &str) -> protocol::Secret {
@@ -132,7 +154,8 @@ impl Fleet {
     }
 
     /// Writes the fleet's broker users (with their [`test_password`]; users already there are
-    /// kept) into the password file of `broker_dir`, where the embedded broker reads them.
+    /// kept) into the password file of `broker_dir`, where the embedded broker reads them, and
+    /// the test receipt key ([`test_receipt_key`]) into the data directory above it.
     ///
     /// # Panics
     /// When the file cannot be written.
@@ -141,6 +164,9 @@ impl Fleet {
             PASSWD_FILE, PasswordFile, hash, private_dir, sensor_user,
         };
         private_dir(broker_dir).expect("broker directory");
+        if let Some(data_dir) = broker_dir.parent() {
+            write_receipt_key(data_dir);
+        }
         let path = broker_dir.join(PASSWD_FILE);
         let mut f = PasswordFile::load(&path).expect("password file");
         for (facility, sensor, ..) in &self.sensors {
@@ -376,7 +402,7 @@ pub fn gap(facility: &str, sensor: &str, n: u32) -> GapEvent {
         facility_id: facility.into(),
         sensor_id: sensor.into(),
         observed_at: at,
-        gap_key: format!("energy/nr/{}", n % 7),
+        gap_key: format!("n78/nr/energy{}", n % 7),
         state: if n < 7 {
             GapState::Open
         } else {
@@ -479,6 +505,7 @@ impl Feeder {
                 },
                 tls: None,
                 receipt_timeout,
+                server_keys: vec![test_receipt_key().public()],
             },
             status.clone(),
             outbox.clone(),

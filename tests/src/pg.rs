@@ -292,6 +292,38 @@ impl Cluster {
         Ok(self.url(to))
     }
 
+    /// Makes a new, empty database whose files live in `location` (a directory the cluster's
+    /// owner owns, empty: a tablespace is made there) and returns its URL.
+    ///
+    /// # Errors
+    /// Connecting to the cluster, or making the tablespace or the database.
+    pub async fn create_database_in(&self, location: &Path) -> Result<String, String> {
+        use sqlx::Connection as _;
+        let name = format!(
+            "t_{}_{}",
+            std::process::id(),
+            NEXT_DB.fetch_add(1, Ordering::Relaxed)
+        );
+        let at = location.display().to_string();
+        if at.contains('\'') {
+            return Err(format!("{at}: a tablespace location without quotes"));
+        }
+        let mut c = sqlx::PgConnection::connect(&self.url("postgres"))
+            .await
+            .map_err(|e| format!("PostgreSQL on port {}: {e}", self.port))?;
+        for sql in [
+            format!("CREATE TABLESPACE ts_{name} LOCATION '{at}'"),
+            format!("CREATE DATABASE {name} TABLESPACE ts_{name}"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(sql.clone()))
+                .execute(&mut c)
+                .await
+                .map_err(|e| format!("{sql}: {e}"))?;
+        }
+        let _ = c.close().await;
+        Ok(self.url(&name))
+    }
+
     /// Makes a new, empty database and returns its URL.
     ///
     /// # Errors

@@ -208,7 +208,7 @@ impl Store {
 
     /// Makes the partitions of `months` (`YYYY-MM`) unless they exist.
     async fn make_partitions(&self, months: &[String]) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::db::begin(&self.pool).await?;
         create_partitions(&mut tx, months).await?;
         tx.commit().await?;
         self.known_partitions(months.iter().cloned());
@@ -241,7 +241,7 @@ impl Store {
             if end.as_str() > &before[..7] {
                 continue;
             }
-            let mut tx = self.pool.begin().await?;
+            let mut tx = crate::db::begin(&self.pool).await?;
             lock_partitions(&mut tx).await?;
             let n: i64 = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "SELECT count(*) FROM {}",

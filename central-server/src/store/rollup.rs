@@ -282,7 +282,7 @@ impl Store {
             accrue(&mut sums, k, tr, from, end.unix_timestamp());
         }
         // Write the hours whole: each one recomputed for every facility.
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::db::begin(&self.pool).await?;
         sqlx::query("DELETE FROM hourly WHERE hour >= $1 AND hour < $2")
             .bind(ts(start))
             .bind(ts(end))

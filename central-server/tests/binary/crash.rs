@@ -275,6 +275,7 @@ async fn a_real_agent_loses_nothing_when_the_server_freezes_and_dies(b: Backend)
         "patio",
         "patio",
         [125.0, 90.0],
+        centinela_tests::live::test_receipt_key().public(),
     );
     // Light bands, no pause: many sweeps, many events (the jammer verdicts and gaps change as
     // the sensor's noise moves the margins).

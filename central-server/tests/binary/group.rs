@@ -81,7 +81,17 @@ async fn a_group_shares_ingest_and_survives_the_sigkill_of_a_member() {
     cfg.server.data_dir = Some(dir.path().to_path_buf());
     cfg.server.shared_group = Some("centinela".into());
     cfg.server.webhook = Some(hook);
-    central_server::credentials::broker_config(&cfg, &broker_dir).expect("broker-config");
+    // Each member logs in as its own broker user (Mosquitto gives each login its user name as
+    // client id): made before the broker starts.
+    central_server::credentials::broker_config_with(
+        &cfg,
+        &broker_dir,
+        &central_server::credentials::BrokerOptions {
+            instances: vec!["a".into(), "b".into()],
+            group: None,
+        },
+    )
+    .expect("broker-config");
     let fragment = std::fs::read_to_string(broker_dir.join(central_server::credentials::CONF_FILE))
         .expect("fragment");
     let Some(mq) = Mosquitto::start_with(&fragment) else {

@@ -171,6 +171,31 @@ pub struct MqttSection {
     /// (the wait doubles with each try, up to five minutes).
     #[serde(default = "default_receipt_timeout")]
     pub receipt_timeout_s: f64,
+    /// The server's receipt key (`ed25519:…`, as the server prints it at start and
+    /// `central-server receipt-key` shows it), or a list of them (a group of servers with keys
+    /// of their own). An event leaves the outbox only on a receipt signed with one of them.
+    #[serde(default, deserialize_with = "one_or_many_keys")]
+    pub server_key: Vec<protocol::signed::PublicKey>,
+}
+
+/// `"ed25519:…"` or `["ed25519:…", …]`.
+fn one_or_many_keys<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<protocol::signed::PublicKey>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    let texts = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    };
+    texts
+        .iter()
+        .map(|t| t.parse().map_err(serde::de::Error::custom))
+        .collect()
 }
 
 fn default_heartbeat() -> f64 {
@@ -256,6 +281,21 @@ impl AgentConfig {
             .map_err(|e: toml::de::Error| vec![format!("{origin}: {}", e.message())])?;
         let p = c.problems(origin);
         if p.is_empty() { Ok(c) } else { Err(p) }
+    }
+
+    /// Problems of the files the configuration names, beyond its text (`check-config` and
+    /// `run` look at them): the key file must exist, be private and hold a key.
+    #[must_use]
+    pub fn file_problems(&self, origin: &str) -> Vec<String> {
+        let mut p = Vec::new();
+        if let Some(k) = &self.sensor.key
+            && let Err(e) = crate::keys::load_key(k)
+        {
+            p.push(format!(
+                "{origin}: sensor.key: {e} (a sensor's key is made with `sensor-agent keygen --out DIR`)"
+            ));
+        }
+        p
     }
 
     /// Every problem of the configuration.
@@ -374,6 +414,11 @@ impl AgentConfig {
                 "mqtt.receipt_timeout_s {} must be 1–3600 seconds",
                 self.mqtt.receipt_timeout_s
             ));
+        }
+        if self.mqtt.server_key.is_empty() {
+            push(
+                "mqtt.server_key is missing: an event leaves the outbox only on a receipt the server signed; set server_key = \"ed25519:…\" as the server prints it (`central-server receipt-key`, or the sensor's credentials file from `central-server broker-config`)".into(),
+            );
         }
         if self.outbox.max_events == 0 {
             push("outbox.max_events must be at least 1".into());

@@ -7,6 +7,13 @@
 //! Bounded: with `max_events` waiting, a new event first drops the oldest gap *update* (a later
 //! update or close of the same gap carries the current state), and only when no update is
 //! waiting the oldest event of any kind. Drops are counted and reported in the status.
+//!
+//! A disk that cannot be written (full, or failing) does not lose events while the link is up:
+//! an event that cannot be written is held in memory ([`MEMORY_EVENTS`] at most) and sent like
+//! any other, and it leaves memory on its receipt; once the disk takes writes again the held
+//! events are written to it. Only an event that fits neither is dropped, and counted. Each
+//! episode is logged once, when it starts (with its cause) and when it ends (with its counts),
+//! not once per event.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -56,13 +63,29 @@ impl Entry {
     }
 }
 
+/// Most events held in memory while the disk cannot be written.
+pub const MEMORY_EVENTS: usize = 10_000;
+
 #[derive(Debug)]
 struct State {
     next_seq: u64,
-    /// seq → droppable (a gap update).
+    /// seq → droppable (a gap update), for events on disk.
     index: BTreeMap<u64, bool>,
+    /// Events that could not be written to disk: seq → (droppable, entry).
+    memory: BTreeMap<u64, (bool, Entry)>,
     dropped: u64,
     rejected: u64,
+    /// Events written to memory instead of disk, since open.
+    unwritten: u64,
+    /// The current episode of a disk that cannot be written: events held and dropped in it.
+    episode: Option<Episode>,
+}
+
+#[derive(Debug, Default)]
+struct Episode {
+    held: u64,
+    dropped: u64,
+    said_full: bool,
 }
 
 /// The outbox directory.
@@ -70,6 +93,8 @@ struct State {
 pub struct Outbox {
     dir: PathBuf,
     max_events: usize,
+    /// Most events held in memory while the disk cannot be written.
+    max_memory: usize,
     state: Mutex<State>,
 }
 
@@ -160,13 +185,25 @@ impl Outbox {
         Ok(Self {
             dir: dir.to_path_buf(),
             max_events: max_events.max(1),
+            max_memory: MEMORY_EVENTS,
             state: Mutex::new(State {
                 next_seq,
                 index,
+                memory: BTreeMap::new(),
                 dropped: 0,
                 rejected: 0,
+                unwritten: 0,
+                episode: None,
             }),
         })
+    }
+
+    /// The same outbox, holding at most `n` events in memory while its disk cannot be written
+    /// (default [`MEMORY_EVENTS`]).
+    #[must_use]
+    pub fn with_memory_limit(mut self, n: usize) -> Self {
+        self.max_memory = n;
+        self
     }
 
     fn path(&self, seq: u64, droppable: bool) -> PathBuf {
@@ -184,27 +221,76 @@ impl Outbox {
 
     /// Adds a message; `droppable` marks a gap update. Returns its sequence number.
     ///
+    /// An event that cannot be written to disk is held in memory instead (see the module's
+    /// documentation); the disk's error is returned only when it could not be held either, and
+    /// the event is then dropped and counted.
+    ///
     /// # Errors
-    /// Writing the file failed (disk full, permissions): the event is not accepted.
+    /// Writing the file failed and memory is full: the event is not accepted.
     pub fn push(&self, entry: &Entry, droppable: bool) -> Result<u64, OutboxError> {
         let mut st = self.lock();
-        while st.index.len() >= self.max_events {
+        while st.index.len() + st.memory.len() >= self.max_events {
             let victim = st
                 .index
                 .iter()
-                .find(|&(_, &d)| d)
-                .or_else(|| st.index.iter().next())
-                .map(|(&s, &d)| (s, d));
-            let Some((seq, d)) = victim else { break };
-            st.index.remove(&seq);
+                .chain(st.memory.iter().map(|(s, (d, _))| (s, d)))
+                .filter(|&(_, &d)| d)
+                .map(|(&s, _)| s)
+                .min()
+                .or_else(|| {
+                    let disk = st.index.keys().next().copied();
+                    let mem = st.memory.keys().next().copied();
+                    disk.into_iter().chain(mem).min()
+                });
+            let Some(seq) = victim else { break };
+            self.forget(&mut st, seq);
             st.dropped += 1;
-            let _ = fs::remove_file(self.path(seq, d));
             tracing::warn!(
                 "outbox full ({} events): dropped event {seq}",
                 self.max_events
             );
         }
         let seq = st.next_seq;
+        match self.write(seq, entry, droppable) {
+            Ok(()) => {
+                st.next_seq += 1;
+                st.index.insert(seq, droppable);
+                self.spill(&mut st);
+                Ok(seq)
+            }
+            Err(e) => {
+                if st.episode.is_none() {
+                    tracing::error!(
+                        "{e}: the disk cannot be written; events are held in memory (at most {}) and sent as usual until their receipts come; they are lost only if the agent stops before that",
+                        self.max_memory
+                    );
+                }
+                let room = st.memory.len() < self.max_memory;
+                let ep = st.episode.get_or_insert_with(Episode::default);
+                if room {
+                    ep.held += 1;
+                    st.unwritten += 1;
+                    st.next_seq += 1;
+                    st.memory.insert(seq, (droppable, entry.clone()));
+                    return Ok(seq);
+                }
+                ep.dropped += 1;
+                if !ep.said_full {
+                    ep.said_full = true;
+                    tracing::error!(
+                        "outbox {}: the disk cannot be written and {} events already wait in memory: new events are dropped (counted in the status as outbox_dropped) until the disk or the link frees room",
+                        self.dir.display(),
+                        self.max_memory
+                    );
+                }
+                st.dropped += 1;
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes one entry's file (temporary name, synced, renamed).
+    fn write(&self, seq: u64, entry: &Entry, droppable: bool) -> Result<(), OutboxError> {
         let path = self.path(seq, droppable);
         let tmp = path.with_extension("tmp");
         let bytes = serde_json::to_vec(entry).unwrap_or_default();
@@ -215,16 +301,52 @@ impl Outbox {
             fs::rename(&tmp, &path)?;
             Ok(())
         };
-        write().map_err(io(&path))?;
-        st.next_seq += 1;
-        st.index.insert(seq, droppable);
-        Ok(seq)
+        write().map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            io(&path)(e)
+        })
+    }
+
+    /// The disk takes writes again: what waits in memory goes to disk (oldest first), and the
+    /// episode, if one ran, is said to be over.
+    fn spill(&self, st: &mut State) {
+        while let Some((&seq, (d, e))) = st.memory.iter().next() {
+            if self.write(seq, e, *d).is_err() {
+                return;
+            }
+            let d = *d;
+            st.memory.remove(&seq);
+            st.index.insert(seq, d);
+        }
+        if let Some(ep) = st.episode.take() {
+            tracing::warn!(
+                "outbox {}: the disk takes writes again; {} event(s) were held in memory meanwhile (those still waiting are now on disk), {} dropped",
+                self.dir.display(),
+                ep.held,
+                ep.dropped
+            );
+        }
+    }
+
+    /// Removes `seq` wherever it waits (and its file).
+    fn forget(&self, st: &mut State, seq: u64) -> Option<bool> {
+        if let Some(d) = st.index.remove(&seq) {
+            let _ = fs::remove_file(self.path(seq, d));
+            return Some(d);
+        }
+        st.memory.remove(&seq).map(|(d, _)| d)
     }
 
     /// A waiting message by its sequence number (`None` once confirmed or dropped).
     #[must_use]
     pub fn get(&self, seq: u64) -> Option<Entry> {
-        let d = *self.lock().index.get(&seq)?;
+        let d = {
+            let st = self.lock();
+            if let Some((_, e)) = st.memory.get(&seq) {
+                return Some(e.clone());
+            }
+            *st.index.get(&seq)?
+        };
         read_entry(&self.path(seq, d)).ok()
     }
 
@@ -232,6 +354,15 @@ impl Outbox {
     /// a technician to look at. It is not sent again.
     pub fn reject(&self, seq: u64, reason: &str) {
         let mut st = self.lock();
+        if let Some((_, e)) = st.memory.remove(&seq) {
+            st.rejected += 1;
+            tracing::warn!(
+                "outbox {}: event {seq} refused for good, held in memory (the disk cannot be written): {reason}; its payload: {}",
+                self.dir.display(),
+                e.payload
+            );
+            return;
+        }
         let Some(d) = st.index.remove(&seq) else {
             return;
         };
@@ -261,6 +392,9 @@ impl Outbox {
     /// The server has committed the message: forget it.
     pub fn ack(&self, seq: u64) {
         let mut st = self.lock();
+        if st.memory.remove(&seq).is_some() {
+            return;
+        }
         if let Some(d) = st.index.remove(&seq) {
             let p = self.path(seq, d);
             if let Err(e) = fs::remove_file(&p) {
@@ -272,21 +406,37 @@ impl Outbox {
     /// Up to `n` waiting messages with sequence numbers above `after`, oldest first.
     #[must_use]
     pub fn next_after(&self, after: Option<u64>, n: usize) -> Vec<(u64, Entry)> {
-        let seqs: Vec<(u64, bool)> = {
+        // (seq, on disk as droppable, or the entry held in memory)
+        let seqs: Vec<(u64, Result<bool, Entry>)> = {
             let st = self.lock();
             let from = after.map_or(0, |a| a + 1);
-            st.index
+            let mut v: Vec<(u64, Result<bool, Entry>)> = st
+                .index
                 .range(from..)
                 .take(n)
-                .map(|(&s, &d)| (s, d))
-                .collect()
+                .map(|(&s, &d)| (s, Ok(d)))
+                .chain(
+                    st.memory
+                        .range(from..)
+                        .take(n)
+                        .map(|(&s, (_, e))| (s, Err(e.clone()))),
+                )
+                .collect();
+            v.sort_by_key(|(s, _)| *s);
+            v.truncate(n);
+            v
         };
         let mut out = Vec::with_capacity(seqs.len());
-        for (s, d) in seqs {
-            if let Ok(e) = read_entry(&self.path(s, d)) {
-                out.push((s, e));
+        for (s, where_) in seqs {
+            match where_ {
+                Err(e) => out.push((s, e)),
+                Ok(d) => {
+                    if let Ok(e) = read_entry(&self.path(s, d)) {
+                        out.push((s, e));
+                    }
+                    // Otherwise dropped or confirmed meanwhile.
+                }
             }
-            // Otherwise dropped or confirmed meanwhile.
         }
         out
     }
@@ -294,7 +444,25 @@ impl Outbox {
     /// Messages waiting.
     #[must_use]
     pub fn len(&self) -> usize {
-        self.lock().index.len()
+        let st = self.lock();
+        st.index.len() + st.memory.len()
+    }
+
+    /// Events held in memory now, because the disk could not be written.
+    #[must_use]
+    pub fn in_memory(&self) -> usize {
+        self.lock().memory.len()
+    }
+
+    /// Events written to memory instead of disk, since open.
+    #[must_use]
+    pub fn unwritten(&self) -> u64 {
+        self.lock().unwritten
+    }
+
+    /// Counts an event lost before it reached the outbox (it could not be sealed).
+    pub fn count_lost(&self) {
+        self.lock().dropped += 1;
     }
 
     /// Whether nothing waits.
@@ -303,7 +471,8 @@ impl Outbox {
         self.len() == 0
     }
 
-    /// Messages dropped because the outbox was full, since open.
+    /// Messages dropped since open: the outbox was full, or a message could be neither written
+    /// nor held in memory, or not sealed ([`Outbox::count_lost`]).
     #[must_use]
     pub fn dropped(&self) -> u64 {
         self.lock().dropped

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use protocol::{
-    Kind, Receipt, STATUS_SCHEMA, SensorHealth, SensorState, StatusEvent, event_id, topic,
+    Kind, ReceiptError, STATUS_SCHEMA, SensorHealth, SensorState, StatusEvent, event_id, topic,
 };
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{LastWill, Packet, PubAckReason};
@@ -121,6 +121,8 @@ impl StatusSource {
         health.uptime_s = self.started.elapsed().as_secs_f64();
         health.queue_depth = self.outbox.len() as u64;
         health.outbox_dropped = self.outbox.dropped();
+        health.outbox_unwritten = self.outbox.unwritten();
+        health.outbox_in_memory = self.outbox.in_memory() as u64;
         health.server_rejected = self.outbox.rejected();
         let connected_at = *self
             .connected_at
@@ -227,6 +229,8 @@ pub struct LinkOptions {
     pub tls: Option<TlsFiles>,
     /// First wait for a commit receipt before an event is sent again.
     pub receipt_timeout: Duration,
+    /// The server's receipt keys: only a receipt signed with one of them is acted on.
+    pub server_keys: Vec<protocol::signed::PublicKey>,
 }
 
 /// PEM contents for a TLS link.
@@ -258,6 +262,8 @@ pub struct LinkStats {
     /// Receipt items whose digest was not that of this agent's bytes, or receipts that could
     /// not be read.
     pub receipt_mismatches: u64,
+    /// Receipts not signed by the server's key (unsigned or forged): ignored.
+    pub receipts_refused: u64,
 }
 
 /// Sends new events from the outbox until the window is full.
@@ -350,17 +356,33 @@ fn puback(s: &mut Session, pkid: u16, reason: PubAckReason, stats: &mut LinkStat
 /// `rejected/`.
 fn receipt(
     s: &mut Session,
+    topic: &str,
     payload: &[u8],
+    keys: &[protocol::signed::PublicKey],
     outbox: &Outbox,
     status: &StatusSource,
     stats: &mut LinkStats,
 ) {
-    let r = match Receipt::decode(payload, &status.facility_id, &status.sensor_id) {
+    let r = match protocol::receipt::open_signed(
+        payload,
+        topic,
+        keys,
+        &status.facility_id,
+        &status.sensor_id,
+    ) {
         Ok(r) => r,
         Err(e) => {
+            // Nothing of it is believed: the events stay in the outbox until a receipt the
+            // server signed says they are committed.
             stats.receipt_mismatches += 1;
             status.count(|h| h.receipt_mismatches += 1);
-            tracing::warn!("ignoring a receipt: {e}");
+            if matches!(e, ReceiptError::Unsigned(_) | ReceiptError::BadSignature(_)) {
+                stats.receipts_refused += 1;
+                status.count(|h| h.receipts_refused += 1);
+            }
+            tracing::warn!(
+                "ignoring a receipt on {topic}: {e}; events stay in the outbox (is mqtt.server_key the key the server prints?)"
+            );
             return;
         }
     };
@@ -489,7 +511,7 @@ pub async fn run(
                     }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         if p.topic == receipts.as_bytes() {
-                            receipt(&mut s, &p.payload, &outbox, &status, &mut stats);
+                            receipt(&mut s, &receipts, &p.payload, &opts.server_keys, &outbox, &status, &mut stats);
                             top_up(&mut s, &client, &outbox, &mut stats);
                         }
                     }
@@ -538,7 +560,7 @@ pub async fn run(
                                     puback(&mut s, ack.pkid, ack.reason, &mut stats);
                                 }
                                 Ok(Ok(Event::Incoming(Packet::Publish(p)))) if p.topic == receipts.as_bytes() => {
-                                    receipt(&mut s, &p.payload, &outbox, &status, &mut stats);
+                                    receipt(&mut s, &receipts, &p.payload, &opts.server_keys, &outbox, &status, &mut stats);
                                 }
                                 Ok(Ok(_)) => {}
                                 Ok(Err(_)) | Err(_) => break,

@@ -71,16 +71,20 @@ impl Observer for OutboxSink<'_> {
         let payload = match self.signer.seal_text(&topic, &msg) {
             Ok(p) => p,
             Err(err) => {
-                tracing::error!("event lost: {err}");
+                self.outbox.count_lost();
+                tracing::error!("event lost (counted in the status as outbox_dropped): {err}");
                 return;
             }
         };
-        match self.outbox.push(&Entry { topic, payload }, droppable) {
-            Ok(_) => {
-                self.events += 1;
-                self.wake.notify_one();
-            }
-            Err(err) => tracing::error!("event lost: {err}"),
+        // Held in memory when the disk fails; dropped (counted, logged once per episode by the
+        // outbox) only when memory is full too.
+        if self
+            .outbox
+            .push(&Entry { topic, payload }, droppable)
+            .is_ok()
+        {
+            self.events += 1;
+            self.wake.notify_one();
         }
     }
 }
@@ -312,6 +316,7 @@ pub async fn run(
             credentials: cfg.mqtt.username.clone().zip(cfg.mqtt.password.clone()),
             tls,
             receipt_timeout: Duration::from_secs_f64(cfg.mqtt.receipt_timeout_s),
+            server_keys: cfg.mqtt.server_key.clone(),
         },
         status.clone(),
         outbox.clone(),

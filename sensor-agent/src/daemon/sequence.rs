@@ -1,11 +1,15 @@
 //! The sensor's message counter: the `seq` of every signed envelope. It only grows, across
-//! restarts and crashes: each number is on disk (written, synced, renamed into place) before a
-//! message carrying it is sealed, so a number is never handed out twice and the server can tell
-//! an old message from a new one. A crash between the write and the send leaves a gap of one,
-//! which the server shows as a missing message: that is the truth (nothing was sent).
+//! restarts and crashes: each number is on disk (written and synced) before a message carrying
+//! it is sealed, so a number is never handed out twice and the server can tell an old message
+//! from a new one. A crash between the write and the send leaves a gap of one, which the server
+//! shows as a missing message: that is the truth (nothing was sent).
+//!
+//! The number is written in place, 21 bytes at the start of the file (20 digits and a newline,
+//! inside one disk sector), into blocks the file already has: a full disk cannot stop the
+//! counter, so it cannot stop an event from being sealed (the outbox then holds it in memory).
+//! Only making the file, the first time, needs space.
 
 use std::fs;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -17,6 +21,8 @@ pub const SEQ_FILE: &str = "seq";
 pub struct Sequence {
     path: PathBuf,
     last: Mutex<u64>,
+    /// The counter file, open once.
+    file: Mutex<Option<fs::File>>,
 }
 
 /// What went wrong with the counter file.
@@ -73,6 +79,7 @@ impl Sequence {
         Ok(Self {
             path,
             last: Mutex::new(last),
+            file: Mutex::new(None),
         })
     }
 
@@ -101,19 +108,47 @@ impl Sequence {
     }
 
     fn store(&self, n: u64) -> Result<(), SequenceError> {
+        use std::os::unix::fs::FileExt as _;
         let io = |source| SequenceError::Io {
             path: self.path.display().to_string(),
             source,
         };
-        let tmp = self.path.with_extension("tmp");
-        let mut f = fs::File::create(&tmp).map_err(io)?;
-        writeln!(f, "{n}").and_then(|()| f.sync_all()).map_err(io)?;
-        fs::rename(&tmp, &self.path).map_err(io)?;
-        if let Some(dir) = self.path.parent() {
-            // The rename itself must survive a power cut.
-            fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+        let mut file = self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if file.is_none() {
+            let existed = self.path.exists();
+            let f = fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(&self.path)
+                .map_err(io)?;
+            if !existed {
+                // The file's blocks, allocated once, then only ever overwritten.
+                f.write_all_at(format!("{:020}\n", 0).as_bytes(), 0)
+                    .and_then(|()| f.sync_all())
+                    .map_err(io)?;
+                if let Some(dir) = self.path.parent() {
+                    // The new file's name must survive a power cut.
+                    fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+                }
+            }
+            *file = Some(f);
         }
-        Ok(())
+        let Some(f) = file.as_ref() else {
+            return Ok(());
+        };
+        f.write_all_at(format!("{n:020}\n").as_bytes(), 0)
+            .and_then(|()| f.sync_data())
+            .map_err(|e| {
+                // Reopen next time: the handle may be what failed.
+                let err = io(e);
+                *file = None;
+                err
+            })
     }
 }
 
@@ -145,14 +180,30 @@ mod tests {
     #[test]
     fn a_counter_that_cannot_be_stored_hands_out_nothing() {
         let dir = tempfile::tempdir().expect("tmp");
-        let sub = dir.path().join("state");
-        std::fs::create_dir(&sub).expect("mkdir");
-        let s = Sequence::open(&sub).expect("open");
+        // A directory where the counter file should be: it cannot be opened for writing.
+        std::fs::create_dir(dir.path().join(SEQ_FILE)).expect("mkdir");
+        let s = Sequence {
+            path: dir.path().join(SEQ_FILE),
+            last: Mutex::new(0),
+            file: Mutex::new(None),
+        };
+        assert!(s.next().is_err(), "the counter cannot be stored");
+        assert_eq!(s.last(), 0, "the failed number was not used");
+        std::fs::remove_dir(dir.path().join(SEQ_FILE)).expect("rmdir");
         assert_eq!(s.next().expect("next"), 1);
-        std::fs::remove_dir_all(&sub).expect("rm");
-        assert!(s.next().is_err(), "the directory is gone");
-        assert_eq!(s.last(), 1, "the failed number was not used");
-        std::fs::create_dir(&sub).expect("mkdir");
-        assert_eq!(s.next().expect("next"), 2);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(SEQ_FILE)).expect("file"),
+            "00000000000000000001\n"
+        );
+    }
+
+    #[test]
+    fn a_counter_written_by_an_earlier_version_reads_and_grows() {
+        let dir = tempfile::tempdir().expect("tmp");
+        std::fs::write(dir.path().join(SEQ_FILE), "41\n").expect("write");
+        let s = Sequence::open(dir.path()).expect("open");
+        assert_eq!(s.next().expect("next"), 42);
+        drop(s);
+        assert_eq!(Sequence::open(dir.path()).expect("reopen").last(), 42);
     }
 }

@@ -83,7 +83,27 @@ async fn login(
     password: &str,
     cookie: Option<&str>,
 ) -> (StatusCode, Option<(String, String)>) {
-    let mut req = plain()
+    login_via(plain(), server, user, password, cookie).await
+}
+
+/// A login from the loopback address `from` (127.0.0.N: another machine, as the server sees it).
+async fn login_from(server: &Server, from: [u8; 4], user: &str, password: &str) -> StatusCode {
+    let c = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(std::net::IpAddr::from(from))
+        .build()
+        .expect("client");
+    login_via(c, server, user, password, None).await.0
+}
+
+async fn login_via(
+    client: reqwest::Client,
+    server: &Server,
+    user: &str,
+    password: &str,
+    cookie: Option<&str>,
+) -> (StatusCode, Option<(String, String)>) {
+    let mut req = client
         .post(format!("{}login", server.url()))
         .header("content-type", "application/x-www-form-urlencoded")
         .body(form(&[("user", user), ("password", password)]));
@@ -281,23 +301,62 @@ async fn every_route_is_private_and_scoped_to_the_users_facilities(b: Backend) {
     assert_eq!(out.status(), 303);
     assert_eq!(status(&anon, &fac(NORTE, "/gaps"), Some(&again)).await, 401);
 
-    // Lockout: five wrong passwords lock the account; then even the right one is refused.
-    for _ in 0..central_server::auth::LOCK_AFTER {
-        let (st, c) = login(&server, "leo", "not-his-password", None).await;
-        assert_eq!(st, 401);
-        assert!(c.is_none());
+    // The throttle stops the guesser, not everyone: five wrong passwords for leo from one
+    // address shut that address out of leo's account (even with the right password), while
+    // another user signs in from the same address (a site behind one NAT) and leo from his own.
+    let guesser = [127, 0, 0, 1];
+    for _ in 0..central_server::auth::PAIR_THROTTLE_AFTER {
+        assert_eq!(
+            login_from(&server, guesser, "leo", "not-his-password").await,
+            401
+        );
     }
-    let (st, c) = login(&server, "leo", pw("leo").expose(), None).await;
-    assert_eq!(st, 401, "locked");
-    assert!(c.is_none());
+    assert_eq!(
+        login_from(&server, guesser, "leo", pw("leo").expose()).await,
+        429,
+        "the guessing address is throttled on leo"
+    );
+    assert_eq!(metrics.http_refused_count("login_throttled"), 1);
+    assert_eq!(
+        login_from(&server, guesser, "tec", pw("tec").expose()).await,
+        303,
+        "another user behind the same address still signs in"
+    );
+    assert_eq!(
+        login_from(&server, [127, 0, 0, 2], "leo", pw("leo").expose()).await,
+        303,
+        "leo signs in from his own address"
+    );
+    // Guessing spread over several addresses locks the account itself.
+    let per = i64::from(central_server::auth::PAIR_THROTTLE_AFTER);
+    let mut from = 3u8;
+    let mut tried = 0;
+    while tried < central_server::auth::LOCK_AFTER {
+        for _ in 0..per.min(central_server::auth::LOCK_AFTER - tried) {
+            assert_eq!(
+                login_from(&server, [127, 0, 0, from], "leo", "not-his-password").await,
+                401
+            );
+            tried += 1;
+        }
+        from += 1;
+    }
+    assert_eq!(
+        login_from(&server, [127, 0, 0, 200], "leo", pw("leo").expose()).await,
+        401,
+        "locked"
+    );
     assert_eq!(metrics.http_refused_count("login_locked"), 1);
-    assert!(metrics.http_refused_count("login_failed") >= 5);
+    assert!(metrics.http_refused_count("login_failed") >= 25);
     users
         .set_password("leo", &pw("leo2"), "test")
         .await
         .expect("passwd");
-    let (st, _) = login(&server, "leo", pw("leo2").expose(), None).await;
-    assert_eq!(st, 303, "a new password unlocks");
+    assert_eq!(
+        login_from(&server, [127, 0, 0, 2], "leo", pw("leo2").expose()).await,
+        303,
+        "a new password unlocks"
+    );
 
     // A disabled user's session ends.
     let (_, ana) = login(&server, "ana", pw("ana").expose(), None).await;
@@ -320,8 +379,31 @@ async fn every_route_is_private_and_scoped_to_the_users_facilities(b: Backend) {
         .send()
         .await
         .expect("login");
-    assert_eq!(r.status(), 401);
+    assert_eq!(r.status(), 403);
     assert_eq!(metrics.http_refused_count("bad_origin"), 1);
+    // So is a cross-site logout, and a request for a name this server does not answer to.
+    let r = plain()
+        .post(format!("{base}logout"))
+        .header("origin", "https://evil.example")
+        .header("cookie", &tec)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(r.status(), 403, "a cross-site logout");
+    assert_eq!(metrics.http_refused_count("bad_origin"), 2);
+    assert_eq!(
+        status(&anon, &fac(NORTE, "/gaps"), Some(&tec)).await,
+        200,
+        "the cross-site logout did not end the session"
+    );
+    let r = plain()
+        .get(format!("{base}api/overview"))
+        .header("host", "evil.example")
+        .send()
+        .await
+        .expect("host");
+    assert_eq!(r.status(), 421, "a Host this server does not answer to");
+    assert_eq!(metrics.http_refused_count("bad_host"), 1);
 
     // The security log, read by the auditor.
     let (_, aud) = login(&server, "aud", pw("aud").expose(), None).await;
@@ -376,6 +458,7 @@ async fn https_serves_secure_cookies_and_plain_http_stays_on_loopback() {
             http,
             tls_cert: tls.then(|| dir.path().join("server.pem")),
             tls_key: tls.then(|| dir.path().join("server.key")),
+            hostnames: vec!["localhost".into(), "127.0.0.1".into()],
             ..ServerSection::default()
         },
         facilities: Fleet::new().facilities(),

@@ -3,6 +3,7 @@
 //! One binary: every file used to link the whole crate graph on its own.
 
 mod access;
+mod durability;
 mod hostile;
 mod national;
 mod system;

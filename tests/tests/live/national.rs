@@ -134,7 +134,7 @@ async fn the_national_overview_puts_the_worst_facility_first(b: Backend) {
             retained: false,
         })
         .collect();
-    server
+    let _committed = server
         .store
         .ingest_batch(&items, OffsetDateTime::now_utc())
         .await

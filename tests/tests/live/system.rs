@@ -369,6 +369,7 @@ async fn agent_to_api(b: Backend, broker_port: Option<u16>) {
         "patio",
         "patio",
         [125.0, 90.0],
+        server.receipt_key,
     );
     cfg.scan.bands = vec!["n78".into()];
     cfg.scan.interval_s = 0.0;
@@ -793,6 +794,7 @@ async fn agent_and_server_links_over_tls(b: Backend) {
                     client: None,
                 }),
                 receipt_timeout: Duration::from_secs(5),
+                server_keys: vec![live::test_receipt_key().public()],
             },
             status,
             outbox.clone(),
@@ -907,6 +909,7 @@ async fn agent_runs_on_a_recorded_sweep(b: Backend) {
         "replayer",
         "patio",
         [125.0, 90.0],
+        server.receipt_key,
     );
     cfg.source.spec = format!("sigmf:{}.sigmf-meta", rec.display());
     let (user, password, _) = live::login(demo::FACILITY, "replayer");

@@ -22,6 +22,7 @@ centinela_tests::on_both_databases!(
     forgeries_are_refused_counted_and_alerted_through_mosquitto,
     the_embedded_broker_refuses_anonymous_unknown_and_borrowed_identities,
     mosquitto_with_broker_config_enforces_each_sensors_rights,
+    forged_receipts_on_the_embedded_broker_erase_nothing,
 );
 
 const FAC: &str = "trust-prison";
@@ -242,6 +243,40 @@ async fn puback(o: MqttOptions, topic: String, payload: Vec<u8>) -> Result<PubAc
     .unwrap_or_else(|_| Err("no answer".into()))
 }
 
+/// A client kept connected in the background, counting how often its connection dropped.
+struct Connection {
+    drops: std::sync::Arc<std::sync::atomic::AtomicU32>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Connection {
+    fn open(o: MqttOptions) -> Self {
+        let drops = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let d = drops.clone();
+        let (c, mut el) = AsyncClient::new(o, 8);
+        let task = tokio::spawn(async move {
+            let _keep = c;
+            loop {
+                if el.poll().await.is_err() {
+                    d.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        });
+        Self { drops, task }
+    }
+
+    fn drops(&self) -> u32 {
+        self.drops.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Whether a client with these options gets a successful CONNACK within 5 s.
 async fn connects(o: MqttOptions) -> bool {
     let (_c, mut el) = AsyncClient::new(o, 8);
@@ -350,7 +385,30 @@ async fn mosquitto_with_broker_config_enforces_each_sensors_rights(b: Backend) {
     );
     let fragment = std::fs::read_to_string(broker_dir.join(central_server::credentials::CONF_FILE))
         .expect("fragment");
-    let Some(mq) = Mosquitto::start_with(&fragment) else {
+    // Mosquitto as Debian runs it: started as root, it reads its password and ACL files as its
+    // own user, which broker-config gave them to (the data directory must let it through).
+    let mq = if w.broker_group.is_some() {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711))
+            .expect("chmod");
+        for f in [
+            central_server::credentials::PASSWD_FILE,
+            central_server::credentials::ACL_FILE,
+        ] {
+            let m = std::fs::metadata(broker_dir.join(f)).expect("file");
+            assert_eq!(
+                m.mode() & 0o777,
+                0o640,
+                "{f} readable by the broker's group"
+            );
+            assert_eq!(Some(m.gid()), w.broker_group, "{f}'s group");
+        }
+        Mosquitto::start_as_its_user(&fragment)
+    } else {
+        eprintln!("no `mosquitto` group here: Mosquitto runs as this test's user");
+        Mosquitto::start_with(&fragment)
+    };
+    let Some(mq) = mq else {
         return;
     };
     let server = live::start_server(Some(mq.port), &db, "srv-acl", &fleet).await;
@@ -370,6 +428,37 @@ async fn mosquitto_with_broker_config_enforces_each_sensors_rights(b: Backend) {
         o.set_credentials(u, p.expose());
         o
     };
+    // No sensor takes over another's session or the server's: Mosquitto gives each login its
+    // user name as client id, whatever it asked for.
+    let troubles = server.metrics.session_troubles();
+    let honest_link = Connection::open(login("honest"));
+    for borrowed in [
+        "centinela-server",
+        "srv-acl",
+        &central_server::credentials::sensor_client_id(FAC, "honest"),
+    ] {
+        let mut o = login("insider");
+        o.set_client_id(borrowed.to_string());
+        assert!(
+            connects(o).await,
+            "the insider's own login, whatever id it asks for, is let in as itself"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        server.metrics.session_troubles(),
+        troubles,
+        "the server's session was taken over or lost (disconnects, no session, takeovers)\n{}",
+        mq.log()
+    );
+    assert!(server.metrics.connected(), "the server is still subscribed");
+    assert_eq!(
+        honest_link.drops(),
+        0,
+        "the honest sensor's connection was taken over\n{}",
+        mq.log()
+    );
+    drop(honest_link);
     assert!(
         !connects(MqttOptions::new("anon", "127.0.0.1", mq.port)).await,
         "anonymous"
@@ -457,4 +546,126 @@ async fn mosquitto_with_broker_config_enforces_each_sensors_rights(b: Backend) {
         "the forged close never reached the server"
     );
     server.stop().await;
+}
+
+/// Holds the database's write lock (SQLite) or the sequence table (PostgreSQL) from a connection
+/// of the test's own, so that the server cannot commit until [`Stall::release`].
+struct Stall {
+    conn: sqlx::pool::PoolConnection<sqlx::Any>,
+}
+
+impl Stall {
+    async fn start(db: &centinela_tests::testdb::TestDb) -> Self {
+        let pool = db.reader().await;
+        let mut conn = pool.acquire().await.expect("connection");
+        let sql = match db.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN; LOCK TABLE sequences IN ACCESS EXCLUSIVE MODE",
+        };
+        sqlx::raw_sql(sql).execute(&mut *conn).await.expect("lock");
+        Self { conn }
+    }
+
+    async fn release(mut self) {
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut *self.conn)
+            .await
+            .expect("unlock");
+    }
+}
+
+/// The insider of the issue: a sensor's login on the embedded broker (no topic rights) hears
+/// another sensor's events and answers each with `stored` receipts carrying the right digest,
+/// unsigned and signed with its own sensor key, while the server cannot commit. The agent
+/// keeps every event (the receipts are not the server's), counts the forgeries, and all its
+/// events are stored once when the database frees up.
+async fn forged_receipts_on_the_embedded_broker_erase_nothing(b: Backend) {
+    let dir = tempfile::tempdir().expect("dir");
+    let Some(db) = b.open(dir.path()).await else {
+        return;
+    };
+    let fleet = Fleet::new().with(FAC, &["victim", "thief"]);
+    let server = live::start_server(None, &db, "srv-receipts", &fleet).await;
+    let port = server.broker.1;
+    let stall = Stall::start(&db).await;
+    // The thief listens to the victim and forges a receipt for every event it hears.
+    let receipt_topic = protocol::receipt_topic(FAC, "victim").expect("topic");
+    let forged = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let (thief, mut el) = AsyncClient::new(live::mqtt_options(port, FAC, "thief"), 256);
+    thief
+        .subscribe(topic("victim"), QoS::AtLeastOnce)
+        .await
+        .expect("subscribe");
+    let (c, f, rt) = (thief.clone(), forged.clone(), receipt_topic.clone());
+    let thief_task = tokio::spawn(async move {
+        let own_key = test_key(FAC, "thief");
+        while let Ok(ev) = el.poll().await {
+            let Event::Incoming(Packet::Publish(p)) = ev else {
+                continue;
+            };
+            let Some(event_id) = protocol::peek_event_id(&p.payload) else {
+                continue;
+            };
+            let r = protocol::Receipt {
+                schema: protocol::RECEIPT_SCHEMA.into(),
+                facility_id: FAC.into(),
+                sensor_id: "victim".into(),
+                committed_at: time::OffsetDateTime::now_utc(),
+                items: vec![protocol::ReceiptItem {
+                    event_id,
+                    outcome: protocol::Outcome::Stored,
+                    sha256: protocol::payload_sha256(&p.payload),
+                    reason: None,
+                }],
+            };
+            let bare = serde_json::to_vec(&r).expect("json");
+            let signed = protocol::receipt::seal_receipt(&own_key, &rt, 1, &r).expect("seal");
+            for payload in [bare, signed] {
+                let c = c.clone();
+                let rt = rt.clone();
+                tokio::spawn(async move {
+                    let _ = c.publish(rt, QoS::AtLeastOnce, false, payload).await;
+                });
+            }
+            f.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut victim = live::Feeder::start(
+        &dir.path().join("outbox"),
+        port,
+        FAC,
+        "victim",
+        Duration::from_secs(3),
+    );
+    victim.push_paced(0..30).await;
+    wait_for(
+        "the thief to forge receipts for every event",
+        Duration::from_secs(15),
+        || async { forged.load(std::sync::atomic::Ordering::Relaxed) >= 30 },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        victim.outbox.len(),
+        30,
+        "forged receipts made the agent forget events the server has not committed"
+    );
+    let h = victim.status.status(protocol::SensorState::Online).health;
+    assert!(
+        h.receipts_refused >= 60,
+        "every forged receipt (bare and signed by another key) is counted: {h:?}"
+    );
+    stall.release().await;
+    wait_for(
+        "every event stored once the database frees up",
+        Duration::from_secs(60),
+        || async { victim.outbox.is_empty() },
+    )
+    .await;
+    thief_task.abort();
+    let (_, ids) = victim.finish().await;
+    server.stop().await;
+    let stored = live::stored_ids(&db, "gap").await;
+    live::assert_exactly_once(&stored, &ids, "forged receipts");
 }

@@ -36,7 +36,7 @@ fn python_jsonschema_accepts_real_messages_and_rejects_broken_ones() {
         facility_id: "f".into(),
         sensor_id: "s".into(),
         observed_at: t,
-        gap_key: "k".into(),
+        gap_key: "n78/nr/3500.0MHz".into(),
         state: GapState::Open,
         zone: "z".into(),
         band: "n78".into(),
