@@ -296,6 +296,56 @@ mod tests {
     }
 
     #[test]
+    fn only_a_receipt_the_server_signed_for_this_topic_opens() {
+        let server = SensorKey::from_seed(&[1; 32]);
+        let other = SensorKey::from_seed(&[2; 32]);
+        let r = Receipt {
+            schema: RECEIPT_SCHEMA.into(),
+            facility_id: "f".into(),
+            sensor_id: "s".into(),
+            committed_at: OffsetDateTime::from_unix_timestamp(1_790_000_000).expect("t"),
+            items: vec![ReceiptItem {
+                event_id: Uuid::nil(),
+                outcome: Outcome::Stored,
+                sha256: payload_sha256(b"x"),
+                reason: None,
+            }],
+        };
+        let topic = receipt_topic("f", "s").expect("topic");
+        let keys = [server.public()];
+        let signed = seal_receipt(&server, &topic, 7, &r).expect("seal");
+        assert_eq!(open_signed(&signed, &topic, &keys, "f", "s"), Ok(r.clone()));
+        let bare = serde_json::to_vec(&r).expect("json");
+        assert!(
+            signed.len() - bare.len() < 260,
+            "a signature costs {} bytes",
+            signed.len() - bare.len()
+        );
+        assert!(matches!(
+            open_signed(&bare, &topic, &keys, "f", "s"),
+            Err(ReceiptError::Unsigned(_))
+        ));
+        let forged = seal_receipt(&other, &topic, 7, &r).expect("seal");
+        assert!(matches!(
+            open_signed(&forged, &topic, &keys, "f", "s"),
+            Err(ReceiptError::BadSignature(_))
+        ));
+        // The server's receipt for another sensor, moved to this sensor's topic.
+        let theirs = receipt_topic("f", "t").expect("topic");
+        let mut moved = r;
+        moved.sensor_id = "t".into();
+        let moved = seal_receipt(&server, &theirs, 8, &moved).expect("seal");
+        assert!(matches!(
+            open_signed(&moved, &topic, &keys, "f", "s"),
+            Err(ReceiptError::BadSignature(_))
+        ));
+        let mut flipped = signed.clone();
+        let at = flipped.len() - 10;
+        flipped[at] ^= 1;
+        assert!(open_signed(&flipped, &topic, &keys, "f", "s").is_err());
+    }
+
+    #[test]
     fn event_ids_are_peeked_from_otherwise_bad_payloads() {
         let id = "0199a0e4-6c00-7000-8000-000000000001";
         let p = format!("{{\"event_id\":\"{id}\",\"schema\":\"nonsense\"}}");

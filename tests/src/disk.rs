@@ -24,24 +24,12 @@ impl SmallDisk {
     #[must_use]
     pub fn mount(at: &Path, mib: u32) -> Option<Self> {
         std::fs::create_dir_all(at).expect("mount point");
-        let out = Command::new("mount")
+        let r = run(Command::new("mount")
             .args(["-t", "tmpfs", "-o"])
             .arg(format!("size={mib}m,mode=0755"))
             .arg("centinela-test")
-            .arg(at)
-            .output();
-        let failed = match &out {
-            Ok(o) if o.status.success() => None,
-            Ok(o) => Some(String::from_utf8_lossy(&o.stderr).trim().to_string()),
-            Err(e) => Some(e.to_string()),
-        };
-        if let Some(why) = failed {
-            assert!(
-                std::env::var_os("CENTINELA_REQUIRE_MOUNT").is_none(),
-                "CENTINELA_REQUIRE_MOUNT is set but a tmpfs cannot be mounted at {}: {why}",
-                at.display()
-            );
-            eprintln!("SKIP: a full-disk test needs to mount a small tmpfs (run as root): {why}");
+            .arg(at));
+        if !mounted("a full-disk test needs to mount a small tmpfs", at, r) {
             return None;
         }
         Some(Self {
@@ -114,8 +102,7 @@ impl SmallDisk {
 
 impl Drop for SmallDisk {
     fn drop(&mut self) {
-        // Lazy: a server of the test may still hold a file open.
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        unmount(&self.path);
     }
 }
 
@@ -141,6 +128,24 @@ pub struct PowerCutDisk {
 pub struct AfterCut {
     /// Where it is mounted.
     pub path: PathBuf,
+}
+
+/// Whether a mount at `at` succeeded; if not, `false` with a message saying `what` needs it,
+/// or a failure when `CENTINELA_REQUIRE_MOUNT` is set (CI, as root).
+fn mounted(what: &str, at: &Path, r: Result<(), String>) -> bool {
+    let Err(why) = r else { return true };
+    assert!(
+        std::env::var_os("CENTINELA_REQUIRE_MOUNT").is_none(),
+        "CENTINELA_REQUIRE_MOUNT is set but {what} at {}: {why}",
+        at.display()
+    );
+    eprintln!("SKIP: {what} (run as root): {why}");
+    false
+}
+
+/// Unmounts `at` lazily (a process of the test may still hold a file open there).
+fn unmount(at: &Path) {
+    let _ = Command::new("umount").arg("-l").arg(at).status();
 }
 
 fn run(cmd: &mut Command) -> Result<(), String> {
@@ -174,13 +179,7 @@ impl PowerCutDisk {
                 .arg(image)
                 .arg(at))
         })();
-        if let Err(why) = made {
-            assert!(
-                std::env::var_os("CENTINELA_REQUIRE_MOUNT").is_none(),
-                "CENTINELA_REQUIRE_MOUNT is set but an ext4 image cannot be mounted at {}: {why}",
-                at.display()
-            );
-            eprintln!("SKIP: a power-cut test needs to mount an ext4 image (run as root): {why}");
+        if !mounted("a power-cut test needs to mount an ext4 image", at, made) {
             return None;
         }
         Some(Self {
@@ -208,12 +207,12 @@ impl PowerCutDisk {
 
 impl Drop for PowerCutDisk {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        unmount(&self.path);
     }
 }
 
 impl Drop for AfterCut {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+        unmount(&self.path);
     }
 }
